@@ -1,0 +1,1 @@
+"""The E2E harness engine: every behaviour lives here, typed and importable."""

@@ -1,0 +1,174 @@
+"""e2e.toml loaded into frozen, typed objects; bad keys name their path and file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from infra.names import check_dns_label, check_image_path
+
+DEFAULT_CONFIG = Path("e2e.toml")
+
+
+class ConfigError(Exception):
+    """The config file is missing, not TOML, or has a bad key or value."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Seconds = Annotated[float, Field(gt=0)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Service(_Model):
+    """One Go service: how to build its image and how to reach it."""
+
+    name: str
+    source: Path = Field(description="Go module directory, relative to the config file")
+    main: str = Field(default=".", description="Go main package inside the module")
+    image: str = Field(description="image repository, e.g. localhost/team/api")
+    containerfile: Path | None = Field(
+        default=None, description="the team's own Containerfile instead of the host go build"
+    )
+    build_args: dict[str, str] = Field(default_factory=dict)
+    port: Port = Field(default=8080, description="container port")
+    node_port: Port = Field(default=0, description="NodePort the Service publishes")
+    host_port: Port = Field(default=0, description="127.0.0.1 port; 0 picks a free one per run")
+    health_path: str = "/health"
+    ready_path: str = "/ready"
+    depends_on: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_dns_label("service", v)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if ":" in v.rsplit("/", 1)[-1] or "@" in v:
+            raise ValueError("give the repository only: the harness computes the tag")
+        return check_image_path(v)
+
+
+class Platform(_Model):
+    default: Literal["auto", "kind", "podman"] = "auto"
+    kind_config: Path = Path("kind/cluster.yaml")
+    kind_workers: Annotated[int, Field(ge=0, le=8)] = 1
+    kind_node_image: str = ""
+    kind_provider: Literal["podman", "docker"] = "podman"
+    namespace: str = "e2e"
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        return check_dns_label("namespace", v, max_len=30)
+
+
+class Timeouts(_Model):
+    command: Seconds = 120
+    build: Seconds = 300
+    cluster: Seconds = 300
+    load: Seconds = 300
+    deploy: Seconds = 60
+    ready: Seconds = 60
+    stop: Seconds = 20
+    tests: Seconds = 1200
+
+
+class Coverage(_Model):
+    dir: Path = Path("coverage")
+    mount: str = "/coverdata"
+    go_module: Path = Field(default=Path("services"), description="module the reports resolve")
+    fail_under: Annotated[float, Field(ge=0, le=100)] = 0
+
+
+class Tests(_Model):
+    path: Path = Path("e2e")
+    workers: str = "auto"
+    reruns: Annotated[int, Field(ge=0, le=5)] = 1
+    serial_marker: str = "disruptive"
+
+
+class Config(_Model):
+    """The whole of e2e.toml. Paths are resolved against the file's directory."""
+
+    root: Path = Field(default=Path("."), exclude=True)
+    source_file: Path = Field(default=DEFAULT_CONFIG, exclude=True)
+    services: tuple[Service, ...]
+    manifests: tuple[Path, ...]
+    platform: Platform = Platform()
+    timeouts: Timeouts = Timeouts()
+    coverage: Coverage = Coverage()
+    tests: Tests = Tests()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        names = [s.name for s in self.services]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"service names must be unique: {sorted(dupes)}")
+        for svc in self.services:
+            for dep in svc.depends_on:
+                if dep not in names:
+                    raise ValueError(f"service {svc.name!r} depends on unknown service {dep!r}")
+        return self
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(f"no service {name!r} in {self.source_file}; known: {self.names()}")
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.services]
+
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.root / p)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith("function-"):
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def format_errors(err: ValidationError, file: Path) -> str:
+    lines = [f"invalid config {file}:"]
+    for e in err.errors():
+        where = _key_path(tuple(e["loc"]))
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {msg}")
+    lines.append("next: fix the keys above (see README: The config file)")
+    return "\n".join(lines)
+
+
+def parse(data: dict[str, Any], file: Path) -> Config:
+    file = file.resolve()
+    try:
+        return Config.model_validate({**data, "root": file.parent, "source_file": file})
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, file)) from None
+
+
+def load(path: Path | str | None = None) -> Config:
+    file = Path(path) if path else DEFAULT_CONFIG
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} not found; next: pass --config PATH") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {file} is not valid TOML: {err}") from None
+    for reserved in ("root", "source_file"):
+        if reserved in data:
+            raise ConfigError(f"invalid config {file}:\n  {reserved}: unknown key")
+    return parse(data, file)

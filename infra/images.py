@@ -1,0 +1,102 @@
+"""Image references: the ONE place that knows podman's `localhost/` prefix.
+
+podman stores `team/api:tag` as `localhost/team/api:tag`, `podman save` keeps
+that in RepoTags and containerd in a kind node keeps it as is, so a Pod must
+reference the `localhost/...` form. Every reference the harness hands to a
+command, a manifest or a state file comes from `ImageRef.__str__`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.names import check_image_path, check_tag
+
+LOCAL_REGISTRY = "localhost"
+DIGEST_PREFIX = "sha256:"
+
+
+def _has_registry(first: str) -> bool:
+    return "." in first or ":" in first or first == LOCAL_REGISTRY
+
+
+@dataclass(frozen=True, order=True)
+class ImageRef:
+    repository: str  # always fully qualified: localhost/team/api
+    tag: str
+
+    @classmethod
+    def parse(cls, ref: str) -> ImageRef:
+        """Parse `name[:tag]`, qualifying a registry-less name with `localhost/`."""
+        name, tag = ref, "latest"
+        last = ref.rsplit("/", 1)[-1]
+        if ":" in last:
+            name, tag = ref.rsplit(":", 1)
+        return cls(qualify(name), check_tag(tag))
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def short_name(self) -> str:
+        return self.repository.rsplit("/", 1)[-1]
+
+
+def qualify(repository: str) -> str:
+    """`team/api` -> `localhost/team/api`; a name with a registry is kept as is."""
+    check_image_path(repository)
+    first = repository.split("/", 1)[0]
+    return repository if _has_registry(first) else f"{LOCAL_REGISTRY}/{repository}"
+
+
+def same_image_id(a: str, b: str) -> bool:
+    """podman prints bare hex ids, crictl `sha256:<hex>`: compare without prefix."""
+    return bool(a) and a.removeprefix(DIGEST_PREFIX) == b.removeprefix(DIGEST_PREFIX)
+
+
+BUILD_INPUT_SUFFIXES = (".go", ".mod", ".sum", ".s", ".c", ".h", ".tmpl", ".json", ".yaml")
+BUILD_INPUT_NAMES = ("Containerfile", "Dockerfile", "go.work", "go.work.sum")
+SKIP_DIRS = {".git", "bin", "testdata", "vendor-cache", "__pycache__"}
+
+
+def build_inputs(source: Path) -> list[Path]:
+    """Files whose content decides the image: Go sources and build files."""
+    files = []
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts[:-1]):
+            continue
+        if not path.is_file() or path.name.endswith("_test.go"):
+            continue
+        if path.suffix in BUILD_INPUT_SUFFIXES or path.name in BUILD_INPUT_NAMES:
+            files.append(path)
+    return files
+
+
+def content_tag(
+    source: Path,
+    *,
+    main: str,
+    build_args: Mapping[str, str],
+    coverage: bool,
+    extra: Iterable[Path] = (),
+    toolchain: str = "",
+) -> str:
+    """The tag: a hash of sources, build args, main package and coverage on/off."""
+    digest = hashlib.sha256()
+    header = {
+        "main": main,
+        "args": dict(sorted(build_args.items())),
+        "cover": coverage,
+        "go": toolchain,
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for path in [*build_inputs(source), *extra]:
+        digest.update(str(path.relative_to(source) if path.is_relative_to(source) else path).encode())
+        digest.update(b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return ("cov-" if coverage else "") + digest.hexdigest()[:16]

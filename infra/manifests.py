@@ -1,0 +1,184 @@
+"""The stack's Kubernetes YAML: loaded once, rendered with the run's image refs."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.build import ImagePlan
+from infra.config import Config
+from infra.images import ImageRef, qualify
+
+Doc = dict[str, Any]
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+class ManifestError(Exception):
+    pass
+
+
+def load_docs(config: Config) -> list[Doc]:
+    docs: list[Doc] = []
+    for rel in config.manifests:
+        path = config.path(rel)
+        try:
+            loaded = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except FileNotFoundError:
+            raise ManifestError(f"manifest {path} not found (listed in {config.source_file})") from None
+        except yaml.YAMLError as err:
+            raise ManifestError(f"manifest {path} is not valid YAML: {err}") from None
+        for doc in loaded:
+            if not isinstance(doc, dict) or "kind" not in doc or "metadata" not in doc:
+                raise ManifestError(f"manifest {path}: every document needs kind and metadata")
+            doc.setdefault("metadata", {}).setdefault("annotations", {})
+            doc["metadata"]["annotations"]["e2e-harness/source"] = str(rel)
+            docs.append(doc)
+    return docs
+
+
+def pod_spec(doc: Doc) -> Doc:
+    spec: Doc = doc["spec"]["template"]["spec"]
+    return spec
+
+
+def containers(doc: Doc) -> Iterator[Doc]:
+    if doc.get("kind") in WORKLOAD_KINDS:
+        spec = pod_spec(doc)
+        yield from spec.get("initContainers", [])
+        yield from spec.get("containers", [])
+
+
+def ident(doc: Doc) -> str:
+    return f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+@dataclass
+class Rendered:
+    """The rendered stack, and which documents each service's deploy applies."""
+
+    docs: list[Doc]
+    by_service: dict[str, list[Doc]] = field(default_factory=dict)
+    shared: list[Doc] = field(default_factory=list)
+
+    def workloads(self) -> list[Doc]:
+        return [d for d in self.docs if d["kind"] in WORKLOAD_KINDS]
+
+    def image_refs(self) -> dict[str, str]:
+        """Every image a workload references -> the workload naming it."""
+        return {c["image"]: ident(d) for d in self.workloads() for c in containers(d)}
+
+    def yaml(self) -> str:
+        return yaml.safe_dump_all(self.docs, sort_keys=False)
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _repository(image: str) -> str:
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return qualify(name.rsplit(":", 1)[0] if ":" in last else name)
+
+
+def render(
+    config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool
+) -> Rendered:
+    """Substitute the run's refs (by repository), force local pulls, add coverage."""
+    by_repo: dict[str, tuple[str, ImageRef]] = {
+        qualify(svc.image): (svc.name, plan.ref(svc.name)) for svc in config.services
+    }
+    out = copy.deepcopy(docs)
+    rendered = Rendered(out)
+    owner: dict[str, str] = {}
+    for doc in out:
+        for ctr in containers(doc):
+            match = by_repo.get(_repository(ctr["image"]))
+            if match is None:
+                continue
+            service, ref = match
+            ctr["image"] = str(ref)
+            ctr["imagePullPolicy"] = "Never"
+            owner[ident(doc)] = service
+            if coverage:
+                _add_coverage(ctr, pod_spec(doc), config.coverage.mount, service)
+    for doc in out:
+        if doc["kind"] in WORKLOAD_KINDS:
+            service = owner.get(ident(doc))
+            (rendered.by_service.setdefault(service, []) if service else rendered.shared).append(doc)
+    for doc in out:
+        if doc["kind"] in WORKLOAD_KINDS:
+            continue
+        service = _owner_of(doc, rendered)
+        (rendered.by_service.setdefault(service, []) if service else rendered.shared).append(doc)
+    for name in config.names():
+        rendered.by_service.setdefault(name, [])
+    return rendered
+
+
+def _owner_of(doc: Doc, rendered: Rendered) -> str | None:
+    """A Service belongs to the workload it selects, a ConfigMap to the one using it."""
+    for service, docs in rendered.by_service.items():
+        for wl in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
+            labels = wl["spec"]["template"]["metadata"].get("labels", {})
+            if doc["kind"] == "Service" and _matches(doc["spec"].get("selector", {}), labels):
+                return service
+            if doc["kind"] in ("ConfigMap", "Secret") and doc["metadata"]["name"] in _refs(wl):
+                return None if _shared_ref(doc, rendered) else service
+    return None
+
+
+def _refs(workload: Doc) -> set[str]:
+    names: set[str] = set()
+    spec = pod_spec(workload)
+    for ctr in containers(workload):
+        for src in ctr.get("envFrom", []):
+            for key in ("configMapRef", "secretRef"):
+                if key in src:
+                    names.add(src[key]["name"])
+        for env in ctr.get("env", []):
+            for key in ("configMapKeyRef", "secretKeyRef"):
+                ref = env.get("valueFrom", {}).get(key)
+                if ref:
+                    names.add(ref["name"])
+    for vol in spec.get("volumes", []):
+        for key, field_ in (("configMap", "name"), ("secret", "secretName")):
+            if key in vol:
+                names.add(vol[key][field_])
+    return names
+
+
+def _shared_ref(doc: Doc, rendered: Rendered) -> bool:
+    users = {
+        svc
+        for svc, docs in rendered.by_service.items()
+        for wl in docs
+        if wl["kind"] in WORKLOAD_KINDS and doc["metadata"]["name"] in _refs(wl)
+    }
+    return len(users) > 1
+
+
+COVERAGE_VOLUME = "e2e-harness-coverdata"
+
+
+def _add_coverage(ctr: Doc, spec: Doc, mount: str, service: str) -> None:
+    env = [e for e in ctr.get("env", []) if e.get("name") != "GOCOVERDIR"]
+    ctr["env"] = [*env, {"name": "GOCOVERDIR", "value": f"{mount}/{service}"}]
+    mounts = [m for m in ctr.get("volumeMounts", []) if m.get("name") != COVERAGE_VOLUME]
+    ctr["volumeMounts"] = [*mounts, {"name": COVERAGE_VOLUME, "mountPath": mount}]
+    volumes = [v for v in spec.get("volumes", []) if v.get("name") != COVERAGE_VOLUME]
+    spec["volumes"] = [
+        *volumes,
+        {"name": COVERAGE_VOLUME, "hostPath": {"path": mount, "type": "DirectoryOrCreate"}},
+    ]
+
+
+def write(rendered: Rendered, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rendered.yaml())
+    return path

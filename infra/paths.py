@@ -1,0 +1,85 @@
+"""Where a run keeps its state and writes its outputs (all gitignored)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.names import resource_name
+
+STATE_DIR = ".e2e"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+    run_id: str
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state / "runs" / self.run_id
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "state.json"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.run_dir / "kubeconfig"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.state / "build"
+
+    @property
+    def archives(self) -> Path:
+        return self.state / "archives"
+
+    @property
+    def archive(self) -> Path:
+        return self.archives / f"{resource_name(self.run_id)}.tar"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts" / self.run_id
+
+    @property
+    def diagnostics(self) -> Path:
+        return self.artifacts / "diagnostics"
+
+    @property
+    def coverage_run(self) -> Path:
+        return self.root / "coverage" / "e2e" / self.run_id
+
+    @property
+    def covdata(self) -> Path:
+        return self.coverage_run / "covdata"
+
+    @property
+    def hostpaths(self) -> Path:
+        return self.run_dir / "hostpath"
+
+
+def latest_state_pointer(root: Path) -> Path:
+    return root / STATE_DIR / "latest-state"
+
+
+def point_latest(link: Path, target: Path) -> None:
+    """Atomically repoint a symlink (concurrent runs may race on it)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def make_open_dir(path: Path) -> Path:
+    """A directory any container user can write (hostPath mounts, GOCOVERDIR)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)  # kubelet/podman create root-owned dirs; services may run as non-root
+    return path

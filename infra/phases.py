@@ -1,0 +1,140 @@
+"""Setup as a small DAG of timed phases, run on a thread pool (or one by one)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    run: Callable[[], object]
+    needs: tuple[str, ...] = ()
+
+
+@dataclass
+class Timing:
+    name: str
+    start: float
+    end: float
+    status: str  # ok | failed | skipped
+
+    @property
+    def seconds(self) -> float:
+        return round(self.end - self.start, 3)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name, "start": round(self.start, 3), "end": round(self.end, 3),
+            "seconds": self.seconds, "status": self.status,
+        }  # fmt: skip
+
+
+class PhaseFailed(Exception):
+    def __init__(self, phase: str, cause: BaseException) -> None:
+        self.phase, self.cause = phase, cause
+        super().__init__(f"phase {phase!r} failed: {cause}")
+
+
+class Reporter(Protocol):
+    def started(self, name: str, at: float) -> None: ...
+    def finished(self, timing: Timing) -> None: ...
+
+
+@dataclass
+class Timeline:
+    """Timings of one run, relative to its start (shared by setup and later steps)."""
+
+    origin: float = field(default_factory=time.monotonic)
+    timings: list[Timing] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> float:
+        return time.monotonic() - self.origin
+
+    def add(self, timing: Timing) -> None:
+        with self.lock:
+            self.timings.append(timing)
+
+
+def _check_graph(phases: Sequence[Phase]) -> None:
+    names = [p.name for p in phases]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate phase names: {names}")
+    for p in phases:
+        missing = [n for n in p.needs if n not in names]
+        if missing:
+            raise ValueError(f"phase {p.name!r} needs unknown phases {missing}")
+    done: set[str] = set()
+    pending = list(phases)
+    while pending:
+        ready = [p for p in pending if set(p.needs) <= done]
+        if not ready:
+            raise ValueError(f"cycle among phases {[p.name for p in pending]}")
+        done |= {p.name for p in ready}
+        pending = [p for p in pending if p not in ready]
+
+
+def run_phases(
+    phases: Sequence[Phase],
+    *,
+    timeline: Timeline,
+    reporter: Reporter,
+    parallel: bool = True,
+    max_workers: int = 6,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Start each phase once its needs are done; the first failure stops new starts.
+
+    Sequential mode runs the same phases in a topological order, one at a time.
+    """
+    _check_graph(phases)
+    done: set[str] = set()
+    pending = list(phases)
+    failure: PhaseFailed | None = None
+
+    def execute(phase: Phase) -> None:
+        start = timeline.now()
+        reporter.started(phase.name, start)
+        status = "failed"
+        try:
+            phase.run()
+            status = "ok"
+        finally:
+            timing = Timing(phase.name, start, timeline.now(), status)
+            timeline.add(timing)
+            reporter.finished(timing)
+
+    with ThreadPoolExecutor(max_workers=max_workers if parallel else 1) as pool:
+        running: dict[Future[None], Phase] = {}
+        while pending or running:
+            stop = failure is not None or (cancel is not None and cancel.is_set())
+            if not stop:
+                ready = [p for p in pending if set(p.needs) <= done]
+                if not parallel and running:
+                    ready = []
+                for phase in ready[: 1 if not parallel else None]:
+                    pending.remove(phase)
+                    running[pool.submit(execute, phase)] = phase
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                phase = running.pop(fut)
+                err = fut.exception()
+                if err is None:
+                    done.add(phase.name)
+                elif failure is None:
+                    failure = PhaseFailed(phase.name, err)
+        for phase in pending:
+            now = timeline.now()
+            timeline.add(Timing(phase.name, now, now, "skipped"))
+    if failure is not None:
+        raise failure
+    if cancel is not None and cancel.is_set():
+        raise KeyboardInterrupt

@@ -1,0 +1,84 @@
+"""What every platform offers the run and the E2E fixtures, and how one is chosen."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from infra.config import Config
+from infra.manifests import Doc, Rendered
+from infra.paths import RunPaths
+from infra.podman_cli import Podman
+from infra.proc import Runner
+
+
+class PlatformError(Exception):
+    """A platform step failed; the message names the object and the next step."""
+
+
+class ImageMissing(PlatformError):
+    pass
+
+
+@dataclass
+class Context:
+    config: Config
+    paths: RunPaths
+    runner: Runner
+    podman: Podman
+    coverage: bool = False
+    host_ports: Mapping[int, int] = field(default_factory=dict)  # nodePort -> 127.0.0.1 port
+    cluster: str = ""  # kind: cluster name
+    reuse: bool = False  # kind: the cluster was not ours to create or delete
+
+    @property
+    def run_id(self) -> str:
+        return self.paths.run_id
+
+    def endpoint(self, service: str) -> str:
+        svc = self.config.service(service)
+        if not svc.node_port:
+            raise PlatformError(f"service {service!r} has no node_port in {self.config.source_file}")
+        return f"http://127.0.0.1:{self.host_ports[svc.node_port]}"
+
+
+class Platform(Protocol):
+    name: str
+    ctx: Context
+
+    def create(self) -> None: ...
+    def load_images(self, refs: list[str]) -> None: ...
+    def verify_images(self, rendered: Rendered) -> None: ...
+    def deploy(self, service: str, docs: list[Doc]) -> None: ...
+    def wait_ready(self, service: str) -> None: ...
+    def restart(self, service: str) -> None: ...
+    def stop(self, service: str) -> None: ...
+    def start(self, service: str) -> None: ...
+    def logs(self, service: str) -> str: ...
+    def stop_gracefully(self) -> dict[str, str]: ...
+    def collect_diagnostics(self, into: Path) -> list[Path]: ...
+    def teardown(self) -> None: ...
+    def state(self) -> dict[str, object]: ...
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    reason: str
+
+
+def choose(requested: str, config: Config, podman: Podman) -> Choice:
+    """auto: kind when the kind binary and a usable node image are here, else podman."""
+    if requested in ("kind", "podman"):
+        return Choice(requested, "requested with --platform")
+    kind = shutil.which("kind")
+    if kind is None:
+        return Choice("podman", "auto: no kind binary on PATH")
+    image = config.platform.kind_node_image or "kindest/node"
+    found = podman("images", "--quiet", "--filter", f"reference={image}", check=False).stdout.strip()
+    if not found:
+        return Choice("podman", f"auto: kind at {kind} but no node image {image} in podman's store")
+    return Choice("kind", f"auto: kind at {kind} and node image {image} present")

@@ -1,0 +1,113 @@
+"""podman commands the harness issues, with the containers.conf it needs here."""
+
+from __future__ import annotations
+
+import json
+import resource
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.images import ImageRef
+from infra.names import LABEL
+from infra.proc import Result, Runner
+
+# Hosts with hybrid cgroups and a hard RLIMIT_NOFILE below podman's default
+# make crun/runc fail at container start; these settings make podman work there.
+CONTAINERS_CONF = """\
+# written by the e2e harness; used only for the podman commands it runs
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+"""
+PODMAN_DEFAULT_NOFILE = 1048576
+
+
+def _cgroup_v2_only() -> bool:
+    return Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
+def needs_containers_conf() -> tuple[bool, str]:
+    """Whether podman needs the harness's containers.conf here, and why."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    reasons = []
+    if hard != resource.RLIM_INFINITY and hard < PODMAN_DEFAULT_NOFILE:
+        reasons.append(f"hard RLIMIT_NOFILE {hard} < {PODMAN_DEFAULT_NOFILE}")
+    if not _cgroup_v2_only():
+        reasons.append("cgroups v1/hybrid")
+    return bool(reasons), ", ".join(reasons)
+
+
+def podman_env(state_dir: Path, mode: str = "auto") -> dict[str, str]:
+    """CONTAINERS_CONF for the harness's own podman calls (never /etc)."""
+    needed, _ = needs_containers_conf()
+    if mode == "never" or (mode == "auto" and not needed):
+        return {}
+    conf = state_dir / "containers.conf"
+    if not conf.exists() or conf.read_text() != CONTAINERS_CONF:
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(CONTAINERS_CONF)
+    return {"CONTAINERS_CONF": str(conf)}
+
+
+@dataclass
+class Podman:
+    runner: Runner
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 120
+
+    def __call__(
+        self, *args: str, timeout: float | None = None, check: bool = True, hint: str = ""
+    ) -> Result:
+        return self.runner.run(
+            ["podman", *args],
+            timeout=timeout or self.timeout,
+            env=self.env,
+            check=check,
+            hint=hint,
+        )
+
+    def image_exists(self, ref: ImageRef) -> bool:
+        return self("image", "exists", str(ref), check=False).returncode == 0
+
+    def image_id(self, ref: ImageRef) -> str:
+        return self("image", "inspect", "--format", "{{.Id}}", str(ref)).stdout.strip()
+
+    def build(
+        self,
+        ref: ImageRef,
+        context: Path,
+        containerfile: Path,
+        *,
+        build_args: Mapping[str, str],
+        labels: Mapping[str, str],
+        timeout: float,
+    ) -> Result:
+        argv = ["build", "--file", str(containerfile), "--tag", str(ref)]
+        for k, v in sorted(build_args.items()):
+            argv += ["--build-arg", f"{k}={v}"]
+        for k, v in sorted({LABEL: "true", **labels}.items()):
+            argv += ["--label", f"{k}={v}"]
+        return self(*argv, str(context), timeout=timeout, hint=f"fix the build of {ref}")
+
+    def save(self, refs: Sequence[ImageRef], archive: Path, *, timeout: float) -> Result:
+        multi = ["-m"] if len(refs) > 1 else []
+        return self(
+            "save", "--format", "docker-archive", *multi, "-o", str(archive),
+            *[str(r) for r in refs], timeout=timeout,
+        )  # fmt: skip
+
+    def json(self, *args: str) -> Any:
+        out = self(*args).stdout.strip()
+        return json.loads(out) if out else []
+
+    def containers(self, *filters: str, all_: bool = True) -> list[dict[str, Any]]:
+        argv = ["ps", "--format", "json"] + (["--all"] if all_ else [])
+        for f in filters:
+            argv += ["--filter", f]
+        result: list[dict[str, Any]] = self.json(*argv) or []
+        return result

@@ -1,0 +1,206 @@
+"""The one subprocess chokepoint: argv lists, a timeout on every call, logged."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger("infra.proc")
+
+TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class CommandError(Exception):
+    """A command failed: carries argv, exit code and the tail of its output."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, output: str, hint: str = "") -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.output_tail = tail(output)
+        self.hint = hint
+        msg = f"command failed (exit {returncode}): {shlex.join(self.argv)}"
+        if self.output_tail:
+            msg += "\n" + self.output_tail
+        if hint:
+            msg += f"\nnext: {hint}"
+        super().__init__(msg)
+
+
+class ExecutableNotFound(CommandError):
+    def __init__(self, argv: Sequence[str]) -> None:
+        super().__init__(
+            argv,
+            127,
+            f"executable not found: {argv[0]!r} is not on PATH",
+            hint=f"install {argv[0]} (see README: Prerequisites) or fix PATH",
+        )
+
+
+class CommandTimeout(CommandError):
+    def __init__(self, argv: Sequence[str], timeout: float, output: str) -> None:
+        super().__init__(
+            argv, -1, output + f"\ntimed out after {timeout:g}s", hint="see the output above"
+        )
+        self.timeout = timeout
+
+
+class Runner(Protocol):
+    """What every module that starts a process depends on (real or recording)."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | str | None = None,
+        check: bool = True,
+        capture: bool = True,
+        hint: str = "",
+    ) -> Result: ...
+
+
+def _as_text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+class SubprocessRunner:
+    """Runs commands for real. `env` entries are added to os.environ."""
+
+    def __init__(self, base_env: Mapping[str, str] | None = None) -> None:
+        self.base_env = dict(base_env or {})
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | str | None = None,
+        check: bool = True,
+        capture: bool = True,
+        hint: str = "",
+    ) -> Result:
+        if isinstance(argv, str):  # a shell string would be split wrongly: refuse it
+            raise TypeError("argv must be a list of strings, not a shell string")
+        args = tuple(str(a) for a in argv)
+        full_env = {**os.environ, **self.base_env, **(env or {})}
+        log.info("$ %s%s", shlex.join(args), f"  (cwd {cwd})" if cwd else "")
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(
+                args,
+                cwd=cwd,
+                env=full_env,
+                timeout=timeout,
+                text=True,
+                errors="replace",
+                stdin=subprocess.DEVNULL,
+                capture_output=capture,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            if cwd is not None and not Path(cwd).is_dir():
+                raise CommandError(args, 127, f"working directory {cwd} does not exist") from exc
+            raise ExecutableNotFound(args) from exc
+        except subprocess.TimeoutExpired as exc:
+            out = _as_text(exc.stdout) + _as_text(exc.stderr)
+            log.info("timed out after %.1fs: %s", timeout, args[0])
+            raise CommandTimeout(args, timeout, out) from exc
+        result = Result(
+            args, proc.returncode, proc.stdout or "", proc.stderr or "", time.monotonic() - start
+        )
+        if capture and (result.stdout or result.stderr):
+            log.debug("output of %s:\n%s%s", args[0], result.stdout, result.stderr)
+        log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])
+        if check and result.returncode != 0:
+            raise CommandError(args, result.returncode, result.stdout + result.stderr, hint)
+        return result
+
+
+Responder = Callable[[tuple[str, ...]], Result | None]
+
+
+@dataclass
+class Call:
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str | None
+    timeout: float
+
+
+@dataclass
+class RecordingRunner:
+    """Records every call; answers from scripted responders (first match wins).
+
+    Unscripted commands succeed with empty output, so a test states only what
+    matters to it and asserts on `calls`.
+    """
+
+    responders: list[Responder] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on(self, prefix: Sequence[str], stdout: str = "", returncode: int = 0) -> None:
+        want = tuple(prefix)
+
+        def responder(argv: tuple[str, ...]) -> Result | None:
+            if argv[: len(want)] == want:
+                return Result(argv, returncode, stdout, "", 0.0)
+            return None
+
+        self.responders.append(responder)
+
+    def argvs(self) -> list[tuple[str, ...]]:
+        return [c.argv for c in self.calls]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | str | None = None,
+        check: bool = True,
+        capture: bool = True,
+        hint: str = "",
+    ) -> Result:
+        if isinstance(argv, str):
+            raise TypeError("argv must be a list of strings, not a shell string")
+        args = tuple(str(a) for a in argv)
+        with self.lock:
+            self.calls.append(Call(args, dict(env or {}), str(cwd) if cwd else None, timeout))
+        result = next(
+            (r for r in (resp(args) for resp in self.responders) if r is not None),
+            Result(args, 0, "", "", 0.0),
+        )
+        if check and result.returncode != 0:
+            raise CommandError(args, result.returncode, result.stdout + result.stderr, hint)
+        return result

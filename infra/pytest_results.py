@@ -1,0 +1,33 @@
+"""pytest plugin: records every test's outcomes (reruns included) as JSON lines.
+
+Loaded by the harness with `-p infra.pytest_results`; with xdist the
+controller sees every worker's reports, so one file holds the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+
+RESULTS_ENV = "E2E_RESULTS_FILE"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    path = os.environ.get(RESULTS_ENV)
+    if not path or os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the xdist controller records the workers' reports
+    outcome = report.outcome
+    if report.when != "call" and outcome == "passed":
+        return
+    record: dict[str, Any] = {
+        "nodeid": report.nodeid,
+        "when": report.when,
+        "outcome": outcome,
+        "duration": round(report.duration, 3),
+        "message": str(report.longrepr).splitlines()[-1][:500] if report.failed and report.longrepr else "",
+    }
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")

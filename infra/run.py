@@ -1,0 +1,285 @@
+"""One run: setup, pytest e2e/, [coverage], diagnostics on failure, teardown or keep."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from infra import config as config_mod, diagnostics, ports, state, testrun
+from infra.build import go_version, plan_images
+from infra.config import Config, ConfigError
+from infra.console import PhaseReporter, phase_table, say
+from infra.names import new_run_id, resource_name
+from infra.paths import RunPaths, point_latest
+from infra.phases import PhaseFailed, Timeline, Timing
+from infra.platform import Context, choose
+from infra.proc import SubprocessRunner
+from infra.stack import Stack, bring_up, make_platform, make_podman, render_stack
+
+log = logging.getLogger("infra.run")
+
+EXIT_OK, EXIT_TESTS, EXIT_USAGE, EXIT_INFRA, EXIT_COVERAGE, EXIT_INTERRUPTED = 0, 1, 2, 4, 6, 130
+KEEP_ENV = "E2E_KEEP_ON_FAILURE"
+
+
+@dataclass(frozen=True)
+class Options:
+    config: str | None = None
+    platform: str | None = None
+    keep: bool = False
+    reuse: str = ""
+    sequential: bool = False
+    coverage: bool = False
+    fail_under: float | None = None
+    pytest_args: tuple[str, ...] = ()
+    run_tests: bool = True
+    force_build: bool = False
+    root: Path | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+@contextmanager
+def interruptible(cancel: threading.Event) -> Iterator[None]:
+    """SIGTERM acts like Ctrl-C; a second signal exits at once (cleanup finds the rest)."""
+    count = 0
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal count
+        count += 1
+        cancel.set()
+        if count > 1:
+            sys.stderr.write("\ninterrupted twice: exiting now; `nox -s cleanup` removes what is left\n")
+            os._exit(EXIT_INTERRUPTED)
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _setup_logging(paths: RunPaths) -> logging.Handler:
+    paths.artifacts.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(paths.artifacts / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    return handler
+
+
+def e2e(opts: Options) -> int:
+    try:
+        cfg = config_mod.load(opts.config)
+    except ConfigError as err:
+        say(str(err))
+        return EXIT_USAGE
+    return Run(cfg, opts).execute()
+
+
+class Run:
+    def __init__(self, cfg: Config, opts: Options) -> None:
+        self.cfg, self.opts = cfg, opts
+        self.paths = RunPaths((opts.root or cfg.root).resolve(), new_run_id())
+        self.timeline = Timeline()
+        self.cancel = threading.Event()
+        self.runner = SubprocessRunner()
+        self.podman = make_podman(cfg, self.runner, self.paths.root)
+        self.stack: Stack | None = None
+        self.platform_name = ""
+        self.failure: BaseException | None = None
+        self.kind_of_failure = ""  # infrastructure | tests | coverage | interrupted
+        self.tests: testrun.TestOutcome | None = None
+
+    def timed(self, name: str) -> _Timed:
+        return _Timed(self.timeline, name)
+
+    def execute(self) -> int:
+        handler = _setup_logging(self.paths)
+        point_latest(self.paths.root / "artifacts" / "latest", Path(self.paths.run_id))
+        say(f"run {self.paths.run_id}: artifacts in {self.paths.artifacts}")
+        code = EXIT_INFRA
+        try:
+            with interruptible(self.cancel):
+                try:
+                    code = self._main()
+                except Interrupted as sig:
+                    self.failure, self.kind_of_failure = sig, "interrupted"
+                    say(f"interrupted ({sig}): tearing down what this run created")
+                    code = EXIT_INTERRUPTED
+                finally:
+                    self._finish()
+        finally:
+            logging.getLogger().removeHandler(handler)
+        return code
+
+    def _main(self) -> int:
+        cfg, opts = self.cfg, self.opts
+        choice = choose(opts.platform or cfg.platform.default, cfg, self.podman)
+        self.platform_name = choice.name
+        say(f"platform: {choice.name} ({choice.reason})")
+        try:
+            with self.timed("plan"):
+                host_ports = ports.allocate(cfg)
+                plan = plan_images(cfg, coverage=opts.coverage, toolchain=go_version(self.runner))
+                rendered = render_stack(cfg, plan, opts.coverage)
+            for name, ref in plan.refs.items():
+                say(f"image {name}: {ref}")
+            ctx = Context(
+                config=cfg, paths=self.paths, runner=self.runner, podman=self.podman,
+                coverage=opts.coverage, host_ports=host_ports,
+                cluster=opts.reuse or resource_name(self.paths.run_id), reuse=bool(opts.reuse),
+            )  # fmt: skip
+            platform = make_platform(choice.name, ctx)
+            self.stack = Stack(cfg, self.paths, platform, plan, rendered)
+            (self.paths.artifacts / "manifests.rendered.yaml").write_text(rendered.yaml())
+            with PhaseReporter() as reporter:
+                bring_up(
+                    self.stack, runner=self.runner, podman=self.podman, timeline=self.timeline,
+                    reporter=reporter, parallel=not opts.sequential, cancel=self.cancel,
+                    force_build=opts.force_build,
+                )  # fmt: skip
+        except (PhaseFailed, ports.PortBusy, Exception) as err:
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            self.failure, self.kind_of_failure = err, "infrastructure"
+            say(f"SETUP FAILED: {err}")
+            return EXIT_INFRA
+        state_file = state.write(self.paths, self.stack.state())
+        for name, url in self.stack.endpoints().items():
+            say(f"endpoint {name}: {url}")
+        if not opts.run_tests:
+            return EXIT_OK
+        with self.timed("tests"):
+            self.tests = testrun.run_suite(
+                cfg, self.runner, state_file=state_file, artifacts=self.paths.artifacts,
+                extra=opts.pytest_args,
+            )  # fmt: skip
+        code = self.tests.exit_code
+        if code not in (0, testrun.NO_TESTS):
+            self.kind_of_failure = "tests"
+        if opts.coverage:
+            code = self._coverage(code)
+        return code
+
+    def _coverage(self, code: int) -> int:
+        from infra import gocoverage
+
+        assert self.stack is not None
+        try:
+            with self.timed("coverage"):
+                report = gocoverage.collect_run(self.stack, self.runner)
+        except gocoverage.CoverageError as err:
+            self.failure, self.kind_of_failure = err, "coverage"
+            say(f"COVERAGE FAILED: {err}")
+            return code or EXIT_COVERAGE
+        say(gocoverage.describe(report))
+        threshold = self.opts.fail_under if self.opts.fail_under is not None else self.cfg.coverage.fail_under
+        if threshold and report.total_percent < threshold:
+            say(f"COVERAGE FAILED: total E2E coverage {report.total_percent:.1f}% is below --fail-under {threshold:g}%")
+            self.kind_of_failure = self.kind_of_failure or "coverage"
+            return code or EXIT_COVERAGE
+        return code
+
+    def _finish(self) -> None:
+        failed = bool(self.kind_of_failure)
+        if failed:
+            self._diagnostics()  # before anything is removed
+        keep = self.opts.keep or not self.opts.run_tests or (failed and os.environ.get(KEEP_ENV) == "1")
+        if self.stack is not None and keep:
+            self._print_kept()
+        elif self.stack is not None:
+            with self.timed("teardown"):
+                try:
+                    self.stack.platform.teardown()
+                except Exception as err:  # noqa: BLE001 - report; cleanup finishes it
+                    say(f"teardown failed: {err}; next: nox -s cleanup")
+        self.paths.archive.unlink(missing_ok=True)
+        self._write_timings()
+        self._write_summary()
+
+    def _diagnostics(self) -> None:
+        platform = self.stack.platform if self.stack else None
+        with self.timed("diagnostics"):
+            where = diagnostics.collect(
+                self.paths.diagnostics, config=self.cfg, platform=platform,
+                rendered=self.stack.rendered if self.stack else None,
+                timeline=self.timeline, error=self.failure,
+            )  # fmt: skip
+        say(f"diagnostics: {where}")
+
+    def _print_kept(self) -> None:
+        assert self.stack is not None
+        say(f"kept the stack of run {self.paths.run_id} ({self.stack.platform.name}):")
+        for name, url in self.stack.endpoints().items():
+            say(f"  {name}: {url}")
+        say(f"  run the suite:  E2E_STATE_FILE={self.paths.state_file} pytest {self.cfg.tests.path}")
+        if self.stack.platform.name == "kind":
+            say(f"  inspect:        kubectl --kubeconfig {self.paths.kubeconfig} get pods -A")
+        else:
+            say(f"  inspect:        podman ps --filter label=io.e2e-harness.run={self.paths.run_id}")
+        say(f"  remove it:      inv down --run-id {self.paths.run_id}")
+
+    def _write_timings(self) -> None:
+        total = self.timeline.now()
+        data = {
+            "run_id": self.paths.run_id,
+            "platform": self.platform_name,
+            "mode": "sequential" if self.opts.sequential else "parallel",
+            "coverage": self.opts.coverage,
+            "built": self.stack.built if self.stack else {},
+            "phases": [t.as_dict() for t in sorted(self.timeline.timings, key=lambda t: t.start)],
+            "total_seconds": round(total, 3),
+        }
+        (self.paths.artifacts / "timings.json").write_text(json.dumps(data, indent=2))
+        phase_table(self.timeline.timings, total)
+
+    def _write_summary(self) -> None:
+        lines = [f"# E2E run {self.paths.run_id}", "", f"- platform: {self.platform_name or 'not chosen'}"]
+        if self.kind_of_failure == "infrastructure":
+            lines += ["- result: **INFRASTRUCTURE FAILURE** (setup never finished; no test ran)",
+                      f"- error: `{str(self.failure).splitlines()[0] if self.failure else ''}`",
+                      f"- diagnostics: {self.paths.diagnostics}"]  # fmt: skip
+        elif self.kind_of_failure == "interrupted":
+            lines += ["- result: **INTERRUPTED**"]
+        t = self.tests
+        if t is not None:
+            verdict = "passed" if not t.failed else "TESTS FAILED"
+            lines += [f"- result: {verdict}: {len(t.passed)} passed, {len(t.flaky)} flaky, "
+                      f"{len(t.failed)} failed, {len(t.skipped)} skipped"]  # fmt: skip
+            lines += [f"- **flaky** (failed, then passed on rerun): `{n}`" for n in t.flaky]
+            lines += [f"- **failed** (failed twice): `{n}`: {m}" for n, m in t.failed]
+        if self.kind_of_failure == "coverage":
+            lines += [f"- result: **COVERAGE FAILURE**: {self.failure or 'below threshold'}"]
+        text = "\n".join(lines) + "\n"
+        (self.paths.artifacts / "summary.md").write_text(text)
+        say("")
+        say(text.rstrip())
+        say(f"artifacts: {self.paths.artifacts}")
+
+
+class _Timed:
+    def __init__(self, timeline: Timeline, name: str) -> None:
+        self.timeline, self.name, self.start = timeline, name, 0.0
+
+    def __enter__(self) -> _Timed:
+        self.start = self.timeline.now()
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        status = "ok" if exc_type is None else "failed"
+        self.timeline.add(Timing(self.name, self.start, self.timeline.now(), status))

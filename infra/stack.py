@@ -1,0 +1,163 @@
+"""A run's stack: its context, its platform, and the setup DAG that brings it up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra import build, config as config_mod, manifests, waits
+from infra.build import ImagePlan
+from infra.config import Config
+from infra.manifests import Rendered
+from infra.names import resource_name
+from infra.paths import RunPaths
+from infra.phases import Phase, Reporter, Timeline, run_phases
+from infra.platform import Context, Platform
+from infra.podman_cli import Podman, podman_env
+from infra.proc import Runner, SubprocessRunner
+from infra.state import RunState
+
+log = logging.getLogger("infra.stack")
+
+
+def make_podman(config: Config, runner: Runner, root: Path) -> Podman:
+    return Podman(runner, podman_env(root / ".e2e"), timeout=config.timeouts.command)
+
+
+def make_platform(name: str, ctx: Context) -> Platform:
+    if name == "podman":
+        from infra.platform_podman import PodmanPlatform
+
+        return PodmanPlatform(ctx)
+    from infra.platform_kind import KindPlatform
+
+    return KindPlatform(ctx)
+
+
+@dataclass
+class Stack:
+    """Everything one run set up, in the order it was set up."""
+
+    config: Config
+    paths: RunPaths
+    platform: Platform
+    plan: ImagePlan
+    rendered: Rendered
+    built: dict[str, bool] = field(default_factory=dict)
+
+    def endpoints(self) -> dict[str, str]:
+        return {s.name: self.platform.ctx.endpoint(s.name) for s in self.config.services if s.node_port}
+
+    def state(self) -> dict[str, Any]:
+        ctx = self.platform.ctx
+        return {
+            "run_id": self.paths.run_id,
+            "platform": self.platform.name,
+            "root": str(self.paths.root),
+            "config": str(self.config.source_file),
+            "endpoints": self.endpoints(),
+            "images": {k: str(v) for k, v in self.plan.refs.items()},
+            "coverage": ctx.coverage,
+            "host_ports": {str(k): v for k, v in ctx.host_ports.items()},
+            "kubeconfig": str(self.paths.kubeconfig) if self.platform.name == "kind" else None,
+            "cluster": ctx.cluster or None,
+            "reuse": ctx.reuse,
+            "namespace": _namespace(self.config, self.paths.run_id),
+            "artifacts": str(self.paths.artifacts),
+            "platform_state": self.platform.state(),
+        }
+
+
+def _namespace(config: Config, run_id: str) -> str:
+    return resource_name(run_id, config.platform.namespace)
+
+
+def setup_phases(stack: Stack, *, runner: Runner, podman: Podman, force_build: bool = False) -> list[Phase]:
+    """cluster and builds start together; deploy X waits for its image and its deps."""
+    cfg, plat, plan = stack.config, stack.platform, stack.plan
+    kind = plat.name == "kind"
+
+    def builder(name: str) -> Phase:
+        def run() -> None:
+            outcome = build.build_image(
+                cfg, cfg.service(name), plan.ref(name), coverage=plan.coverage,
+                runner=runner, podman=podman, build_root=stack.paths.build_dir.resolve(),
+                force=force_build,
+            )  # fmt: skip
+            stack.built[name] = outcome.built
+
+        return Phase(f"build:{name}", run)
+
+    phases = [Phase("cluster", plat.create), *[builder(s.name) for s in cfg.services]]
+    if kind:
+        phases.append(Phase("load", lambda: plat.load_images([str(r) for r in plan.all()]),
+                            ("cluster", *[f"build:{s.name}" for s in cfg.services])))  # fmt: skip
+    if stack.rendered.shared:
+        phases.append(Phase("deploy:shared", lambda: plat.deploy("", stack.rendered.shared), ("cluster",)))
+
+    def deployer(name: str) -> Phase:
+        docs = stack.rendered.by_service.get(name, [])
+
+        def run() -> None:
+            plat.verify_images(Rendered(docs))
+            plat.deploy(name, docs)
+
+        needs = ["cluster", f"build:{name}", *(["load"] if kind else [])]
+        needs += ["deploy:shared"] if stack.rendered.shared else []
+        needs += [f"ready:{dep}" for dep in cfg.service(name).depends_on]
+        return Phase(f"deploy:{name}", run, tuple(needs))
+
+    def waiter(name: str) -> Phase:
+        def run() -> None:
+            plat.wait_ready(name)
+            svc = cfg.service(name)
+            if svc.node_port and svc.ready_path:
+                url = plat.ctx.endpoint(name) + svc.ready_path
+                waits.wait_http(url, timeout=cfg.timeouts.ready,
+                                what=f"service {name} at {url}", hint=f"inspect the logs of {name}")  # fmt: skip
+
+        return Phase(f"ready:{name}", run, (f"deploy:{name}",))
+
+    phases += [deployer(s.name) for s in cfg.services]
+    phases += [waiter(s.name) for s in cfg.services]
+    return phases
+
+
+def bring_up(
+    stack: Stack, *, runner: Runner, podman: Podman, timeline: Timeline, reporter: Reporter,
+    parallel: bool, cancel: threading.Event | None = None, force_build: bool = False,
+) -> None:  # fmt: skip
+    phases = setup_phases(stack, runner=runner, podman=podman, force_build=force_build)
+    run_phases(phases, timeline=timeline, reporter=reporter, parallel=parallel, cancel=cancel)
+
+
+def platform_from_state(state: RunState, runner: Runner | None = None) -> Platform:
+    """Rebuild the platform handle of a running stack (E2E fixtures, `inv down`)."""
+    data = state.data
+    cfg = config_mod.load(data["config"])
+    runner = runner or SubprocessRunner()
+    root = Path(data["root"])
+    ctx = Context(
+        config=cfg,
+        paths=RunPaths(root, data["run_id"]),
+        runner=runner,
+        podman=make_podman(cfg, runner, root),
+        coverage=bool(data.get("coverage")),
+        host_ports={int(k): int(v) for k, v in data.get("host_ports", {}).items()},
+        cluster=data.get("cluster") or "",
+        reuse=bool(data.get("reuse")),
+    )
+    if data["platform"] == "podman":
+        from infra.platform_podman import PodmanPlatform
+
+        return PodmanPlatform.from_state(ctx, data["platform_state"])
+    from infra.platform_kind import KindPlatform
+
+    return KindPlatform.from_state(ctx, data["platform_state"])
+
+
+def render_stack(cfg: Config, plan: ImagePlan, coverage: bool) -> Rendered:
+    return manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=coverage)

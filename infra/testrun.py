@@ -1,0 +1,108 @@
+"""pytest e2e/: parallel first, the serial (disruptive) group after, then a summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.config import Config
+from infra.proc import Runner
+from infra.pytest_results import RESULTS_ENV
+from infra.state import STATE_ENV
+
+NO_TESTS = 5  # pytest's "no tests collected"
+
+
+@dataclass
+class TestOutcome:
+    exit_code: int
+    passed: list[str] = field(default_factory=list)
+    flaky: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def pytest_argv(
+    config: Config, *, junit: Path, marker: str, workers: str, reruns: int, extra: Sequence[str]
+) -> list[str]:
+    argv = [sys.executable, "-m", "pytest", str(config.path(config.tests.path)),
+            "-p", "infra.pytest_results", "-m", marker, f"--junitxml={junit}",
+            "-o", "junit_family=xunit2", "-p", "no:cacheprovider"]  # fmt: skip
+    if workers not in ("0", ""):
+        argv += ["-n", workers]
+    else:
+        argv += ["-p", "no:xdist"]
+    if reruns:
+        argv += ["--reruns", str(reruns)]
+    return argv + list(extra)
+
+
+def run_suite(
+    config: Config, runner: Runner, *, state_file: Path, artifacts: Path, extra: Sequence[str]
+) -> TestOutcome:
+    """Parallel tests, then the serial group in one worker; exit code is the worse."""
+    results = artifacts / "results.jsonl"
+    results.unlink(missing_ok=True)
+    env = {STATE_ENV: str(state_file), RESULTS_ENV: str(results)}
+    serial = config.tests.serial_marker
+    user_sets_workers = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in extra)
+    user_sets_marker = "-m" in extra
+    runs = [
+        ("junit-parallel.xml", f"not {serial}", config.tests.workers),
+        ("junit-serial.xml", serial, "0"),
+    ]
+    if user_sets_marker:
+        runs = [("junit-parallel.xml", "", config.tests.workers)]
+    codes = []
+    for junit_name, marker, workers in runs:
+        argv = pytest_argv(
+            config, junit=artifacts / junit_name, marker=marker,
+            workers="" if user_sets_workers else workers, reruns=config.tests.reruns, extra=extra,
+        )  # fmt: skip
+        if not marker:
+            argv = [a for a in argv if a not in ("-m", "")]
+        res = runner.run(argv, timeout=config.timeouts.tests, env=env, cwd=config.root,
+                         check=False, capture=False)  # fmt: skip
+        codes.append(res.returncode)
+    merge_junit([artifacts / name for name, _, _ in runs], artifacts / "junit.xml")
+    outcome = classify(results)
+    real = [c for c in codes if c != NO_TESTS]
+    outcome.exit_code = max(real) if real else NO_TESTS
+    return outcome
+
+
+def classify(results: Path) -> TestOutcome:
+    """flaky: failed, then passed on rerun; failed: failed every time."""
+    seen: dict[str, list[dict[str, str]]] = {}
+    if results.exists():
+        for line in results.read_text().splitlines():
+            rec = json.loads(line)
+            seen.setdefault(rec["nodeid"], []).append(rec)
+    out = TestOutcome(0)
+    for nodeid, recs in seen.items():
+        outcomes = [r["outcome"] for r in recs]
+        final = outcomes[-1]
+        if final == "passed":
+            (out.flaky if "rerun" in outcomes else out.passed).append(nodeid)
+        elif final == "skipped":
+            out.skipped.append(nodeid)
+        elif final in ("failed", "error"):
+            msg = next((r["message"] for r in reversed(recs) if r.get("message")), "")
+            out.failed.append((nodeid, msg))
+    return out
+
+
+def merge_junit(parts: Sequence[Path], target: Path) -> None:
+    root = ET.Element("testsuites")
+    for part in parts:
+        if not part.exists():
+            continue
+        tree = ET.parse(part).getroot()
+        suites = [tree] if tree.tag == "testsuite" else list(tree)
+        root.extend(suites)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(target, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,89 @@
+"""Every wait has a deadline and, when it gives up, says what it saw last."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import requests
+
+T = TypeVar("T")
+
+
+class WaitTimeout(Exception):
+    def __init__(self, what: str, timeout: float, last: str, hint: str = "") -> None:
+        self.what, self.timeout, self.last = what, timeout, last
+        msg = f"gave up after {timeout:g}s waiting for {what}; last seen: {last}"
+        super().__init__(msg + (f"\nnext: {hint}" if hint else ""))
+
+
+class Fatal(Exception):
+    """Raised by a probe when waiting longer cannot help (e.g. ErrImageNeverPull)."""
+
+
+@dataclass
+class Observation(Generic[T]):
+    done: bool
+    seen: str
+    value: T | None = None
+
+
+def poll(
+    what: str,
+    probe: Callable[[], Observation[T]],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    hint: str = "",
+    cancel: threading.Event | None = None,
+) -> T | None:
+    """Call probe until it reports done; Fatal from the probe ends the wait at once."""
+    deadline = time.monotonic() + timeout
+    last = "nothing yet"
+    while True:
+        obs = probe()
+        last = obs.seen
+        if obs.done:
+            return obs.value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(what, timeout, last, hint)
+        if cancel is not None and cancel.wait(min(interval, remaining)):
+            raise WaitTimeout(what, timeout, f"cancelled; {last}", hint)
+        if cancel is None:
+            time.sleep(min(interval, remaining))
+
+
+def http_probe(
+    session: requests.Session, url: str, expect: int = 200, request_timeout: float = 2.0
+) -> Callable[[], Observation[requests.Response]]:
+    def probe() -> Observation[requests.Response]:
+        try:
+            resp = session.get(url, timeout=request_timeout)
+        except requests.RequestException as err:
+            return Observation(False, f"{type(err).__name__}: {err}"[:300])
+        return Observation(resp.status_code == expect, f"HTTP {resp.status_code} {resp.text[:200]!r}", resp)
+
+    return probe
+
+
+def wait_http(
+    url: str, *, timeout: float, expect: int = 200, what: str = "", hint: str = "",
+    extra_check: Callable[[], None] | None = None,
+) -> requests.Response:  # fmt: skip
+    """GET url until it answers `expect`; extra_check may raise Fatal to stop early."""
+    with requests.Session() as session:
+        base = http_probe(session, url, expect)
+
+        def probe() -> Observation[requests.Response]:
+            obs = base()
+            if not obs.done and extra_check is not None:
+                extra_check()
+            return obs
+
+        resp = poll(what or f"{url} to answer {expect}", probe, timeout=timeout, hint=hint)
+        assert resp is not None
+        return resp

@@ -1,0 +1,3 @@
+module example.com/e2e-services
+
+go 1.22
