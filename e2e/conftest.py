@@ -6,6 +6,7 @@ that `inv up` (or --keep) left running.
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -16,9 +17,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infra import state as run_state  # noqa: E402
-from infra.platform import Platform  # noqa: E402
-from infra.stack import platform_from_state  # noqa: E402
+from infra import state as run_state
+from infra.platform import Platform
+from infra.stack import platform_from_state
 
 REQUEST_TIMEOUT = 10
 
@@ -76,3 +77,9 @@ def http() -> Iterator[Http]:
 def namespace(request: pytest.FixtureRequest) -> str:
     """A namespace value of this test's own, so parallel tests never share dedup state."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def correlation_id(request: pytest.FixtureRequest) -> str:
+    """A correlation id of this test's own (valid: [A-Za-z0-9._-], <= 128 chars)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"e2e-{request.node.name[:40]}-{uuid.uuid4().hex[:12]}")

@@ -20,8 +20,12 @@ def test_datastore_health(http, datastore_url):
 
 
 def test_alert_is_created(http, gateway_url, namespace):
-    alert = {"version": "4", "status": "firing", "receiver": "e2e",
-             "alerts": [{"status": "firing", "labels": {"alertname": "Smoke", "namespace": namespace}}]}
+    alert = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "e2e",
+        "alerts": [{"status": "firing", "labels": {"alertname": "Smoke", "namespace": namespace}}],
+    }
     resp = http.post(f"{gateway_url}/api/v1/signals/alertmanager", json=alert)
     assert resp.status_code == 201, resp.text
     assert resp.json()["signals"][0]["status"] == "created"

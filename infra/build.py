@@ -94,7 +94,7 @@ def build_image(
     if svc.containerfile:
         args = dict(svc.build_args)
         if coverage:
-            args["GOFLAGS"] = (args.get("GOFLAGS", "") + " -cover").strip()
+            args["GOFLAGS"] = " ".join([args.get("GOFLAGS", ""), *COVER_FLAGS]).strip()
         podman.build(
             ref, source, config.path(svc.containerfile),
             build_args=args, labels=labels, timeout=timeout,

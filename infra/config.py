@@ -166,6 +166,8 @@ def load(path: Path | str | None = None) -> Config:
         data = tomllib.loads(file.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {file} not found; next: pass --config PATH") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {file} cannot be read: {err}; next: pass --config PATH") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {file} is not valid TOML: {err}") from None
     for reserved in ("root", "source_file"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from infra.build import go_version, plan_images
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
 from infra.names import new_run_id, resource_name
-from infra.paths import RunPaths, point_latest
+from infra.paths import RunPaths, make_open_dir, point_latest
 from infra.phases import PhaseFailed, Timeline, Timing
 from infra.platform import Context, choose
 from infra.proc import SubprocessRunner
@@ -144,6 +145,9 @@ class Run:
                 coverage=opts.coverage, host_ports=host_ports,
                 cluster=opts.reuse or resource_name(self.paths.run_id), reuse=bool(opts.reuse),
             )  # fmt: skip
+            if opts.coverage:  # GOCOVERDIR must exist and be writable before the binaries start
+                for svc in cfg.services:
+                    make_open_dir(self.paths.covdata / svc.name)
             platform = make_platform(choice.name, ctx)
             self.stack = Stack(cfg, self.paths, platform, plan, rendered)
             (self.paths.artifacts / "manifests.rendered.yaml").write_text(rendered.yaml())
@@ -208,6 +212,8 @@ class Run:
                     self.stack.platform.teardown()
                 except Exception as err:  # noqa: BLE001 - report; cleanup finishes it
                     say(f"teardown failed: {err}; next: nox -s cleanup")
+                else:  # the run dir holds state, kubeconfig and hostPath dirs
+                    shutil.rmtree(self.paths.run_dir, ignore_errors=True)
         self.paths.archive.unlink(missing_ok=True)
         self._write_timings()
         self._write_summary()

@@ -30,12 +30,14 @@ def pytest_argv(
     config: Config, *, junit: Path, marker: str, workers: str, reruns: int, extra: Sequence[str]
 ) -> list[str]:
     argv = [sys.executable, "-m", "pytest", str(config.path(config.tests.path)),
-            "-p", "infra.pytest_results", "-m", marker, f"--junitxml={junit}",
+            "-p", "infra.pytest_results", f"--junitxml={junit}",
             "-o", "junit_family=xunit2", "-p", "no:cacheprovider"]  # fmt: skip
-    if workers not in ("0", ""):
-        argv += ["-n", workers]
-    else:
+    if marker:
+        argv += ["-m", marker]
+    if workers == "0":
         argv += ["-p", "no:xdist"]
+    elif workers:  # "" leaves -n to the user's own arguments
+        argv += ["-n", workers]
     if reruns:
         argv += ["--reruns", str(reruns)]
     return argv + list(extra)
@@ -49,30 +51,45 @@ def run_suite(
     results.unlink(missing_ok=True)
     env = {STATE_ENV: str(state_file), RESULTS_ENV: str(results)}
     serial = config.tests.serial_marker
-    user_sets_workers = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in extra)
-    user_sets_marker = "-m" in extra
+    user_workers = _has_workers(extra)
+    parallel_workers = "" if user_workers else config.tests.workers
     runs = [
-        ("junit-parallel.xml", f"not {serial}", config.tests.workers),
-        ("junit-serial.xml", serial, "0"),
+        ("junit-parallel.xml", f"not {serial}", parallel_workers, list(extra)),
+        ("junit-serial.xml", serial, "0", _without_workers(extra)),
     ]
-    if user_sets_marker:
-        runs = [("junit-parallel.xml", "", config.tests.workers)]
+    if "-m" in extra:  # the user's marker replaces the harness's split
+        runs = [("junit-parallel.xml", "", parallel_workers, list(extra))]
     codes = []
-    for junit_name, marker, workers in runs:
+    for junit_name, marker, workers, args in runs:
         argv = pytest_argv(
-            config, junit=artifacts / junit_name, marker=marker,
-            workers="" if user_sets_workers else workers, reruns=config.tests.reruns, extra=extra,
+            config, junit=artifacts / junit_name, marker=marker, workers=workers,
+            reruns=config.tests.reruns, extra=args,
         )  # fmt: skip
-        if not marker:
-            argv = [a for a in argv if a not in ("-m", "")]
         res = runner.run(argv, timeout=config.timeouts.tests, env=env, cwd=config.root,
                          check=False, capture=False)  # fmt: skip
         codes.append(res.returncode)
-    merge_junit([artifacts / name for name, _, _ in runs], artifacts / "junit.xml")
+    merge_junit([artifacts / run[0] for run in runs], artifacts / "junit.xml")
     outcome = classify(results)
     real = [c for c in codes if c != NO_TESTS]
     outcome.exit_code = max(real) if real else NO_TESTS
     return outcome
+
+
+def _has_workers(args: Sequence[str]) -> bool:
+    return any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
+
+
+def _without_workers(args: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("-n", "--numprocesses"):
+            skip = True
+        elif not a.startswith(("-n", "--numprocesses=")):
+            out.append(a)
+    return out
 
 
 def classify(results: Path) -> TestOutcome:

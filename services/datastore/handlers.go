@@ -50,7 +50,7 @@ func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
 	httpkit.WriteReady(w, true, map[string]string{"data_dir": "writable"})
 }
 
-// eventRequest is the POST body; Payload stays raw so it is stored verbatim.
+// eventRequest is the POST body; Payload stays raw JSON (only compacted on store).
 type eventRequest struct {
 	EventID       string          `json:"event_id"`
 	CorrelationID string          `json:"correlation_id"`

@@ -58,10 +58,12 @@ func TestOutboxFlushStopsAtFirstRetryableFailure(t *testing.T) {
 }
 
 func TestOutboxFlushIsBoundedByContext(t *testing.T) {
+	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done() // a datastore that hangs
+		<-release // a datastore that hangs until the test ends
 	}))
 	defer srv.Close()
+	defer close(release)
 	o := newBareOutbox(srv.URL)
 	o.enqueue(auditEvent{EventID: "a"})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)

@@ -1,0 +1,168 @@
+"""Go coverage from the running services: graceful stop, check, text/func/HTML reports.
+
+Counters are written only when a -cover binary's main returns (or os.Exit
+runs): a killed pod writes none, so every service's counters are checked and
+a missing one is an error that names the service, never a silent 0%.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.console import say
+from infra.proc import Runner
+from infra.stack import Stack
+
+TOTAL = re.compile(r"^total:\s+\(statements\)\s+([\d.]+)%", re.MULTILINE)
+GO_TIMEOUT = 600
+
+
+class CoverageError(Exception):
+    pass
+
+
+@dataclass
+class CoverageReport:
+    out_dir: Path
+    services: dict[str, float] = field(default_factory=dict)
+    total_percent: float = 0.0
+    unit_percent: float | None = None
+    merged_percent: float | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def _go(runner: Runner, module: Path, *args: str) -> str:
+    return runner.run(["go", *args], timeout=GO_TIMEOUT, cwd=module).stdout
+
+
+def func_total(func_txt: str) -> float:
+    match = TOTAL.search(func_txt)
+    if not match:
+        raise CoverageError(f"no 'total:' line in `go tool cover -func` output:\n{func_txt[-500:]}")
+    return float(match.group(1))
+
+
+def check_counters(service_dirs: Mapping[str, Path], stops: Mapping[str, str] | None = None) -> None:
+    """Every service must have written counters; name the ones that did not."""
+    missing = []
+    for name, path in sorted(service_dirs.items()):
+        if not any(path.glob("covcounters.*")):
+            how = (stops or {}).get(name, "")
+            missing.append(
+                f"service {name!r} wrote no coverage counters to {path}"
+                + (f" (stop: {how})" if how else "")
+                + ": it was killed instead of stopped (SIGKILL, OOM, grace period too short), "
+                "did not return from main on SIGTERM, or GOCOVERDIR was not writable"
+            )
+    if missing:
+        raise CoverageError("\n".join(missing) + "\nnext: check the service's logs in the diagnostics")
+
+
+def build_reports(
+    service_dirs: Mapping[str, Path], out_dir: Path, module: Path, runner: Runner, *, unit: bool = True
+) -> CoverageReport:
+    """coverage.txt, func.txt, index.html, per-service percent, unit and merged figures."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    module = module.resolve()
+    report = CoverageReport(out_dir)
+    dirs = {n: p.resolve() for n, p in service_dirs.items()}
+    for name, path in sorted(dirs.items()):
+        txt = out_dir / f"{name}.coverage.txt"
+        _go(runner, module, "tool", "covdata", "textfmt", f"-i={path}", f"-o={txt}")
+        report.services[name] = func_total(_go(runner, module, "tool", "cover", f"-func={txt}"))
+        pct = _go(runner, module, "tool", "covdata", "percent", f"-i={path}")
+        (out_dir / f"{name}.percent.txt").write_text(pct)
+    joined = ",".join(str(p) for p in dirs.values())
+    report.total_percent = _text_func_html(runner, module, joined, out_dir, "")
+    if unit:
+        unit_dir = out_dir / "unit-covdata"
+        shutil.rmtree(unit_dir, ignore_errors=True)
+        unit_dir.mkdir(parents=True)
+        runner.run(
+            ["go", "test", "-count=1", "-cover", "-covermode=atomic", "-coverpkg=./...", "./...",
+             "-args", f"-test.gocoverdir={unit_dir.resolve()}"],
+            timeout=GO_TIMEOUT, cwd=module, hint="the unit tests of the services fail: run `go test ./...`",
+        )  # fmt: skip
+        report.unit_percent = _text_func_html(runner, module, str(unit_dir.resolve()), out_dir, "unit.")
+        merged = out_dir / "merged-covdata"
+        shutil.rmtree(merged, ignore_errors=True)
+        merged.mkdir(parents=True)
+        _go(runner, module, "tool", "covdata", "merge", f"-i={unit_dir.resolve()},{joined}", f"-o={merged.resolve()}")
+        report.merged_percent = _text_func_html(runner, module, str(merged.resolve()), out_dir, "merged.")
+    report.files = sorted(p for p in out_dir.iterdir() if p.is_file())
+    return report
+
+
+def _text_func_html(runner: Runner, module: Path, inputs: str, out_dir: Path, prefix: str) -> float:
+    txt, func, html = (out_dir / f"{prefix}{n}" for n in ("coverage.txt", "func.txt", "index.html"))
+    _go(runner, module, "tool", "covdata", "textfmt", f"-i={inputs}", f"-o={txt}")
+    func_out = _go(runner, module, "tool", "cover", f"-func={txt}")
+    func.write_text(func_out)
+    _go(runner, module, "tool", "cover", f"-html={txt}", "-o", str(html))
+    return func_total(func_out)
+
+
+def write_summary(report: CoverageReport, run_id: str) -> Path:
+    data = {
+        "run_id": run_id,
+        "services": {n: {"percent": p} for n, p in sorted(report.services.items())},
+        "total_percent": report.total_percent,
+        "unit_percent": report.unit_percent,
+        "merged_percent": report.merged_percent,
+    }
+    path = report.out_dir / "summary.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def describe(report: CoverageReport) -> str:
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:5.1f}%"
+
+    lines = ["Go coverage (statements):", f"  {'':<12} {'e2e':>7} {'unit':>7} {'combined':>9}"]
+    lines.append(f"  {'total':<12} {fmt(report.total_percent):>7} {fmt(report.unit_percent):>7} "
+                 f"{fmt(report.merged_percent):>9}")  # fmt: skip
+    lines += [f"  {name:<12} {fmt(pct):>7}" for name, pct in sorted(report.services.items())]
+    lines.append(f"  reports: {report.out_dir}/index.html (e2e), merged.index.html, unit.index.html")
+    return "\n".join(lines)
+
+
+def collect_run(stack: Stack, runner: Runner) -> CoverageReport:
+    """Stop gracefully, check counters, build reports per run and as coverage/e2e/ latest."""
+    stops = stack.platform.stop_gracefully()
+    covdata = stack.paths.covdata
+    dirs = {s.name: covdata / s.name for s in stack.config.services}
+    check_counters(dirs, stops)
+    cfg = stack.config
+    report = build_reports(dirs, stack.paths.coverage_run, cfg.path(cfg.coverage.go_module), runner)
+    write_summary(report, stack.paths.run_id)
+    publish_latest(report.out_dir, report.out_dir.parent)
+    return report
+
+
+def publish_latest(run_dir: Path, e2e_dir: Path) -> None:
+    """Copy a run's report files to coverage/e2e/ (the newest run's reports)."""
+    for path in run_dir.iterdir():
+        if path.is_file():
+            shutil.copy2(path, e2e_dir / path.name)
+
+
+def report_from_dir(input_dir: Path, out_dir: Path, module: Path, runner: Runner, run_id: str) -> CoverageReport:
+    """`inv coverage-report --input DIR`: per-service subdirs, or covdata files directly."""
+    if not input_dir.is_dir():
+        raise CoverageError(f"--input {input_dir} is not a directory")
+    subdirs = {p.name: p for p in sorted(input_dir.iterdir()) if p.is_dir() and any(p.glob("covmeta.*"))}
+    if not subdirs and any(input_dir.glob("covmeta.*")):
+        subdirs = {input_dir.name: input_dir}
+    if not subdirs:
+        raise CoverageError(f"no covdata (covmeta.* files) under {input_dir}; next: point --input at a run's covdata")
+    check_counters(subdirs)
+    report = build_reports(subdirs, out_dir, module, runner)
+    write_summary(report, run_id)
+    say(describe(report))
+    return report

@@ -1,0 +1,83 @@
+"""The Kubernetes API calls the kind platform makes (no kubectl shell-outs).
+
+One small adapter so the kind platform can be tested with a recording fake:
+the real one talks to the run's own kubeconfig, never ~/.kube/config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Protocol
+
+FIELD_MANAGER = "e2e-harness"
+
+
+class KubeApi(Protocol):
+    def ensure_namespace(self, name: str, labels: dict[str, str]) -> None: ...
+    def delete_namespace(self, name: str) -> None: ...
+    def apply(self, doc: dict[str, Any], namespace: str) -> None: ...
+    def deployment(self, name: str, namespace: str) -> dict[str, Any]: ...
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+    def pod_log(self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None) -> str: ...
+    def scale(self, name: str, namespace: str, replicas: int) -> None: ...
+    def restart(self, name: str, namespace: str) -> None: ...
+    def events(self, namespace: str) -> list[dict[str, Any]]: ...
+
+
+class RealKubeApi:
+    def __init__(self, kubeconfig: Path) -> None:
+        from kubernetes import client, config, dynamic
+
+        self._api = config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+        self._core = client.CoreV1Api(self._api)
+        self._apps = client.AppsV1Api(self._api)
+        self._dyn = dynamic.DynamicClient(self._api)
+
+    def _dict(self, obj: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._api.sanitize_for_serialization(obj)
+        return result
+
+    def ensure_namespace(self, name: str, labels: dict[str, str]) -> None:
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+        self.apply(body, "")
+
+    def delete_namespace(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._core.delete_namespace(name)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def apply(self, doc: dict[str, Any], namespace: str) -> None:
+        res = self._dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        self._dyn.server_side_apply(
+            res, body=doc, namespace=namespace or None,
+            field_manager=FIELD_MANAGER, force_conflicts=True,
+        )  # fmt: skip
+
+    def deployment(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._dict(self._apps.read_namespaced_deployment(name, namespace))
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        items = self._core.list_namespaced_pod(namespace, label_selector=selector).items
+        return [self._dict(p) for p in items]
+
+    def pod_log(self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None) -> str:
+        kwargs: dict[str, Any] = {"previous": previous}
+        if tail:
+            kwargs["tail_lines"] = tail
+        return str(self._core.read_namespaced_pod_log(name, namespace, **kwargs))
+
+    def scale(self, name: str, namespace: str, replicas: int) -> None:
+        self._apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+
+    def restart(self, name: str, namespace: str) -> None:
+        now = dt.datetime.now(dt.UTC).isoformat()
+        patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}}
+        self._apps.patch_namespaced_deployment(name, namespace, patch)
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        return [self._dict(e) for e in self._core.list_namespaced_event(namespace).items]

@@ -1,0 +1,59 @@
+"""nox sessions: thin adapters that run the harness inside the session's venv."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+nox.options.error_on_external_run = False
+
+REQUIREMENTS = "requirements.txt"
+DEV_REQUIREMENTS = "requirements-dev.txt"
+
+
+def _harness(session: nox.Session, *args: str) -> None:
+    session.install("-r", REQUIREMENTS)
+    session.run("python", "-m", "infra", *args, *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Build images, bring the stack up, run e2e/, tear down (args: --platform, --keep, ... -- pytest args)."""
+    _harness(session, "e2e")
+
+
+@nox.session
+def e2e_coverage(session: nox.Session) -> None:
+    """The e2e run with -cover binaries, then text, func and HTML Go coverage reports."""
+    _harness(session, "e2e", "--coverage")
+
+
+@nox.session
+def cleanup(session: nox.Session) -> None:
+    """Remove what earlier runs left: stale kind clusters, podman containers, networks, images, archives."""
+    _harness(session, "cleanup")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Time setup cold/warm and parallel/sequential on podman; writes artifacts/bench.json."""
+    _harness(session, "bench")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The harness's own tests (pytest with coverage of infra/) and go test of the services."""
+    session.install("-r", DEV_REQUIREMENTS)
+    with session.chdir("services"):
+        session.run("go", "test", "-count=1", "./...", external=True)
+    session.run("pytest", "tests", "--cov=infra", "--cov-report=term-missing:skip-covered", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and format check, and mypy --strict on infra/."""
+    session.install("-r", DEV_REQUIREMENTS)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "infra")

@@ -1,0 +1,44 @@
+"""Shared fixtures of the harness's unit tests (no podman, no network)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import config as config_mod
+from infra.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+REPO_CONFIG = REPO / "e2e.toml"
+RUN_ID = "20260101-000000-abcd"
+
+
+def repo_config_data() -> dict[str, Any]:
+    """The repository's e2e.toml as a plain dict (a fresh copy each call)."""
+    return copy.deepcopy(tomllib.loads(REPO_CONFIG.read_text()))
+
+
+@pytest.fixture
+def repo_cfg() -> Config:
+    return config_mod.load(REPO_CONFIG)
+
+
+@pytest.fixture
+def make_cfg() -> Callable[..., Config]:
+    """The repo config with some sections overridden, still rooted at the repo.
+
+    make_cfg(platform={"kind_workers": 2}, timeouts={"ready": 3})
+    """
+
+    def make(**sections: dict[str, Any]) -> Config:
+        data = repo_config_data()
+        for name, values in sections.items():
+            data.setdefault(name, {}).update(values)
+        return config_mod.parse(data, REPO_CONFIG)
+
+    return make

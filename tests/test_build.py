@@ -1,0 +1,185 @@
+"""infra.build: exact argv of go build, podman build and podman save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra import build
+from infra.build import BuildOutcome, ImagePlan, build_image, go_build_argv, plan_images, save_images
+from infra.config import Config
+from infra.config import parse as parse_config
+from infra.images import ImageRef, content_tag
+from infra.podman_cli import Podman
+from infra.proc import CommandError, RecordingRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES = REPO / "services"
+LABELS_OFF = ["--label", "io.e2e-harness.coverage=false", "--label", "io.e2e-harness.managed=true"]
+LABELS_ON = ["--label", "io.e2e-harness.coverage=true", "--label", "io.e2e-harness.managed=true"]
+
+
+def missing_images_runner() -> RecordingRunner:
+    runner = RecordingRunner()
+    runner.on(["podman", "image", "exists"], returncode=1)
+    return runner
+
+
+def test_plan_images_qualifies_and_tags_from_content(repo_cfg: Config) -> None:
+    plan = plan_images(repo_cfg, coverage=False, toolchain="go1.22.5")
+    tag = content_tag(SERVICES, main="./gateway", build_args={}, coverage=False, toolchain="go1.22.5")
+    assert plan.ref("gateway") == ImageRef("localhost/e2e-harness/gateway", tag)
+    assert plan.ref("datastore").repository == "localhost/e2e-harness/datastore"
+    assert [str(r) for r in plan.all()] == [str(plan.ref("datastore")), str(plan.ref("gateway"))]
+    cov = plan_images(repo_cfg, coverage=True, toolchain="go1.22.5")
+    assert cov.coverage and cov.ref("gateway").tag.startswith("cov-")
+
+
+def test_go_version_asks_go(repo_cfg: Config) -> None:
+    runner = RecordingRunner()
+    runner.on(["go", "env", "GOVERSION"], stdout="go1.22.5\n")
+    assert build.go_version(runner) == "go1.22.5"
+    assert runner.argvs() == [("go", "env", "GOVERSION")]
+
+
+def test_go_build_argv(repo_cfg: Config, tmp_path: Path) -> None:
+    svc = repo_cfg.service("gateway")
+    assert go_build_argv(svc, tmp_path / "app", coverage=False) == [
+        "go", "build", "-trimpath", "-o", str(tmp_path / "app"), "./gateway",
+    ]  # fmt: skip
+    assert go_build_argv(svc, tmp_path / "app", coverage=True) == [
+        "go", "build", "-trimpath", "-cover", "-covermode=atomic", "-coverpkg=./...",
+        "-o", str(tmp_path / "app"), "./gateway",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("coverage", [False, True])
+def test_build_image_runs_go_build_then_podman_build(
+    repo_cfg: Config, tmp_path: Path, coverage: bool
+) -> None:
+    runner = missing_images_runner()
+    podman = Podman(runner, env={"CONTAINERS_CONF": "/x/containers.conf"})
+    ref = ImageRef(
+        "localhost/e2e-harness/gateway", "cov-0123456789abcdef" if coverage else "0123456789abcdef"
+    )
+    root = tmp_path / "build"
+    outcome = build_image(repo_cfg, repo_cfg.service("gateway"), ref, coverage=coverage,
+                          runner=runner, podman=podman, build_root=root)  # fmt: skip
+    assert outcome == BuildOutcome("gateway", ref, built=True)
+    ctx = root / f"gateway-{ref.tag}"
+    cover = ["-cover", "-covermode=atomic", "-coverpkg=./..."] if coverage else []
+    labels = LABELS_ON if coverage else LABELS_OFF
+    assert runner.argvs() == [
+        ("podman", "image", "exists", str(ref)),
+        ("go", "build", "-trimpath", *cover, "-o", str(ctx / "app"), "./gateway"),
+        ("podman", "build", "--file", str(ctx / "Containerfile"), "--tag", str(ref),
+         *labels, "--label", "io.e2e-harness.service=gateway", str(ctx)),
+    ]  # fmt: skip
+    go = runner.calls[1]
+    assert go.cwd == str(SERVICES)
+    assert go.env["CGO_ENABLED"] == "0"
+    assert go.env == {"CGO_ENABLED": "0", "GOOS": "linux"}
+    assert go.timeout == repo_cfg.timeouts.build
+    assert runner.calls[2].env == {"CONTAINERS_CONF": "/x/containers.conf"}
+    assert runner.calls[2].timeout == repo_cfg.timeouts.build
+    assert not ctx.exists()  # the build context is temporary
+
+
+def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = RecordingRunner()  # `podman image exists` answers 0
+    ref = ImageRef("localhost/e2e-harness/datastore", "abc")
+    outcome = build_image(repo_cfg, repo_cfg.service("datastore"), ref, coverage=False,
+                          runner=runner, podman=Podman(runner), build_root=tmp_path)  # fmt: skip
+    assert outcome.built is False
+    assert runner.argvs() == [("podman", "image", "exists", "localhost/e2e-harness/datastore:abc")]
+
+
+def test_force_builds_without_asking(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    ref = ImageRef("localhost/e2e-harness/datastore", "abc")
+    build_image(repo_cfg, repo_cfg.service("datastore"), ref, coverage=False, runner=runner,
+                podman=Podman(runner), build_root=tmp_path, force=True)  # fmt: skip
+    assert [a[:2] for a in runner.argvs()] == [("go", "build"), ("podman", "build")]
+
+
+def test_failed_go_build_names_the_service_and_builds_no_image(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = missing_images_runner()
+    runner.on(["go", "build"], stdout="main.go:3: syntax error", returncode=1)
+    ref = ImageRef("localhost/e2e-harness/gateway", "abc")
+    with pytest.raises(CommandError) as info:
+        build_image(repo_cfg, repo_cfg.service("gateway"), ref, coverage=False, runner=runner,
+                    podman=Podman(runner), build_root=tmp_path / "b")  # fmt: skip
+    assert "fix the Go build of service 'gateway'" in str(info.value)
+    assert "syntax error" in str(info.value)
+    assert not any(a[:2] == ("podman", "build") for a in runner.argvs())
+    assert not (tmp_path / "b" / "gateway-abc").exists()
+
+
+def containerfile_config(tmp_path: Path, build_args: dict[str, str]) -> Config:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.go").write_text("package main\nfunc main() {}\n")
+    (tmp_path / "src" / "Containerfile").write_text("FROM golang AS b\n")
+    data = {
+        "manifests": ["m.yaml"],
+        "services": [{"name": "api", "source": "src", "image": "team/api",
+                      "containerfile": "src/Containerfile", "build_args": build_args}],
+    }  # fmt: skip
+    return parse_config(data, tmp_path / "e2e.toml")
+
+
+@pytest.mark.parametrize(
+    ("coverage", "build_args", "expected"),
+    [
+        (True, {"VERSION": "1"}, ["--build-arg", "GOFLAGS=-cover -covermode=atomic -coverpkg=./...", "--build-arg", "VERSION=1"]),
+        (False, {"VERSION": "1"}, ["--build-arg", "VERSION=1"]),
+        (True, {"GOFLAGS": "-mod=vendor"}, ["--build-arg", "GOFLAGS=-mod=vendor -cover -covermode=atomic -coverpkg=./..."]),
+    ],
+)
+def test_containerfile_service_is_built_by_podman_with_cover_goflags(
+    tmp_path: Path, coverage: bool, build_args: dict[str, str], expected: list[str]
+) -> None:
+    cfg = containerfile_config(tmp_path, build_args)
+    runner = missing_images_runner()
+    ref = ImageRef("localhost/team/api", "t1")
+    outcome = build_image(cfg, cfg.service("api"), ref, coverage=coverage, runner=runner,
+                          podman=Podman(runner), build_root=tmp_path / "b")  # fmt: skip
+    assert outcome.built
+    src = tmp_path.resolve() / "src"
+    labels = LABELS_ON if coverage else LABELS_OFF
+    assert runner.argvs() == [
+        ("podman", "image", "exists", "localhost/team/api:t1"),
+        ("podman", "build", "--file", str(src / "Containerfile"), "--tag", "localhost/team/api:t1",
+         *expected, *labels, "--label", "io.e2e-harness.service=api", str(src)),
+    ]  # fmt: skip
+
+
+def test_save_images_one_archive_with_m_for_several_refs(tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    archive = tmp_path / "archives" / "run.tar"
+    refs = [ImageRef.parse("e2e-harness/datastore:t1"), ImageRef.parse("localhost/e2e-harness/gateway:t2")]
+    assert save_images(Podman(runner), refs, archive, timeout=77) == archive
+    assert archive.parent.is_dir()
+    assert runner.argvs() == [
+        ("podman", "save", "--format", "docker-archive", "-m", "-o", str(archive),
+         "localhost/e2e-harness/datastore:t1", "localhost/e2e-harness/gateway:t2"),
+    ]  # fmt: skip
+    assert runner.calls[0].timeout == 77
+
+
+def test_save_images_one_ref_has_no_m_and_replaces_an_old_archive(tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    archive = tmp_path / "run.tar"
+    archive.write_text("stale")
+    save_images(Podman(runner), [ImageRef.parse("team/api:1")], archive, timeout=5)
+    assert not archive.exists()  # the stale archive was removed before the save
+    assert runner.argvs() == [
+        ("podman", "save", "--format", "docker-archive", "-o", str(archive), "localhost/team/api:1"),
+    ]
+
+
+def test_image_plan_lookup() -> None:
+    plan = ImagePlan({"b": ImageRef.parse("x/b:1"), "a": ImageRef.parse("x/a:1")}, coverage=False)
+    assert [str(r) for r in plan.all()] == ["localhost/x/a:1", "localhost/x/b:1"]
+    with pytest.raises(KeyError):
+        plan.ref("c")

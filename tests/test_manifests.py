@@ -1,0 +1,213 @@
+"""infra.manifests: refs substituted by repository (localhost/ kept), coverage added."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra import manifests
+from infra.build import ImagePlan
+from infra.config import Config
+from infra.config import parse as parse_config
+from infra.images import ImageRef
+from infra.manifests import COVERAGE_VOLUME, ManifestError, load_docs, render
+
+DS = ImageRef("localhost/e2e-harness/datastore", "cov-1111111111111111")
+GW = ImageRef("localhost/e2e-harness/gateway", "cov-2222222222222222")
+PLAN = ImagePlan({"datastore": DS, "gateway": GW}, coverage=True)
+
+
+def by_ident(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {manifests.ident(d): d for d in docs}
+
+
+def container(doc: dict[str, Any]) -> dict[str, Any]:
+    ctrs: list[dict[str, Any]] = doc["spec"]["template"]["spec"]["containers"]
+    assert len(ctrs) == 1
+    return ctrs[0]
+
+
+def test_load_docs_reads_every_manifest_and_notes_its_source(repo_cfg: Config) -> None:
+    docs = load_docs(repo_cfg)
+    assert [manifests.ident(d) for d in docs] == [
+        "ConfigMap/datastore-config", "Deployment/datastore", "Service/datastore",
+        "ConfigMap/gateway-config", "Deployment/gateway", "Service/gateway",
+    ]  # fmt: skip
+    assert docs[0]["metadata"]["annotations"]["e2e-harness/source"] == "manifests/datastore.yaml"
+
+
+def test_render_substitutes_the_runs_refs_and_keeps_localhost(repo_cfg: Config) -> None:
+    docs = load_docs(repo_cfg)
+    original = copy.deepcopy(docs)
+    rendered = render(repo_cfg, docs, PLAN, coverage=False)
+    assert docs == original  # the loaded docs are not mutated
+    d = by_ident(rendered.docs)
+    for name, ref in (("datastore", DS), ("gateway", GW)):
+        ctr = container(d[f"Deployment/{name}"])
+        assert ctr["image"] == str(ref)
+        assert ctr["image"].startswith("localhost/e2e-harness/")
+        assert ctr["imagePullPolicy"] == "Never"
+        assert "GOCOVERDIR" not in [e["name"] for e in ctr.get("env", [])]
+        assert COVERAGE_VOLUME not in [
+            v["name"] for v in d[f"Deployment/{name}"]["spec"]["template"]["spec"].get("volumes", [])
+        ]
+    assert rendered.image_refs() == {str(DS): "Deployment/datastore", str(GW): "Deployment/gateway"}
+    assert f"image: {DS}" in rendered.yaml()
+
+
+def test_render_with_coverage_adds_gocoverdir_and_the_hostpath_volume(repo_cfg: Config) -> None:
+    rendered = render(repo_cfg, load_docs(repo_cfg), PLAN, coverage=True)
+    d = by_ident(rendered.docs)
+    for name in ("datastore", "gateway"):
+        spec = d[f"Deployment/{name}"]["spec"]["template"]["spec"]
+        ctr = container(d[f"Deployment/{name}"])
+        assert {"name": "GOCOVERDIR", "value": f"/coverdata/{name}"} in ctr["env"]
+        assert {"name": COVERAGE_VOLUME, "mountPath": "/coverdata"} in ctr["volumeMounts"]
+        assert {
+            "name": COVERAGE_VOLUME,
+            "hostPath": {"path": "/coverdata", "type": "DirectoryOrCreate"},
+        } in spec["volumes"]
+    ds_spec = d["Deployment/datastore"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in ds_spec["volumes"]] == ["data", COVERAGE_VOLUME]  # existing volume kept
+    assert [m["name"] for m in container(d["Deployment/datastore"])["volumeMounts"]] == [
+        "data",
+        COVERAGE_VOLUME,
+    ]
+    # rendering twice does not duplicate the coverage additions
+    again = render(repo_cfg, rendered.docs, PLAN, coverage=True)
+    ctr = container(by_ident(again.docs)["Deployment/gateway"])
+    assert [e["name"] for e in ctr["env"]].count("GOCOVERDIR") == 1
+    assert [m["name"] for m in ctr["volumeMounts"]].count(COVERAGE_VOLUME) == 1
+
+
+def test_render_groups_documents_per_service(repo_cfg: Config) -> None:
+    rendered = render(repo_cfg, load_docs(repo_cfg), PLAN, coverage=False)
+    groups = {svc: sorted(manifests.ident(d) for d in docs) for svc, docs in rendered.by_service.items()}
+    assert groups == {
+        "datastore": ["ConfigMap/datastore-config", "Deployment/datastore", "Service/datastore"],
+        "gateway": ["ConfigMap/gateway-config", "Deployment/gateway", "Service/gateway"],
+    }
+    assert rendered.shared == []
+    assert len(rendered.workloads()) == 2
+
+
+STACK = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: common}
+data: {A: "1"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      initContainers:
+        - {name: migrate, image: "team/api:dev"}
+      containers:
+        - name: api
+          image: "team/api:dev"
+          imagePullPolicy: Always
+          envFrom: [{configMapRef: {name: common}}]
+        - name: sidecar
+          image: docker.io/library/busybox:1.36
+          imagePullPolicy: IfNotPresent
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: worker}
+spec:
+  selector: {matchLabels: {app: worker}}
+  template:
+    metadata: {labels: {app: worker}}
+    spec:
+      containers:
+        - name: worker
+          image: localhost/team/worker@sha256:0123
+          env:
+            - name: A
+              valueFrom: {configMapKeyRef: {name: common, key: A}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec: {selector: {app: api}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: external}
+spec: {type: ExternalName, externalName: example.invalid}
+"""
+
+
+def team_config(tmp_path: Path, text: str = STACK) -> Config:
+    (tmp_path / "stack.yaml").write_text(text)
+    data = {
+        "manifests": ["stack.yaml"],
+        "services": [
+            {"name": "api", "source": ".", "image": "team/api"},
+            {"name": "worker", "source": ".", "image": "localhost/team/worker"},
+        ],
+    }
+    return parse_config(data, tmp_path / "e2e.toml")
+
+
+def test_render_by_repository_with_or_without_localhost_and_leaves_others(tmp_path: Path) -> None:
+    cfg = team_config(tmp_path)
+    plan = ImagePlan(
+        {"api": ImageRef.parse("team/api:t1"), "worker": ImageRef.parse("team/worker:t2")}, False
+    )
+    rendered = render(cfg, load_docs(cfg), plan, coverage=True)
+    d = by_ident(rendered.docs)
+    spec = d["Deployment/api"]["spec"]["template"]["spec"]
+    assert spec["initContainers"][0]["image"] == "localhost/team/api:t1"
+    api, sidecar = spec["containers"]
+    assert (api["image"], api["imagePullPolicy"]) == ("localhost/team/api:t1", "Never")
+    assert {"name": "GOCOVERDIR", "value": "/coverdata/api"} in api["env"]
+    # a third-party image is not touched
+    assert sidecar == {
+        "name": "sidecar",
+        "image": "docker.io/library/busybox:1.36",
+        "imagePullPolicy": "IfNotPresent",
+    }
+    assert container(d["Deployment/worker"])["image"] == "localhost/team/worker:t2"  # digest replaced
+    groups = {svc: sorted(manifests.ident(x) for x in docs) for svc, docs in rendered.by_service.items()}
+    assert groups == {"api": ["Deployment/api", "Service/api"], "worker": ["Deployment/worker"]}
+    # a ConfigMap used by two services and an unowned Service are shared
+    assert sorted(manifests.ident(x) for x in rendered.shared) == ["ConfigMap/common", "Service/external"]
+
+
+def test_services_without_documents_still_get_an_empty_group(tmp_path: Path) -> None:
+    cfg = team_config(tmp_path, STACK.split("---")[0])
+    plan = ImagePlan(
+        {"api": ImageRef.parse("team/api:t1"), "worker": ImageRef.parse("team/worker:t2")}, False
+    )
+    rendered = render(cfg, load_docs(cfg), plan, coverage=False)
+    assert rendered.by_service == {"api": [], "worker": []}
+    assert [manifests.ident(x) for x in rendered.shared] == ["ConfigMap/common"]
+
+
+def test_load_docs_errors_name_the_manifest(tmp_path: Path) -> None:
+    cfg = team_config(tmp_path)
+    (tmp_path / "stack.yaml").unlink()
+    with pytest.raises(ManifestError, match=r"manifest .*stack\.yaml not found \(listed in .*e2e\.toml\)"):
+        load_docs(cfg)
+    (tmp_path / "stack.yaml").write_text("kind: [unclosed\n")
+    with pytest.raises(ManifestError, match=r"stack\.yaml is not valid YAML"):
+        load_docs(cfg)
+    (tmp_path / "stack.yaml").write_text("apiVersion: v1\ndata: {}\n")
+    with pytest.raises(ManifestError, match="every document needs kind and metadata"):
+        load_docs(cfg)
+
+
+def test_write(tmp_path: Path, repo_cfg: Config) -> None:
+    rendered = render(repo_cfg, load_docs(repo_cfg), PLAN, coverage=False)
+    out = manifests.write(rendered, tmp_path / "a" / "rendered.yaml")
+    assert list(yaml.safe_load_all(out.read_text())) == rendered.docs

@@ -1,0 +1,479 @@
+"""infra.platform_kind through a RecordingRunner and a fake KubeApi (no cluster)."""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra import waits
+from infra.build import ImagePlan
+from infra.config import Config
+from infra.images import ImageRef
+from infra.manifests import Rendered, load_docs, render
+from infra.names import LABEL, RUN_LABEL
+from infra.paths import RunPaths
+from infra.platform import Context, ImageMissing, PlatformError
+from infra.platform_kind import KindPlatform
+from infra.podman_cli import Podman
+from infra.proc import RecordingRunner, Result
+
+RUN_ID = "20260101-000000-abcd"
+CLUSTER = f"e2eh-{RUN_ID}"
+NAMESPACE = f"e2eh-{RUN_ID}-e2e"
+PROVIDER_ENV = {"KIND_EXPERIMENTAL_PROVIDER": "podman"}
+HOST_PORTS = {30080: 41080, 30081: 41081}
+DS = "localhost/e2e-harness/datastore:t1"
+GW = "localhost/e2e-harness/gateway:t2"
+
+
+class FakeKube:
+    """Records every KubeApi call; deployments/pods/logs are scripted per test."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.deployment_status: Callable[[str], dict[str, Any]] = lambda name: READY
+        self.pod_list: list[dict[str, Any]] = []
+        self.log_text = ""
+
+    def ensure_namespace(self, name: str, labels: dict[str, str]) -> None:
+        self.calls.append(("ensure_namespace", name, labels))
+
+    def delete_namespace(self, name: str) -> None:
+        self.calls.append(("delete_namespace", name))
+
+    def apply(self, doc: dict[str, Any], namespace: str) -> None:
+        self.calls.append(("apply", f"{doc['kind']}/{doc['metadata']['name']}", namespace))
+
+    def deployment(self, name: str, namespace: str) -> dict[str, Any]:
+        self.calls.append(("deployment", name, namespace))
+        return {"metadata": {"name": name, "generation": 1},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}},
+                "status": self.deployment_status(name)}  # fmt: skip
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("pods", namespace, selector))
+        return self.pod_list
+
+    def pod_log(self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None) -> str:
+        self.calls.append(("pod_log", name, namespace, previous, tail))
+        return self.log_text
+
+    def scale(self, name: str, namespace: str, replicas: int) -> None:
+        self.calls.append(("scale", name, namespace, replicas))
+        self.pod_list = []
+
+    def restart(self, name: str, namespace: str) -> None:
+        self.calls.append(("restart", name, namespace))
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        return []
+
+    def of(self, kind: str) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] == kind]
+
+
+READY = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+NOT_READY = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 0}
+
+
+class Kit:
+    def __init__(
+        self, ctx: Context, runner: RecordingRunner, api: FakeKube, factory_args: list[Path]
+    ) -> None:
+        self.ctx, self.runner, self.api, self.factory_args = ctx, runner, api, factory_args
+        self.plat = KindPlatform(ctx, api_factory=self._factory)
+
+    def _factory(self, kubeconfig: Path) -> FakeKube:
+        self.factory_args.append(kubeconfig)
+        return self.api
+
+    @property
+    def run_dir(self) -> Path:
+        return self.ctx.paths.run_dir
+
+
+@pytest.fixture
+def kit(tmp_path: Path, make_cfg: Callable[..., Config]) -> Callable[..., Kit]:
+    def make(*, coverage: bool = False, reuse: bool = False, cluster: str = "", **sections: Any) -> Kit:
+        sections.setdefault("timeouts", {"ready": 3, "stop": 1})
+        cfg = make_cfg(**sections)
+        runner = RecordingRunner()
+        ctx = Context(config=cfg, paths=RunPaths(tmp_path, RUN_ID), runner=runner,
+                      podman=Podman(runner, env={"CONTAINERS_CONF": "/c.conf"}), coverage=coverage,
+                      host_ports=HOST_PORTS, cluster=cluster, reuse=reuse)  # fmt: skip
+        return Kit(ctx, runner, FakeKube(), [])
+
+    return make
+
+
+# -- create ------------------------------------------------------------------------------
+
+
+def test_create_issues_get_clusters_then_create_with_run_files(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    k.plat.create()
+    cfg_file, kubeconfig = k.run_dir / "kind-config.yaml", k.run_dir / "kubeconfig"
+    assert k.runner.argvs() == [
+        ("kind", "get", "clusters"),
+        ("kind", "create", "cluster", "--name", CLUSTER, "--config", str(cfg_file),
+         "--kubeconfig", str(kubeconfig), "--wait", "120s"),
+    ]  # fmt: skip
+    assert all(c.env == PROVIDER_ENV for c in k.runner.calls)
+    assert k.runner.calls[1].timeout == k.ctx.config.timeouts.cluster
+    home_kube = str(Path.home() / ".kube")
+    assert not any(home_kube in arg or arg.endswith("/.kube/config") for a in k.runner.argvs() for arg in a)
+    assert k.factory_args == [kubeconfig]  # the API client uses the run's kubeconfig
+    assert k.api.calls == [("ensure_namespace", NAMESPACE, {LABEL: "true", RUN_LABEL: RUN_ID})]
+
+
+def test_kind_config_has_workers_port_mappings_and_no_mount_without_coverage(kit: Callable[..., Kit]) -> None:
+    k = kit(platform={"kind_workers": 2})
+    k.plat.create()
+    doc = yaml.safe_load((k.run_dir / "kind-config.yaml").read_text())
+    assert doc["kind"] == "Cluster"
+    assert [n["role"] for n in doc["nodes"]] == ["control-plane", "worker", "worker"]
+    assert doc["nodes"][0]["extraPortMappings"] == [
+        {"containerPort": 30080, "hostPort": 41080, "listenAddress": "127.0.0.1", "protocol": "TCP"},
+        {"containerPort": 30081, "hostPort": 41081, "listenAddress": "127.0.0.1", "protocol": "TCP"},
+    ]
+    assert all(not n.get("extraMounts") for n in doc["nodes"])
+
+
+def test_kind_config_mounts_the_runs_covdata_on_every_node(kit: Callable[..., Kit]) -> None:
+    k = kit(coverage=True, platform={"kind_workers": 2})
+    k.plat.create()
+    doc = yaml.safe_load((k.run_dir / "kind-config.yaml").read_text())
+    covdata = k.ctx.paths.covdata.resolve()
+    assert len(doc["nodes"]) == 3
+    for node in doc["nodes"]:
+        assert node["extraMounts"] == [{"hostPath": str(covdata), "containerPath": "/coverdata"}]
+    assert covdata.is_dir()
+    assert stat.S_IMODE(covdata.stat().st_mode) == 0o777  # writable for any container user
+
+
+def test_create_passes_the_node_image(kit: Callable[..., Kit]) -> None:
+    k = kit(platform={"kind_node_image": "kindest/node:v1.30.0"})
+    k.plat.create()
+    assert k.runner.argvs()[1][-2:] == ("--image", "kindest/node:v1.30.0")
+
+
+def test_the_kubeconfig_is_made_private(kit: Callable[..., Kit]) -> None:
+    k = kit()
+
+    def kind_writes_kubeconfig(argv: tuple[str, ...]) -> Result | None:
+        if argv[:3] == ("kind", "create", "cluster"):
+            kc = Path(argv[argv.index("--kubeconfig") + 1])
+            kc.write_text("apiVersion: v1\n")
+            kc.chmod(0o644)
+        return None
+
+    k.runner.responders.append(kind_writes_kubeconfig)
+    k.plat.create()
+    assert stat.S_IMODE((k.run_dir / "kubeconfig").stat().st_mode) == 0o600
+
+
+def test_an_existing_cluster_of_the_same_name_is_refused(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    k.runner.on(["kind", "get", "clusters"], stdout=f"other\n{CLUSTER}\n")
+    with pytest.raises(PlatformError) as info:
+        k.plat.create()
+    assert CLUSTER in str(info.value)
+    assert "clean-stale-clusters" in str(info.value)
+    assert k.runner.argvs() == [("kind", "get", "clusters")]
+    assert k.api.calls == []
+
+
+def test_reuse_exports_the_kubeconfig_instead_of_creating(kit: Callable[..., Kit]) -> None:
+    k = kit(reuse=True, cluster="team-dev")
+    k.runner.on(["kind", "get", "clusters"], stdout="team-dev\n")
+    k.plat.create()
+    assert k.runner.argvs() == [
+        ("kind", "get", "clusters"),
+        ("kind", "export", "kubeconfig", "--name", "team-dev", "--kubeconfig", str(k.run_dir / "kubeconfig")),
+    ]
+    assert all(c.env == PROVIDER_ENV for c in k.runner.calls)
+    assert k.api.of("ensure_namespace") == [
+        ("ensure_namespace", NAMESPACE, {LABEL: "true", RUN_LABEL: RUN_ID})
+    ]
+
+
+def test_reuse_of_a_missing_cluster_is_refused(kit: Callable[..., Kit]) -> None:
+    k = kit(reuse=True, cluster="team-dev")
+    k.runner.on(["kind", "get", "clusters"], stdout="other\n")
+    with pytest.raises(PlatformError, match="--reuse team-dev: no such kind cluster"):
+        k.plat.create()
+    assert len(k.runner.calls) == 1
+
+
+# -- load_images ----------------------------------------------------------------------------
+
+NODES = ("c-control-plane", "c-worker")
+
+
+def script_images(
+    runner: RecordingRunner, local: dict[str, str], node: dict[tuple[str, str], str | None]
+) -> None:
+    runner.on(["kind", "get", "nodes", "--name", CLUSTER], stdout="\n".join(NODES) + "\n")
+    for ref, image_id in local.items():
+        runner.on(["podman", "image", "inspect", "--format", "{{.Id}}", ref], stdout=image_id + "\n")
+    for (name, ref), image_id in node.items():
+        argv = ["podman", "exec", name, "crictl", "inspecti", "-o", "json", ref]
+        if image_id is None:  # crictl: image not found
+            runner.on(argv, stdout="", returncode=1)
+        else:
+            runner.on(argv, stdout=json.dumps({"status": {"id": image_id, "repoTags": [ref]}}))
+
+
+def test_load_is_skipped_when_every_node_has_the_same_ids(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    script_images(
+        k.runner,
+        {DS: "aaa", GW: "bbb"},
+        {(n, DS): "sha256:aaa" for n in NODES} | {(n, GW): "sha256:bbb" for n in NODES},
+    )
+    k.plat.load_images([DS, GW])
+    assert k.runner.argvs() == [
+        ("kind", "get", "nodes", "--name", CLUSTER),
+        ("podman", "image", "inspect", "--format", "{{.Id}}", DS),
+        ("podman", "exec", NODES[0], "crictl", "inspecti", "-o", "json", DS),
+        ("podman", "exec", NODES[1], "crictl", "inspecti", "-o", "json", DS),
+        ("podman", "image", "inspect", "--format", "{{.Id}}", GW),
+        ("podman", "exec", NODES[0], "crictl", "inspecti", "-o", "json", GW),
+        ("podman", "exec", NODES[1], "crictl", "inspecti", "-o", "json", GW),
+    ]
+    assert k.runner.calls[2].env == {"CONTAINERS_CONF": "/c.conf"}
+
+
+def test_only_missing_or_changed_images_are_saved_and_loaded(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    other = "localhost/e2e-harness/other:t3"
+    script_images(
+        k.runner, {DS: "aaa", GW: "bbb", other: "ccc"},
+        {(NODES[0], DS): "sha256:aaa", (NODES[1], DS): "sha256:aaa",      # present everywhere
+         (NODES[0], GW): "sha256:bbb", (NODES[1], GW): "sha256:old",      # stale on the worker
+         (NODES[0], other): None, (NODES[1], other): None},                # absent
+    )  # fmt: skip
+    k.plat.load_images([DS, GW, other])
+    archive = k.ctx.paths.archive
+    loads = [
+        a for a in k.runner.argvs() if (a[0] == "kind" and a[1] == "load") or a[:2] == ("podman", "save")
+    ]
+    assert loads == [
+        ("podman", "save", "--format", "docker-archive", "-m", "-o", str(archive), GW, other),
+        ("kind", "load", "image-archive", str(archive), "--name", CLUSTER),
+    ]
+    load_call = next(c for c in k.runner.calls if c.argv[:2] == ("kind", "load"))
+    assert load_call.env == PROVIDER_ENV
+    assert load_call.timeout == k.ctx.config.timeouts.load
+    assert not archive.exists()
+
+
+def test_one_missing_image_is_saved_without_m(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    script_images(k.runner, {DS: "aaa", GW: "bbb"},
+                  {(n, DS): "sha256:aaa" for n in NODES} | {(n, GW): None for n in NODES})  # fmt: skip
+    k.plat.load_images([DS, GW])
+    saves = [a for a in k.runner.argvs() if a[:2] == ("podman", "save")]
+    assert saves == [("podman", "save", "--format", "docker-archive", "-o", str(k.ctx.paths.archive), GW)]
+
+
+# -- verify_images ----------------------------------------------------------------------------
+
+
+def rendered_stack(cfg: Config, coverage: bool = False) -> Rendered:
+    plan = ImagePlan({"datastore": ImageRef.parse(DS), "gateway": ImageRef.parse(GW)}, coverage)
+    return render(cfg, load_docs(cfg), plan, coverage=coverage)
+
+
+def crictl_images(*tags: str) -> str:
+    return json.dumps({"images": [{"id": f"sha256:{i}", "repoTags": [t]} for i, t in enumerate(tags)]})
+
+
+def test_verify_images_passes_when_every_node_has_them(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    k.runner.on(["kind", "get", "nodes"], stdout="n1\nn2\n")
+    k.runner.on(["podman", "exec"], stdout=crictl_images(DS, GW, "registry.k8s.io/pause:3.9"))
+    k.plat.verify_images(rendered_stack(k.ctx.config))
+    assert k.runner.argvs()[1:] == [
+        ("podman", "exec", "n1", "crictl", "images", "-o", "json"),
+        ("podman", "exec", "n2", "crictl", "images", "-o", "json"),
+    ]
+
+
+def test_verify_images_names_the_missing_ref_and_node(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    k.runner.on(["kind", "get", "nodes"], stdout="n1\nn2\n")
+    k.runner.on(["podman", "exec", "n1"], stdout=crictl_images(DS, GW))
+    k.runner.on(["podman", "exec", "n2"], stdout=crictl_images(DS))
+    with pytest.raises(ImageMissing) as info:
+        k.plat.verify_images(rendered_stack(k.ctx.config))
+    msg = str(info.value)
+    assert f"{GW} (used by Deployment/gateway) is not in node n2" in msg
+    assert "node n1" not in msg
+    assert DS + " " not in msg
+
+
+def test_verify_images_does_not_accept_a_ref_without_localhost(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    k.runner.on(["kind", "get", "nodes"], stdout="n1\n")
+    k.runner.on(["podman", "exec", "n1"], stdout=crictl_images(DS, GW.removeprefix("localhost/")))
+    with pytest.raises(ImageMissing, match=f"{GW} \\(used by Deployment/gateway\\) is not in node n1"):
+        k.plat.verify_images(rendered_stack(k.ctx.config))
+
+
+# -- deploy / wait_ready ---------------------------------------------------------------
+
+
+def deployed(k: Kit, service: str = "datastore") -> None:
+    k.plat.deploy(service, rendered_stack(k.ctx.config).by_service[service])
+
+
+def test_deploy_applies_through_the_api_in_the_runs_namespace(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    deployed(k, "datastore")
+    deployed(k, "gateway")
+    applies = k.api.of("apply")
+    assert {a[2] for a in applies} == {NAMESPACE}
+    assert sorted(a[1] for a in applies) == sorted([
+        "ConfigMap/datastore-config", "Deployment/datastore", "Service/datastore",
+        "ConfigMap/gateway-config", "Deployment/gateway", "Service/gateway",
+    ])  # fmt: skip
+    assert k.plat.deployments == {"datastore": ["datastore"], "gateway": ["gateway"]}
+    assert k.runner.calls == []  # no kubectl shell-outs
+
+
+def test_wait_ready_returns_when_rolled_out(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    deployed(k)
+    k.plat.wait_ready("datastore")
+    assert k.api.of("deployment") == [("deployment", "datastore", NAMESPACE)]
+
+
+def pod(reason: str, message: str = "") -> dict[str, Any]:
+    return {
+        "metadata": {"name": "datastore-7c9f-abcde"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "datastore",
+                    "image": DS,
+                    "state": {"waiting": {"reason": reason, "message": message}},
+                }
+            ]
+        },
+    }
+
+
+def test_wait_ready_fails_at_once_on_err_image_never_pull(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    deployed(k)
+    k.api.deployment_status = lambda name: NOT_READY
+    k.api.pod_list = [
+        pod("ErrImageNeverPull", f'Container image "{DS}" is not present with pull policy of Never')
+    ]
+    start = time.monotonic()
+    with pytest.raises(waits.Fatal) as info:
+        k.plat.wait_ready("datastore")
+    assert time.monotonic() - start < 2  # not the ready timeout
+    msg = str(info.value)
+    assert "deployment datastore: pod datastore-7c9f-abcde container datastore is ErrImageNeverPull" in msg
+    assert f"(image {DS})" in msg
+    assert "localhost/ prefix" in msg
+    assert len(k.api.of("deployment")) == 1
+    assert k.api.of("pods") == [("pods", NAMESPACE, "app=datastore")]
+
+
+def test_crash_loop_includes_the_last_log_lines(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    deployed(k)
+    k.api.deployment_status = lambda name: NOT_READY
+    k.api.pod_list = [pod("CrashLoopBackOff", "back-off 10s restarting failed container")]
+    k.api.log_text = "\n".join(f"log line {i}" for i in range(1, 31)) + "\n"
+    with pytest.raises(waits.Fatal) as info:
+        k.plat.wait_ready("datastore")
+    msg = str(info.value)
+    assert "is CrashLoopBackOff: back-off 10s restarting failed container" in msg
+    assert msg.split("last log lines:\n", 1)[1].splitlines() == [f"log line {i}" for i in range(11, 31)]
+    assert k.api.of("pod_log") == [("pod_log", "datastore-7c9f-abcde", NAMESPACE, True, 20)]
+
+
+def test_a_non_fatal_wait_reason_keeps_waiting(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    deployed(k)
+    answers = iter([NOT_READY, READY])
+    k.api.deployment_status = lambda name: next(answers)
+    k.api.pod_list = [pod("ContainerCreating")]
+    k.plat.wait_ready("datastore")
+    assert len(k.api.of("deployment")) == 2
+
+
+def test_wait_ready_timeout_says_what_it_saw(kit: Callable[..., Kit]) -> None:
+    k = kit(timeouts={"ready": 0.01})
+    deployed(k)
+    k.api.deployment_status = lambda name: NOT_READY
+    with pytest.raises(waits.WaitTimeout) as info:
+        k.plat.wait_ready("datastore")
+    msg = str(info.value)
+    assert f"waiting for deployment datastore in namespace {NAMESPACE} to roll out" in msg
+    assert "last seen: replicas 1, updated 1, available 0 of 1" in msg
+
+
+# -- stop / teardown ----------------------------------------------------------------------
+
+
+def test_stop_gracefully_scales_to_zero_and_waits_for_pods(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    deployed(k)
+    assert k.plat.stop_gracefully() == {"datastore": "scaled datastore to 0; pods gone"}
+    assert k.api.of("scale") == [("scale", "datastore", NAMESPACE, 0)]
+    assert k.api.of("pods") == [("pods", NAMESPACE, "app=datastore")]
+
+
+def test_teardown_deletes_the_cluster_with_its_kubeconfig(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    kubeconfig = k.run_dir / "kubeconfig"
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_text("x")
+    k.plat.teardown()
+    assert k.runner.argvs() == [
+        ("kind", "delete", "cluster", "--name", CLUSTER, "--kubeconfig", str(kubeconfig))
+    ]
+    assert k.runner.calls[0].env == PROVIDER_ENV
+    assert not kubeconfig.exists()
+    assert k.api.calls == []
+
+
+def test_reuse_teardown_deletes_only_the_namespace(kit: Callable[..., Kit]) -> None:
+    k = kit(reuse=True, cluster="team-dev")
+    k.plat.teardown()
+    assert k.runner.calls == []
+    assert k.api.calls == [("delete_namespace", NAMESPACE)]
+
+
+def test_state_round_trip(kit: Callable[..., Kit], monkeypatch: pytest.MonkeyPatch) -> None:
+    k = kit()
+    deployed(k)
+    state = json.loads(json.dumps(k.plat.state()))
+    assert state["cluster"] == CLUSTER and state["namespace"] == NAMESPACE
+    assert state["kubeconfig"] == str(k.run_dir / "kubeconfig")
+    again = KindPlatform.from_state(k.ctx, state)
+    assert (again.cluster, again.namespace, again.deployments, again.replicas) == (
+        CLUSTER,
+        NAMESPACE,
+        {"datastore": ["datastore"]},
+        {"datastore": 1},
+    )
+
+
+def test_unknown_service_is_named(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    deployed(k)
+    with pytest.raises(PlatformError, match=r"no service 'nope' in this run; known: \['datastore'\]"):
+        k.plat.stop("nope")

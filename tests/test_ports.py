@@ -1,0 +1,57 @@
+"""infra.ports: nodePort -> 127.0.0.1 port, fixed or free."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra import ports
+from infra.config import Config, parse
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_free_port_is_free() -> None:
+    port = ports.free_port()
+    assert 0 < port < 65536
+    assert ports.is_free(port)
+
+
+def test_is_free_sees_a_bound_port(busy_port: int) -> None:
+    assert not ports.is_free(busy_port)
+
+
+def test_allocate_picks_free_ports_per_node_port(repo_cfg: Config) -> None:
+    got = ports.allocate(repo_cfg)
+    assert sorted(got) == [30080, 30081]
+    assert len(set(got.values())) == 2
+    assert all(ports.is_free(p) for p in got.values())
+
+
+def test_allocate_keeps_a_fixed_free_port(tmp_path: Path) -> None:
+    port = ports.free_port()
+    cfg = parse({"manifests": [], "services": [
+        {"name": "api", "source": ".", "image": "t/api", "node_port": 30090, "host_port": port},
+        {"name": "worker", "source": ".", "image": "t/worker"},  # no node_port: not published
+    ]}, tmp_path / "e2e.toml")  # fmt: skip
+    assert ports.allocate(cfg) == {30090: port}
+
+
+def test_allocate_refuses_a_busy_fixed_port(tmp_path: Path, busy_port: int) -> None:
+    cfg = parse({"manifests": [], "services": [
+        {"name": "api", "source": ".", "image": "t/api", "node_port": 30090, "host_port": busy_port},
+    ]}, tmp_path / "e2e.toml")  # fmt: skip
+    with pytest.raises(ports.PortBusy) as info:
+        ports.allocate(cfg)
+    msg = str(info.value)
+    assert f"port 127.0.0.1:{busy_port} (host_port of service 'api'" in msg
+    assert "already in use" in msg and "host_port = 0" in msg

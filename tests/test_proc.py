@@ -1,0 +1,173 @@
+"""infra.proc: the one subprocess chokepoint and the recording runner."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.proc import (
+    TAIL_LINES,
+    CommandError,
+    CommandTimeout,
+    ExecutableNotFound,
+    RecordingRunner,
+    Result,
+    SubprocessRunner,
+    tail,
+)
+
+PY = sys.executable
+
+
+def py(code: str) -> list[str]:
+    return [PY, "-c", code]
+
+
+# -- SubprocessRunner -----------------------------------------------------------
+
+
+def test_refuses_a_shell_string() -> None:
+    with pytest.raises(TypeError, match="argv must be a list"):
+        SubprocessRunner().run("echo hello", timeout=5)  # type: ignore[arg-type]
+
+
+def test_real_command_output_and_result() -> None:
+    res = SubprocessRunner().run(py("print('hello'); import sys; print('warn', file=sys.stderr)"), timeout=30)
+    assert res.ok
+    assert res.returncode == 0
+    assert res.stdout == "hello\n"
+    assert res.stderr == "warn\n"
+    assert res.argv == (PY, "-c", "print('hello'); import sys; print('warn', file=sys.stderr)")
+    assert res.seconds >= 0
+
+
+def test_argv_items_are_stringified(tmp_path: Path) -> None:
+    res = SubprocessRunner().run([PY, "-c", "import sys; print(sys.argv[1])", tmp_path], timeout=30)
+    assert res.argv[-1] == str(tmp_path)
+    assert res.stdout.strip() == str(tmp_path)
+
+
+def test_missing_executable_says_not_on_path() -> None:
+    with pytest.raises(ExecutableNotFound) as info:
+        SubprocessRunner().run(["e2eh-no-such-executable-xyz", "--version"], timeout=5)
+    err = info.value
+    assert isinstance(err, CommandError)
+    assert err.returncode == 127
+    assert err.argv == ("e2eh-no-such-executable-xyz", "--version")
+    assert "'e2eh-no-such-executable-xyz' is not on PATH" in str(err)
+    assert "next: install e2eh-no-such-executable-xyz" in str(err)
+
+
+def test_missing_working_directory_is_not_reported_as_missing_executable(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(CommandError) as info:
+        SubprocessRunner().run(py("print(1)"), timeout=5, cwd=missing)
+    assert not isinstance(info.value, ExecutableNotFound)
+    assert f"working directory {missing} does not exist" in str(info.value)
+
+
+def test_nonzero_exit_raises_with_argv_code_and_output_tail() -> None:
+    argv = py("import sys; print('out-line'); print('err-line', file=sys.stderr); sys.exit(3)")
+    with pytest.raises(CommandError) as info:
+        SubprocessRunner().run(argv, timeout=30, hint="look at the thing")
+    err = info.value
+    assert err.argv == tuple(argv)
+    assert err.returncode == 3
+    assert "out-line" in err.output_tail
+    assert "err-line" in err.output_tail
+    msg = str(err)
+    assert msg.startswith(f"command failed (exit 3): {shlex.join(argv)}")
+    assert "err-line" in msg
+    assert msg.endswith("next: look at the thing")
+
+
+def test_output_tail_keeps_only_the_last_lines() -> None:
+    argv = py("import sys\nfor i in range(100): print(f'line{i}')\nsys.exit(1)")
+    with pytest.raises(CommandError) as info:
+        SubprocessRunner().run(argv, timeout=30)
+    lines = info.value.output_tail.splitlines()
+    assert len(lines) == TAIL_LINES
+    assert lines[-1] == "line99"
+    assert lines[0] == f"line{100 - TAIL_LINES}"
+
+
+def test_check_false_returns_the_failure() -> None:
+    res = SubprocessRunner().run(py("import sys; sys.exit(7)"), timeout=30, check=False)
+    assert res.returncode == 7
+    assert not res.ok
+
+
+def test_timeout_raises_command_timeout() -> None:
+    argv = py("import time; print('started', flush=True); time.sleep(30)")
+    with pytest.raises(CommandTimeout) as info:
+        SubprocessRunner().run(argv, timeout=0.5)
+    err = info.value
+    assert isinstance(err, CommandError)
+    assert err.timeout == 0.5
+    assert err.returncode == -1
+    assert err.argv == tuple(argv)
+    assert "timed out after 0.5s" in str(err)
+
+
+def test_env_is_added_to_the_environment_and_cwd_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("E2EH_FROM_OS", "os")
+    runner = SubprocessRunner(base_env={"E2EH_BASE": "base", "E2EH_BOTH": "base"})
+    code = ("import os; print(os.environ['E2EH_FROM_OS'], os.environ['E2EH_BASE'], "
+            "os.environ['E2EH_BOTH'], os.getcwd())")  # fmt: skip
+    res = runner.run(py(code), timeout=30, env={"E2EH_BOTH": "call"}, cwd=tmp_path)
+    assert res.stdout.split() == ["os", "base", "call", str(tmp_path.resolve())]
+    assert "E2EH_BASE" not in os.environ  # the runner never edits the parent's environment
+
+
+def test_command_is_logged_shell_quoted(caplog: pytest.LogCaptureFixture) -> None:
+    argv = py("print('a b')")
+    with caplog.at_level(logging.INFO, logger="infra.proc"):
+        SubprocessRunner().run(argv, timeout=30)
+    assert any(r.getMessage() == f"$ {shlex.join(argv)}" for r in caplog.records)
+
+
+def test_tail_helper() -> None:
+    assert tail("\n a\nb\nc\n\n", lines=2) == "b\nc"
+    assert tail("") == ""
+
+
+# -- RecordingRunner ------------------------------------------------------------
+
+
+def test_recording_runner_records_and_answers_unscripted_with_success(tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    res = runner.run(["podman", "ps"], timeout=9, env={"A": "1"}, cwd=tmp_path)
+    assert res == Result(("podman", "ps"), 0, "", "", 0.0)
+    assert runner.argvs() == [("podman", "ps")]
+    call = runner.calls[0]
+    assert (call.env, call.cwd, call.timeout) == ({"A": "1"}, str(tmp_path), 9)
+
+
+def test_recording_runner_first_matching_prefix_wins() -> None:
+    runner = RecordingRunner()
+    runner.on(["kind", "get", "clusters"], stdout="one\n")
+    runner.on(["kind"], stdout="any kind\n")
+    assert runner.run(["kind", "get", "clusters"], timeout=1).stdout == "one\n"
+    assert runner.run(["kind", "version"], timeout=1).stdout == "any kind\n"
+    assert runner.run(["podman", "version"], timeout=1).stdout == ""
+
+
+def test_recording_runner_raises_on_scripted_failure_unless_unchecked() -> None:
+    runner = RecordingRunner()
+    runner.on(["podman", "image", "exists"], returncode=1)
+    with pytest.raises(CommandError) as info:
+        runner.run(["podman", "image", "exists", "x"], timeout=1, hint="h")
+    assert info.value.returncode == 1
+    assert runner.run(["podman", "image", "exists", "x"], timeout=1, check=False).returncode == 1
+
+
+def test_recording_runner_refuses_a_shell_string() -> None:
+    with pytest.raises(TypeError):
+        RecordingRunner().run("kind get clusters", timeout=1)  # type: ignore[arg-type]

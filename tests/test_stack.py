@@ -1,0 +1,245 @@
+"""infra.stack: the tag is computed once per run and carried unchanged to every step."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import build, images, waits
+from infra.config import Config
+from infra.manifests import Rendered
+from infra.paths import RunPaths
+from infra.phases import PhaseFailed, Timeline, Timing
+from infra.platform import Context
+from infra.podman_cli import Podman
+from infra.proc import RecordingRunner
+from infra.stack import Stack, bring_up, render_stack, setup_phases
+
+RUN_ID = "20260101-000000-abcd"
+HOST_PORTS = {30080: 41080, 30081: 41081}
+
+
+class FakePlatform:
+    """Records the platform calls the setup DAG makes."""
+
+    def __init__(self, ctx: Context, name: str = "kind") -> None:
+        self.name = name
+        self.ctx = ctx
+        self.calls: list[tuple[Any, ...]] = []
+        self.lock = threading.Lock()
+
+    def _rec(self, *call: Any) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def create(self) -> None:
+        self._rec("create")
+
+    def load_images(self, refs: list[str]) -> None:
+        self._rec("load", tuple(refs))
+
+    def verify_images(self, rendered: Rendered) -> None:
+        self._rec("verify", tuple(sorted(rendered.image_refs())))
+
+    def deploy(self, service: str, docs: list[dict[str, Any]]) -> None:
+        self._rec("deploy", service, copy.deepcopy(docs))
+
+    def wait_ready(self, service: str) -> None:
+        self._rec("wait", service)
+
+    def teardown(self) -> None:
+        self._rec("teardown")
+
+    def state(self) -> dict[str, object]:
+        return {}
+
+    def of(self, kind: str) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] == kind]
+
+
+class Reporter:
+    def __init__(self) -> None:
+        self.started_names: list[str] = []
+        self.finished_timings: list[Timing] = []
+
+    def started(self, name: str, at: float) -> None:
+        self.started_names.append(name)
+
+    def finished(self, timing: Timing) -> None:
+        self.finished_timings.append(timing)
+
+
+@pytest.fixture
+def tag_spy(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    real = images.content_tag
+
+    def spy(source: Path, **kw: Any) -> str:
+        tag = real(source, **kw)
+        calls.append({"source": source, **kw, "tag": tag})
+        return tag
+
+    monkeypatch.setattr(build, "content_tag", spy)
+    monkeypatch.setattr(images, "content_tag", spy)
+    return calls
+
+
+@pytest.fixture
+def http_waits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    urls: list[str] = []
+
+    def fake_wait_http(url: str, **kw: Any) -> None:
+        urls.append(url)
+
+    monkeypatch.setattr(waits, "wait_http", fake_wait_http)
+    return urls
+
+
+def make_stack(cfg: Config, tmp_path: Path, runner: RecordingRunner, *, coverage: bool,
+               platform: str = "kind") -> tuple[Stack, FakePlatform]:  # fmt: skip
+    paths = RunPaths(tmp_path, RUN_ID)
+    ctx = Context(config=cfg, paths=paths, runner=runner, podman=Podman(runner), coverage=coverage,
+                  host_ports=HOST_PORTS, cluster="")  # fmt: skip
+    plat = FakePlatform(ctx, platform)
+    plan = build.plan_images(cfg, coverage=coverage, toolchain="go1.22.5")
+    rendered = render_stack(cfg, plan, coverage)
+    return Stack(cfg, paths, plat, plan, rendered), plat  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
+    repo_cfg: Config, tmp_path: Path, tag_spy: list[dict[str, Any]], http_waits: list[str], parallel: bool
+) -> None:
+    runner = RecordingRunner()
+    runner.on(["podman", "image", "exists"], returncode=1)  # nothing built yet
+    st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=True)
+    reporter = Reporter()
+    bring_up(st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=reporter,
+             parallel=parallel)  # fmt: skip
+
+    # one content_tag per service for the whole run
+    assert sorted(c["main"] for c in tag_spy) == ["./datastore", "./gateway"]
+    assert all(c["coverage"] is True for c in tag_spy)
+    want = {"datastore": f"localhost/e2e-harness/datastore:{tag_spy[0]['tag']}",
+            "gateway": f"localhost/e2e-harness/gateway:{tag_spy[1]['tag']}"}  # fmt: skip
+    assert {k: str(v) for k, v in st.plan.refs.items()} == want
+
+    # podman image exists / podman build --tag carry the same refs
+    exists = sorted(a[3] for a in runner.argvs() if a[:3] == ("podman", "image", "exists"))
+    assert exists == sorted(want.values())
+    tags = sorted(a[a.index("--tag") + 1] for a in runner.argvs() if a[:2] == ("podman", "build"))
+    assert tags == sorted(want.values())
+    go_builds = [a for a in runner.argvs() if a[:2] == ("go", "build")]
+    assert len(go_builds) == 2 and all("-cover" in a for a in go_builds)
+    assert st.built == {"datastore": True, "gateway": True}
+
+    # the platform loads, verifies and deploys exactly those refs
+    assert plat.of("load") == [("load", tuple(sorted(want.values())))]
+    assert sorted(plat.of("verify")) == [("verify", (want["datastore"],)), ("verify", (want["gateway"],))]
+    deployed = {c[1]: c[2] for c in plat.of("deploy")}
+    assert set(deployed) == {"datastore", "gateway"}
+    for name, docs in deployed.items():
+        images_in_docs = [c["image"] for d in docs if d["kind"] == "Deployment"
+                          for c in d["spec"]["template"]["spec"]["containers"]]  # fmt: skip
+        assert images_in_docs == [want[name]]
+    assert len(tag_spy) == 2  # nothing during bring_up recomputed a tag
+
+    # order: cluster first among platform calls; gateway is deployed after datastore is ready
+    seq = [c[:2] if c[0] != "load" else ("load",) for c in plat.calls]
+    assert seq[0] == ("create",)
+    assert seq.index(("wait", "datastore")) < seq.index(("deploy", "gateway"))
+    assert seq.index(("load",)) < seq.index(("deploy", "datastore"))
+    assert sorted(http_waits) == ["http://127.0.0.1:41080/ready", "http://127.0.0.1:41081/ready"]
+    assert sorted(reporter.started_names) == sorted(
+        ["cluster", "build:datastore", "build:gateway", "load", "deploy:datastore", "deploy:gateway",
+         "ready:datastore", "ready:gateway"])  # fmt: skip
+
+
+def test_run_main_computes_the_tag_once_per_run(
+    repo_cfg: Config, tmp_path: Path, tag_spy: list[dict[str, Any]], http_waits: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The real run entry point: plan -> render -> bring_up -> state, with fakes at the edges."""
+    from infra import run as run_mod
+    from infra import state
+
+    platforms: list[FakePlatform] = []
+
+    def fake_make_platform(name: str, ctx: Context) -> FakePlatform:
+        platforms.append(FakePlatform(ctx, name))
+        return platforms[-1]
+
+    monkeypatch.setattr(run_mod, "make_platform", fake_make_platform)
+    runner = RecordingRunner()
+    runner.on(["go", "env", "GOVERSION"], stdout="go1.22.5\n")
+    runner.on(["podman", "image", "exists"], returncode=1)
+    run = run_mod.Run(repo_cfg, run_mod.Options(platform="kind", run_tests=False, root=tmp_path))
+    run.runner, run.podman = runner, Podman(runner)
+    run.paths.artifacts.mkdir(parents=True)  # execute() makes it (run.log) before _main()
+    assert run._main() == run_mod.EXIT_OK
+
+    assert len(tag_spy) == 2
+    refs = {c["main"].lstrip("./"): c["tag"] for c in tag_spy}
+    want = {n: f"localhost/e2e-harness/{n}:{t}" for n, t in refs.items()}
+    saved = state.load(run.paths.state_file)
+    assert saved.data["images"] == want
+    tags = sorted(a[a.index("--tag") + 1] for a in runner.argvs() if a[:2] == ("podman", "build"))
+    assert tags == sorted(want.values())
+    deployed = {c[1]: c[2] for c in platforms[0].of("deploy")}
+    for name, docs in deployed.items():
+        imgs = [
+            c["image"]
+            for d in docs
+            if d["kind"] == "Deployment"
+            for c in d["spec"]["template"]["spec"]["containers"]
+        ]
+        assert imgs == [want[name]]
+
+
+def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
+    phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
+    assert "load" not in phases
+    assert phases["cluster"] == ()
+    assert phases["build:gateway"] == ()
+    assert phases["deploy:gateway"] == ("cluster", "build:gateway", "ready:datastore")
+    assert phases["ready:gateway"] == ("deploy:gateway",)
+
+
+def test_kind_deploy_needs_the_load(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
+    phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
+    assert phases["load"] == ("cluster", "build:datastore", "build:gateway")
+    assert phases["deploy:datastore"] == ("cluster", "build:datastore", "load")
+
+
+def test_an_existing_image_is_not_rebuilt(repo_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:
+    runner = RecordingRunner()  # `podman image exists` succeeds
+    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
+    bring_up(
+        st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=Reporter(), parallel=True
+    )
+    assert st.built == {"datastore": False, "gateway": False}
+    assert not [a for a in runner.argvs() if a[:2] in (("go", "build"), ("podman", "build"))]
+
+
+def test_a_failed_build_stops_the_dependents(repo_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:
+    runner = RecordingRunner()
+    runner.on(["podman", "image", "exists"], returncode=1)
+    runner.on(["go", "build"], returncode=2, stdout="compile error")
+    st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=False)
+    timeline = Timeline()
+    with pytest.raises(PhaseFailed) as info:
+        bring_up(
+            st, runner=runner, podman=Podman(runner), timeline=timeline, reporter=Reporter(), parallel=False
+        )
+    assert info.value.phase.startswith("build:")
+    assert plat.of("deploy") == [] and plat.of("load") == []
+    status = {t.name: t.status for t in timeline.timings}
+    assert status["deploy:datastore"] == status["ready:gateway"] == "skipped"

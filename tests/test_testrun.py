@@ -1,0 +1,166 @@
+"""infra.testrun: pytest argv, flaky/failed classification, junit merging."""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from infra import testrun
+from infra.config import Config
+from infra.proc import RecordingRunner
+from infra.pytest_results import RESULTS_ENV
+from infra.state import STATE_ENV
+from infra.testrun import classify, merge_junit, pytest_argv, run_suite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def results(tmp_path: Path, *records: tuple[str, str, str]) -> Path:
+    path = tmp_path / "results.jsonl"
+    lines = [json.dumps({"nodeid": n, "when": w, "outcome": o, "duration": 0.1,
+                         "message": "AssertionError: boom" if o in ("failed", "rerun") else ""})
+             for n, w, o in records]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- classify -------------------------------------------------------------------------------
+
+
+def test_rerun_then_pass_is_flaky(tmp_path: Path) -> None:
+    out = classify(results(tmp_path, ("t.py::a", "call", "rerun"), ("t.py::a", "call", "passed")))
+    assert out.flaky == ["t.py::a"]
+    assert out.passed == [] and out.failed == []
+
+
+def test_fail_then_fail_is_failed(tmp_path: Path) -> None:
+    out = classify(results(tmp_path, ("t.py::b", "call", "rerun"), ("t.py::b", "call", "failed")))
+    assert out.failed == [("t.py::b", "AssertionError: boom")]
+    assert out.flaky == []
+    out2 = classify(results(tmp_path, ("t.py::b", "call", "failed"), ("t.py::b", "call", "failed")))
+    assert [n for n, _ in out2.failed] == ["t.py::b"] and out2.flaky == []
+
+
+def test_classify_mixed_run(tmp_path: Path) -> None:
+    out = classify(results(
+        tmp_path,
+        ("t.py::ok", "call", "passed"),
+        ("t.py::flaky", "call", "rerun"), ("t.py::flaky", "call", "passed"),
+        ("t.py::bad", "call", "rerun"), ("t.py::bad", "call", "failed"),
+        ("t.py::skip", "setup", "skipped"),
+        ("t.py::teardown_err", "call", "passed"), ("t.py::teardown_err", "teardown", "failed"),
+    ))  # fmt: skip
+    assert out.passed == ["t.py::ok"]
+    assert out.flaky == ["t.py::flaky"]
+    assert [n for n, _ in out.failed] == ["t.py::bad", "t.py::teardown_err"]
+    assert out.skipped == ["t.py::skip"]
+
+
+def test_classify_without_results_file(tmp_path: Path) -> None:
+    out = classify(tmp_path / "missing.jsonl")
+    assert (out.passed, out.flaky, out.failed, out.skipped) == ([], [], [], [])
+
+
+# -- merge_junit ----------------------------------------------------------------------------
+
+SUITES = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="2" failures="1">
+<testcase classname="t" name="a"/><testcase classname="t" name="b"><failure message="boom"/></testcase>
+</testsuite></testsuites>
+"""
+SUITE = """<?xml version="1.0" encoding="utf-8"?>
+<testsuite name="serial" tests="1"><testcase classname="t" name="c"/></testsuite>
+"""
+
+
+def test_merge_junit_merges_two_files(tmp_path: Path) -> None:
+    (tmp_path / "p.xml").write_text(SUITES)
+    (tmp_path / "s.xml").write_text(SUITE)
+    target = tmp_path / "out" / "junit.xml"
+    merge_junit([tmp_path / "p.xml", tmp_path / "s.xml", tmp_path / "missing.xml"], target)
+    root = ET.parse(target).getroot()
+    assert root.tag == "testsuites"
+    assert [s.get("name") for s in root] == ["pytest", "serial"]
+    assert [c.get("name") for c in root.iter("testcase")] == ["a", "b", "c"]
+    assert len(list(root.iter("failure"))) == 1
+
+
+def test_merge_junit_with_no_parts_writes_an_empty_report(tmp_path: Path) -> None:
+    merge_junit([tmp_path / "none.xml"], tmp_path / "junit.xml")
+    assert ET.parse(tmp_path / "junit.xml").getroot().tag == "testsuites"
+
+
+# -- argv -----------------------------------------------------------------------------------
+
+
+def test_pytest_argv(repo_cfg: Config, tmp_path: Path) -> None:
+    junit = tmp_path / "j.xml"
+    argv = pytest_argv(
+        repo_cfg, junit=junit, marker="not disruptive", workers="auto", reruns=1, extra=["-k", "x"]
+    )
+    assert argv == [
+        sys.executable, "-m", "pytest", str(REPO / "e2e"), "-p", "infra.pytest_results",
+        f"--junitxml={junit}", "-o", "junit_family=xunit2", "-p", "no:cacheprovider",
+        "-m", "not disruptive", "-n", "auto", "--reruns", "1", "-k", "x",
+    ]  # fmt: skip
+    serial = pytest_argv(repo_cfg, junit=junit, marker="disruptive", workers="0", reruns=0, extra=[])
+    assert serial[-2:] == ["-p", "no:xdist"]
+    assert "--reruns" not in serial
+
+
+def test_run_suite_runs_parallel_then_serial(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    state_file = tmp_path / "state.json"
+    out = run_suite(repo_cfg, runner, state_file=state_file, artifacts=tmp_path, extra=["-x"])
+    assert len(runner.calls) == 2
+    par, ser = (c.argv for c in runner.calls)
+    assert list(par) == pytest_argv(repo_cfg, junit=tmp_path / "junit-parallel.xml", marker="not disruptive",
+                                    workers="auto", reruns=1, extra=["-x"])  # fmt: skip
+    assert list(ser) == pytest_argv(repo_cfg, junit=tmp_path / "junit-serial.xml", marker="disruptive",
+                                    workers="0", reruns=1, extra=["-x"])  # fmt: skip
+    assert "-n" not in ser and "no:xdist" in ser
+    for call in runner.calls:
+        assert call.argv[:3] == (sys.executable, "-m", "pytest")
+        assert call.argv[-1] == "-x"
+        assert call.env == {STATE_ENV: str(state_file), RESULTS_ENV: str(tmp_path / "results.jsonl")}
+        assert call.cwd == str(REPO)
+        assert call.timeout == repo_cfg.timeouts.tests
+    assert out.exit_code == 0
+    assert (tmp_path / "junit.xml").exists()
+
+
+def test_run_suite_exit_code_is_the_worse_ignoring_no_tests(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    runner.on(
+        [sys.executable, "-m", "pytest", str(REPO / "e2e"), "-p", "infra.pytest_results", "-m", "disruptive"],
+        returncode=testrun.NO_TESTS,
+    )
+    runner.on([sys.executable], returncode=1)
+    assert run_suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=[]).exit_code == 1
+    none = RecordingRunner()
+    none.on([sys.executable], returncode=testrun.NO_TESTS)
+    assert run_suite(repo_cfg, none, state_file=tmp_path / "s", artifacts=tmp_path, extra=[]).exit_code == 5
+
+
+def test_a_user_marker_replaces_the_harness_markers(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    run_suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=["-m", "smoke"])
+    assert len(runner.calls) == 1
+    argv = runner.calls[0].argv
+    assert argv[:3] == (sys.executable, "-m", "pytest")
+    assert argv[-2:] == ("-m", "smoke")
+    assert "not disruptive" not in argv and "" not in argv
+
+
+def test_user_workers_are_not_combined_with_no_xdist(repo_cfg: Config, tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    run_suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=["-n", "2"])
+    parallel, serial = (c.argv for c in runner.calls)
+    assert "no:xdist" not in parallel
+    assert parallel.count("-n") == 1 and parallel[-2:] == ("-n", "2")
+    # the serial group stays in one process whatever -n the user asked for
+    assert "no:xdist" in serial and "-n" not in serial
