@@ -113,6 +113,11 @@ class Config(_Model):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"service names must be unique: {sorted(dupes)}")
+        for attr in ("node_port", "host_port"):
+            used = [getattr(s, attr) for s in self.services if getattr(s, attr)]
+            clash = sorted({p for p in used if used.count(p) > 1})
+            if clash:
+                raise ValueError(f"{attr} values must be unique across services: {clash}")
         for svc in self.services:
             for dep in svc.depends_on:
                 if dep not in names:

@@ -16,6 +16,8 @@ from infra.images import ImageRef, qualify
 
 Doc = dict[str, Any]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+# ConfigMaps and Secrets before the workloads that read them, Services after
+APPLY_ORDER = {"Namespace": -1, "ConfigMap": 0, "Secret": 0, "Service": 2}
 
 
 class ManifestError(Exception):
@@ -118,6 +120,8 @@ def render(
         (rendered.by_service.setdefault(service, []) if service else rendered.shared).append(doc)
     for name in config.names():
         rendered.by_service.setdefault(name, [])
+    for docs_ in [rendered.shared, *rendered.by_service.values()]:
+        docs_.sort(key=lambda d: APPLY_ORDER.get(d["kind"], 1))
     return rendered
 
 

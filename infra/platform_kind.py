@@ -113,6 +113,8 @@ class KindPlatform:
     def load_images(self, refs: list[str]) -> None:
         """podman save + kind load image-archive, skipping images every node holds."""
         nodes = self.nodes()
+        if not nodes:
+            raise PlatformError(f"kind cluster {self.cluster} has no nodes; next: `kind get clusters`")
         missing = []
         for ref in refs:
             local = self.ctx.podman("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
