@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,13 +44,15 @@ def cmd_up(ns: argparse.Namespace) -> int:
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
-    from infra import state
+    from infra import runlock, state
     from infra.stack import platform_from_state
 
     root = _cfg(ns).root
     path = root / ".e2e" / "runs" / ns.run_id / "state.json" if ns.run_id else None
     st = state.load(path, root=root)
     platform_from_state(st).teardown()
+    runlock.unmark_kept(st.run_id)
+    shutil.rmtree(st.path.parent, ignore_errors=True)
     say(f"removed the stack of run {st.run_id} ({st.platform})")
     return 0
 
@@ -74,7 +77,11 @@ def cmd_load_image(ns: argparse.Namespace) -> int:
 
     cfg = _cfg(ns)
     archive = Path(ns.archive) if ns.archive else cfg.root / ".e2e" / "archives" / image_tasks.ARCHIVE_NAME
-    image_tasks.load(SubprocessRunner(), archive, ns.cluster, cfg.platform.kind_provider, cfg.timeouts.load)
+    from infra.stack import make_podman
+
+    runner = SubprocessRunner()
+    env = dict(make_podman(cfg, runner, cfg.root).env)
+    image_tasks.load(runner, archive, ns.cluster, cfg.platform.kind_provider, cfg.timeouts.load, env)
     return 0
 
 

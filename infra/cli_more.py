@@ -27,3 +27,77 @@ def register(sub: Sub) -> None:
     cr.add_argument("--input", required=True, help="covdata dir (per-service subdirs)")
     cr.add_argument("--output", default="", help="report dir (default: coverage/report)")
     cr.set_defaults(func=cmd_coverage_report)
+    register_more(sub)
+
+
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    from infra import doctor
+    from infra.console import say
+    from infra.platform import choose
+    from infra.stack import make_podman
+
+    cfg = config_mod.load(ns.config)
+    runner = SubprocessRunner()
+    podman = make_podman(cfg, runner, cfg.root)
+    platform = choose(ns.platform or cfg.platform.default, cfg, podman)
+    say(f"platform: {platform.name} ({platform.reason})")
+    checks = doctor.run_checks(cfg, runner, podman, cfg.root, platform.name)
+    for check in checks:
+        say(check.line())
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def register_more(sub: Sub) -> None:
+    dr = sub.add_parser("doctor", help="check podman, Go, kind, ports and disk")
+    dr.add_argument("--platform", choices=["auto", "kind", "podman"], default=None)
+    dr.set_defaults(func=cmd_doctor)
+    register_cleanup(sub)
+
+
+def cmd_clean_stale_clusters(ns: argparse.Namespace) -> int:
+    from infra import cleanup
+    from infra.console import say
+    from infra.stack import make_podman
+
+    cfg = config_mod.load(ns.config)
+    runner = SubprocessRunner()
+    report = cleanup.clean_stale_clusters(
+        runner, make_podman(cfg, runner, cfg.root), older_than=cleanup.parse_age(ns.older_than),
+        dry_run=ns.dry_run, all_=ns.all, provider=cfg.platform.kind_provider, scratch=cfg.root / ".e2e" / "scratch",
+    )  # fmt: skip
+    for line in report.lines(ns.dry_run):
+        say(line)
+    return 0
+
+
+def cmd_cleanup(ns: argparse.Namespace) -> int:
+    from infra import cleanup
+    from infra.console import say
+    from infra.stack import make_podman
+
+    cfg = config_mod.load(ns.config)
+    runner = SubprocessRunner()
+    podman = make_podman(cfg, runner, cfg.root)
+    clusters = cleanup.clean_stale_clusters(
+        runner, podman, older_than=cleanup.parse_age(ns.older_than), dry_run=ns.dry_run, all_=False,
+        provider=cfg.platform.kind_provider, scratch=cfg.root / ".e2e" / "scratch",
+    )  # fmt: skip
+    rest = cleanup.clean_podman(podman, cfg.root, dry_run=ns.dry_run, images=not ns.keep_images)
+    for line in clusters.lines(ns.dry_run)[: None if clusters.removed or clusters.left else 0]:
+        say(line)
+    for line in rest.lines(ns.dry_run):
+        say(line)
+    return 0
+
+
+def register_cleanup(sub: Sub) -> None:
+    sc = sub.add_parser("clean-stale-clusters", help="delete stale kind clusters the harness created")
+    sc.add_argument("--older-than", default="2h", help="age like 2h, 30m, 0s (default 2h)")
+    sc.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    sc.add_argument("--all", action="store_true", help="every harness cluster regardless of age")
+    sc.set_defaults(func=cmd_clean_stale_clusters)
+    cl = sub.add_parser("cleanup", help="remove leftovers of earlier runs")
+    cl.add_argument("--older-than", default="2h", help="kind clusters: minimum age (default 2h)")
+    cl.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    cl.add_argument("--keep-images", action="store_true", help="keep the harness's cached images")
+    cl.set_defaults(func=cmd_cleanup)

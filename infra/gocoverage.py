@@ -16,7 +16,7 @@ from pathlib import Path
 
 from infra.console import say
 from infra.proc import Runner
-from infra.stack import Stack
+from infra.platform import Platform
 
 TOTAL = re.compile(r"^total:\s+\(statements\)\s+([\d.]+)%", re.MULTILINE)
 GO_TIMEOUT = 600
@@ -132,15 +132,14 @@ def describe(report: CoverageReport) -> str:
     return "\n".join(lines)
 
 
-def collect_run(stack: Stack, runner: Runner) -> CoverageReport:
+def collect_run(platform: Platform, runner: Runner) -> CoverageReport:
     """Stop gracefully, check counters, build reports per run and as coverage/e2e/ latest."""
-    stops = stack.platform.stop_gracefully()
-    covdata = stack.paths.covdata
-    dirs = {s.name: covdata / s.name for s in stack.config.services}
+    stops = platform.stop_gracefully()
+    cfg, paths = platform.ctx.config, platform.ctx.paths
+    dirs = {s.name: paths.covdata / s.name for s in cfg.services}
     check_counters(dirs, stops)
-    cfg = stack.config
-    report = build_reports(dirs, stack.paths.coverage_run, cfg.path(cfg.coverage.go_module), runner)
-    write_summary(report, stack.paths.run_id)
+    report = build_reports(dirs, paths.coverage_run, cfg.path(cfg.coverage.go_module), runner)
+    write_summary(report, paths.run_id)
     publish_latest(report.out_dir, report.out_dir.parent)
     return report
 

@@ -65,10 +65,11 @@ def kind_load_argv(archive: Path, cluster: str) -> list[str]:
     return ["kind", "load", "image-archive", str(archive), "--name", check_dns_label("cluster", cluster)]
 
 
-def load(runner: Runner, archive: Path, cluster: str, provider: str, timeout: float) -> None:
+def load(runner: Runner, archive: Path, cluster: str, provider: str, timeout: float,
+         env: dict[str, str] | None = None) -> None:  # fmt: skip
     runner.run(
         kind_load_argv(archive, cluster), timeout=timeout,
-        env={"KIND_EXPERIMENTAL_PROVIDER": provider},
+        env={**(env or {}), "KIND_EXPERIMENTAL_PROVIDER": provider},
         hint=f"is kind cluster {cluster!r} running? `kind get clusters`",
     )  # fmt: skip
     say(f"loaded {archive} into kind cluster {cluster}")

@@ -48,7 +48,7 @@ class KindPlatform:
     def kind(self, *args: str, timeout: float | None = None, check: bool = True, hint: str = "") -> str:
         res = self.ctx.runner.run(
             ["kind", *args], timeout=timeout or self.ctx.config.timeouts.command,
-            env={"KIND_EXPERIMENTAL_PROVIDER": self.provider}, check=check, hint=hint,
+            env={**self.ctx.podman.env, "KIND_EXPERIMENTAL_PROVIDER": self.provider}, check=check, hint=hint,
         )  # fmt: skip
         return res.stdout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +43,12 @@ def needs_containers_conf() -> tuple[bool, str]:
     return bool(reasons), ", ".join(reasons)
 
 
-def podman_env(state_dir: Path, mode: str = "auto") -> dict[str, str]:
+CONF_ENV = "E2E_PODMAN_CONF"  # auto | always | never
+
+
+def podman_env(state_dir: Path, mode: str = "") -> dict[str, str]:
     """CONTAINERS_CONF for the harness's own podman calls (never /etc)."""
+    mode = mode or os.environ.get(CONF_ENV, "auto")
     needed, _ = needs_containers_conf()
     if mode == "never" or (mode == "auto" and not needed):
         return {}

@@ -26,14 +26,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def allocate(config: Config) -> dict[int, int]:
-    """nodePort -> host port. Fixed ports must be free; 0 picks a free one."""
+def allocate(config: Config, *, check: bool = True) -> dict[int, int]:
+    """nodePort -> host port. Fixed ports must be free (unless preflight checks); 0 picks one."""
     ports: dict[int, int] = {}
     for svc in config.services:
         if not svc.node_port:
             continue
         if svc.host_port:
-            if not is_free(svc.host_port):
+            if check and not is_free(svc.host_port):
                 raise PortBusy(
                     f"port 127.0.0.1:{svc.host_port} (host_port of service {svc.name!r} in "
                     f"{config.source_file}) is already in use; next: find the holder with "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from infra import config as config_mod, diagnostics, ports, state, testrun
+from infra import config as config_mod, diagnostics, doctor, ports, runlock, state, testrun
 from infra.build import go_version, plan_images
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
@@ -111,6 +111,7 @@ class Run:
 
     def execute(self) -> int:
         handler = _setup_logging(self.paths)
+        lock = runlock.hold(self.paths.run_id)  # cleanup leaves a live run alone
         point_latest(self.paths.root / "artifacts" / "latest", Path(self.paths.run_id))
         say(f"run {self.paths.run_id}: artifacts in {self.paths.artifacts}")
         code = EXIT_INFRA
@@ -126,6 +127,7 @@ class Run:
                     self._finish()
         finally:
             logging.getLogger().removeHandler(handler)
+            runlock.release(lock, self.paths.run_id)
         return code
 
     def _main(self) -> int:
@@ -135,7 +137,7 @@ class Run:
         say(f"platform: {choice.name} ({choice.reason})")
         try:
             with self.timed("plan"):
-                host_ports = ports.allocate(cfg)
+                host_ports = ports.allocate(cfg, check=False)  # preflight explains a busy port
                 plan = plan_images(cfg, coverage=opts.coverage, toolchain=go_version(self.runner))
                 rendered = render_stack(cfg, plan, opts.coverage)
             for name, ref in plan.refs.items():
@@ -156,6 +158,7 @@ class Run:
                     self.stack, runner=self.runner, podman=self.podman, timeline=self.timeline,
                     reporter=reporter, parallel=not opts.sequential, cancel=self.cancel,
                     force_build=opts.force_build,
+                    preflight=lambda: doctor.preflight(cfg, self.runner, self.podman, self.paths.root, choice.name),
                 )  # fmt: skip
         except (PhaseFailed, ports.PortBusy, Exception) as err:
             if isinstance(err, KeyboardInterrupt):
@@ -186,7 +189,7 @@ class Run:
         assert self.stack is not None
         try:
             with self.timed("coverage"):
-                report = gocoverage.collect_run(self.stack, self.runner)
+                report = gocoverage.collect_run(self.stack.platform, self.runner)
         except gocoverage.CoverageError as err:
             self.failure, self.kind_of_failure = err, "coverage"
             say(f"COVERAGE FAILED: {err}")
@@ -205,6 +208,7 @@ class Run:
             self._diagnostics()  # before anything is removed
         keep = self.opts.keep or not self.opts.run_tests or (failed and os.environ.get(KEEP_ENV) == "1")
         if self.stack is not None and keep:
+            runlock.mark_kept(self.paths.run_id)
             self._print_kept()
         elif self.stack is not None:
             with self.timed("teardown"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,14 @@ def _namespace(config: Config, run_id: str) -> str:
     return resource_name(run_id, config.platform.namespace)
 
 
-def setup_phases(stack: Stack, *, runner: Runner, podman: Podman, force_build: bool = False) -> list[Phase]:
-    """cluster and builds start together; deploy X waits for its image and its deps."""
+def setup_phases(
+    stack: Stack, *, runner: Runner, podman: Podman, force_build: bool = False,
+    preflight: Callable[[], object] | None = None,
+) -> list[Phase]:  # fmt: skip
+    """preflight first; cluster and builds start together; deploy X waits for its image and deps."""
     cfg, plat, plan = stack.config, stack.platform, stack.plan
     kind = plat.name == "kind"
+    first: tuple[str, ...] = ("preflight",) if preflight else ()
 
     def builder(name: str) -> Phase:
         def run() -> None:
@@ -89,9 +94,10 @@ def setup_phases(stack: Stack, *, runner: Runner, podman: Podman, force_build: b
             )  # fmt: skip
             stack.built[name] = outcome.built
 
-        return Phase(f"build:{name}", run)
+        return Phase(f"build:{name}", run, first)
 
-    phases = [Phase("cluster", plat.create), *[builder(s.name) for s in cfg.services]]
+    phases = [Phase("preflight", preflight)] if preflight else []
+    phases += [Phase("cluster", plat.create, first), *[builder(s.name) for s in cfg.services]]
     if kind:
         phases.append(Phase("load", lambda: plat.load_images([str(r) for r in plan.all()]),
                             ("cluster", *[f"build:{s.name}" for s in cfg.services])))  # fmt: skip
@@ -129,8 +135,9 @@ def setup_phases(stack: Stack, *, runner: Runner, podman: Podman, force_build: b
 def bring_up(
     stack: Stack, *, runner: Runner, podman: Podman, timeline: Timeline, reporter: Reporter,
     parallel: bool, cancel: threading.Event | None = None, force_build: bool = False,
+    preflight: Callable[[], object] | None = None,
 ) -> None:  # fmt: skip
-    phases = setup_phases(stack, runner=runner, podman=podman, force_build=force_build)
+    phases = setup_phases(stack, runner=runner, podman=podman, force_build=force_build, preflight=preflight)
     run_phases(phases, timeline=timeline, reporter=reporter, parallel=parallel, cancel=cancel)
 
 

@@ -174,6 +174,8 @@ def test_run_main_computes_the_tag_once_per_run(
         return platforms[-1]
 
     monkeypatch.setattr(run_mod, "make_platform", fake_make_platform)
+    preflights: list[str] = []
+    monkeypatch.setattr(run_mod.doctor, "preflight", lambda *a: preflights.append(a[-1]))
     runner = RecordingRunner()
     runner.on(["go", "env", "GOVERSION"], stdout="go1.22.5\n")
     runner.on(["podman", "image", "exists"], returncode=1)
@@ -182,6 +184,7 @@ def test_run_main_computes_the_tag_once_per_run(
     run.paths.artifacts.mkdir(parents=True)  # execute() makes it (run.log) before _main()
     assert run._main() == run_mod.EXIT_OK
 
+    assert preflights == ["kind"]  # the first phase of every run
     assert len(tag_spy) == 2
     refs = {c["main"].lstrip("./"): c["tag"] for c in tag_spy}
     want = {n: f"localhost/e2e-harness/{n}:{t}" for n, t in refs.items()}

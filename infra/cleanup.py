@@ -1,0 +1,230 @@
+"""Remove what earlier runs left behind, and only what the harness created.
+
+Kind clusters are recognised by the kind node label AND the harness's name
+prefix; podman objects by the harness's label. A run that is still going
+(its lock is held) or whose stack was kept on purpose is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra import runlock
+from infra.names import KIND_CLUSTER_LABEL, LABEL, PREFIX, RUN_LABEL
+from infra.podman_cli import Podman
+from infra.proc import CommandError, Runner
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+BUILD_DIR_GRACE = 600
+
+
+class CleanupError(Exception):
+    pass
+
+
+def parse_age(text: str) -> float:
+    match = _AGE.match(text.strip())
+    if not match:
+        raise CleanupError(f"--older-than {text!r}: use a number with s, m, h or d (e.g. 2h, 30m, 0s)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def human_age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def run_id_of(name: str) -> str:
+    return name.removeprefix(f"{PREFIX}-")
+
+
+@dataclass
+class Report:
+    removed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+
+    def lines(self, dry_run: bool = False) -> list[str]:
+        verb = "would remove" if dry_run else "removed"
+        out = [f"{verb}: {r}" for r in self.removed] + [f"left: {r}" for r in self.left]
+        return out or ["nothing to clean"]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    nodes: tuple[str, ...]
+    created: float
+
+    @property
+    def ours(self) -> bool:
+        return self.name.startswith(f"{PREFIX}-")
+
+
+def kind_clusters(podman: Podman) -> list[Cluster]:
+    """Clusters as kind sees them: node containers carrying the kind label."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for ctr in podman.containers(f"label={KIND_CLUSTER_LABEL}"):
+        name = (ctr.get("Labels") or {}).get(KIND_CLUSTER_LABEL, "")
+        by_name.setdefault(name, []).append(ctr)
+    return [
+        Cluster(name, tuple(sorted(c["Names"][0] for c in ctrs)), min(float(c.get("Created", 0)) for c in ctrs))
+        for name, ctrs in sorted(by_name.items())
+    ]
+
+
+def clean_stale_clusters(
+    runner: Runner, podman: Podman, *, older_than: float, dry_run: bool, all_: bool, provider: str,
+    scratch: Path, now: float | None = None,
+) -> Report:  # fmt: skip
+    report = Report()
+    now = time.time() if now is None else now
+    for cluster in kind_clusters(podman):
+        age = now - cluster.created
+        desc = f"kind cluster {cluster.name} ({len(cluster.nodes)} node(s), age {human_age(age)})"
+        if not cluster.ours:
+            report.left.append(f"{desc}: not created by the harness (no {PREFIX}- prefix)")
+            continue
+        run_id = run_id_of(cluster.name)
+        if runlock.is_alive(run_id):
+            report.left.append(f"{desc}: its run is still going")
+            continue
+        if runlock.is_kept(run_id) and not all_:
+            report.left.append(f"{desc}: kept on purpose (--keep / inv up); `inv down --run-id {run_id}`")
+            continue
+        if not all_ and age < older_than:
+            report.left.append(f"{desc}: younger than {human_age(older_than)}")
+            continue
+        if dry_run:
+            report.removed.append(desc)
+            continue
+        how = _delete_cluster(runner, podman, cluster, provider, scratch)
+        runlock.unmark_kept(run_id)
+        report.removed.append(f"{desc} via {how}")
+    return report
+
+
+def _delete_cluster(runner: Runner, podman: Podman, cluster: Cluster, provider: str, scratch: Path) -> str:
+    """kind delete cluster first; when kind's own state is broken, remove the nodes directly."""
+    if shutil.which("kind"):
+        scratch.mkdir(parents=True, exist_ok=True)
+        kubeconfig = scratch / f"{cluster.name}.kubeconfig"  # never ~/.kube/config
+        try:
+            runner.run(["kind", "delete", "cluster", "--name", cluster.name, "--kubeconfig", str(kubeconfig)],
+                       timeout=300, env={**podman.env, "KIND_EXPERIMENTAL_PROVIDER": provider})  # fmt: skip
+        except CommandError:
+            pass
+        finally:
+            kubeconfig.unlink(missing_ok=True)
+        if not podman.containers(f"label={KIND_CLUSTER_LABEL}={cluster.name}"):
+            return "kind delete cluster"
+    podman("rm", "--force", "--volumes", *cluster.nodes, timeout=300)
+    volumes = podman("volume", "ls", "--quiet", "--filter", f"label={KIND_CLUSTER_LABEL}={cluster.name}",
+                     check=False).stdout.split()  # fmt: skip
+    if volumes:
+        podman("volume", "rm", "--force", *volumes, check=False)
+    return "removing its node containers and volumes (kind could not)"
+
+
+def _runs(objects: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        by_run.setdefault((obj.get("Labels") or obj.get("labels") or {}).get(RUN_LABEL, "?"), []).append(obj)
+    return by_run
+
+
+def _settled(run_id: str) -> str:
+    """Why a run's objects must stay, or '' when they are leftovers."""
+    if runlock.is_alive(run_id):
+        return "its run is still going"
+    if runlock.is_kept(run_id):
+        return f"kept on purpose; `inv down --run-id {run_id}`"
+    return ""
+
+
+def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = True) -> Report:
+    """Containers, pods, networks, images, archives and run dirs of finished runs."""
+    report = Report()
+    for run_id, ctrs in sorted(_runs(podman.containers(f"label={LABEL}=true")).items()):
+        names = [c["Names"][0] for c in ctrs]
+        why = _settled(run_id)
+        if why:
+            report.left.append(f"containers {', '.join(names)}: {why}")
+            continue
+        if not dry_run:
+            podman("rm", "--force", "--time", "2", *names, timeout=120)
+        report.removed.append(f"containers {', '.join(names)} (run {run_id})")
+    pods = json.loads(podman("pod", "ps", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]")
+    for pod in pods or []:
+        if not dry_run:
+            podman("pod", "rm", "--force", pod["Name"], check=False)
+        report.removed.append(f"pod {pod['Name']}")
+    nets = json.loads(podman("network", "ls", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]")
+    for run_id, items in sorted(_runs(nets or []).items()):
+        names = [n.get("name") or n.get("Name") for n in items]
+        why = _settled(run_id)
+        if why:
+            report.left.append(f"networks {', '.join(map(str, names))}: {why}")
+            continue
+        if not dry_run:
+            podman("network", "rm", "--force", *map(str, names), check=False)
+        report.removed.append(f"networks {', '.join(map(str, names))}")
+    if images:
+        _clean_images(podman, report, dry_run)
+    _clean_files(root, report, dry_run)
+    return report
+
+
+def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
+    out = podman("images", "--format", "json", "--filter", f"label={LABEL}=true").stdout
+    seen: set[str] = set()
+    for img in json.loads(out or "[]") or []:
+        if img["Id"] in seen:
+            continue
+        seen.add(img["Id"])
+        names = img.get("Names") or [img["Id"][:12]]
+        if img.get("Containers", 0):
+            report.left.append(f"image {names[0]}: in use by a container")
+            continue
+        if not dry_run:
+            res = podman("image", "rm", img["Id"], check=False)
+            if res.returncode != 0:
+                report.left.append(f"image {names[0]}: {res.stderr.strip()[-200:]}")
+                continue
+        report.removed.append(f"image {', '.join(names)}")
+
+
+def _clean_files(root: Path, report: Report, dry_run: bool) -> None:
+    state = root / ".e2e"
+    for archive in sorted((state / "archives").glob(f"{PREFIX}-*.tar")):
+        run_id = run_id_of(archive.stem)
+        if _settled(run_id):
+            continue
+        if not dry_run:
+            archive.unlink(missing_ok=True)
+        report.removed.append(f"archive {archive}")
+    for run_dir in sorted((state / "runs").glob("*")):
+        why = _settled(run_dir.name)
+        if why:
+            report.left.append(f"run dir {run_dir}: {why}")
+            continue
+        if not dry_run:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        report.removed.append(f"run dir {run_dir}")
+    for build_dir in sorted((state / "build").glob("*")):
+        if time.time() - build_dir.stat().st_mtime < BUILD_DIR_GRACE:
+            continue  # a concurrent run may be building in it
+        if not dry_run:
+            shutil.rmtree(build_dir, ignore_errors=True)
+        report.removed.append(f"build context {build_dir}")

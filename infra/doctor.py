@@ -1,0 +1,149 @@
+"""Preflight: can this machine run the harness? One line per problem, naming the fix.
+
+Runs as `inv doctor` and as the first phase of every run, so a missing tool,
+a podman that cannot start containers, a busy port or a leftover of an
+earlier run is explained in seconds instead of surfacing as a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.config import Config
+from infra.names import RUN_LABEL
+from infra.podman_cli import Podman, needs_containers_conf
+from infra.proc import CommandError, Runner
+
+MIN_PODMAN = (4, 0)
+MIN_GO = (1, 22)
+MIN_FREE_BYTES = 2 * 1024**3
+PROBE_SOURCE = "package main\n\nfunc main() {}\n"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.name}: {self.detail}" + ("" if self.ok else f" -> {self.fix}")
+
+
+class PreflightFailed(Exception):
+    def __init__(self, checks: list[Check]) -> None:
+        self.checks = checks
+        super().__init__("preflight failed:\n" + "\n".join(c.line() for c in checks if not c.ok))
+
+
+def _version(text: str) -> tuple[int, ...]:
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def check_tool(runner: Runner, name: str, argv: list[str], minimum: tuple[int, int] | None, fix: str) -> Check:
+    if shutil.which(argv[0]) is None:
+        return Check(name, False, f"{argv[0]} not found on PATH", fix)
+    try:
+        out = runner.run(argv, timeout=30).stdout.strip()
+    except CommandError as err:
+        return Check(name, False, f"`{' '.join(argv)}` failed: {err.output_tail[-200:]}", fix)
+    if minimum and _version(out) < minimum:
+        return Check(name, False, f"version {out} is older than {'.'.join(map(str, minimum))}", fix)
+    return Check(name, True, out.splitlines()[0] if out else "present")
+
+
+def check_podman_runs(runner: Runner, podman: Podman, state_dir: Path) -> Check:
+    """Start a real container from a tiny local rootfs (no registry needed)."""
+    rootfs = state_dir / "probe" / "rootfs"
+    binary = rootfs / "probe"
+    if not binary.exists():
+        src = state_dir / "probe" / "src"
+        src.mkdir(parents=True, exist_ok=True)
+        (src / "main.go").write_text(PROBE_SOURCE)
+        (src / "go.mod").write_text("module probe\n\ngo 1.22\n")
+        rootfs.mkdir(parents=True, exist_ok=True)
+        runner.run(["go", "build", "-o", str(binary.resolve()), "."], timeout=180, cwd=src,
+                   env={"CGO_ENABLED": "0"})  # fmt: skip
+    res = podman("run", "--rm", "--rootfs", str(rootfs.resolve()), "/probe", check=False, timeout=60)
+    needed, why = needs_containers_conf()
+    conf = f" (with the harness's containers.conf: {why})" if "CONTAINERS_CONF" in podman.env else ""
+    if res.returncode != 0:
+        return Check(
+            "podman run", False, f"cannot start a container{conf}: {(res.stderr or res.stdout).strip()[-300:]}",
+            "see README: Prerequisites (runc, cgroup manager, ulimits)",
+        )
+    return Check("podman run", True, f"a container starts{conf}")
+
+
+def check_ports(config: Config, podman: Podman) -> list[Check]:
+    checks = []
+    for svc in config.services:
+        port = svc.host_port
+        if not port:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                checks.append(Check(f"port {port}", True, f"free for {svc.name}"))
+                continue
+            except OSError:
+                pass
+        holder = _port_holder(podman, port)
+        checks.append(Check(
+            f"port {port}", False, f"127.0.0.1:{port} (host_port of {svc.name}) is in use"
+            + (f" by {holder}" if holder else ""),
+            "run `nox -s cleanup` (a leftover of an earlier run)" if holder
+            else f"stop what listens there (`ss -ltnp 'sport = :{port}'`) or set host_port = 0",
+        ))  # fmt: skip
+    return checks
+
+
+def _port_holder(podman: Podman, port: int) -> str:
+    try:
+        res = podman("ps", "--all", "--format", "json", check=False)
+        for ctr in json.loads(res.stdout or "[]"):
+            for mapping in ctr.get("Ports") or []:
+                if int(mapping.get("host_port", 0)) == port:
+                    run = (ctr.get("Labels") or {}).get(RUN_LABEL, "")
+                    return f"container {ctr['Names'][0]}" + (f" of harness run {run}" if run else "")
+    except (ValueError, KeyError, TypeError, CommandError):
+        return ""
+    return ""
+
+
+def check_disk(path: Path) -> Check:
+    free = shutil.disk_usage(path).free
+    ok = free >= MIN_FREE_BYTES
+    return Check("disk", ok, f"{free / 1024**3:.1f} GiB free at {path}",
+                 "free at least 2 GiB for images and archives (`nox -s cleanup` removes old ones)")  # fmt: skip
+
+
+def run_checks(config: Config, runner: Runner, podman: Podman, root: Path, platform: str) -> list[Check]:
+    checks = [
+        check_tool(runner, "podman", ["podman", "version", "--format", "{{.Client.Version}}"], MIN_PODMAN,
+                   "apt-get install -y podman runc"),
+        check_tool(runner, "go", ["go", "env", "GOVERSION"], MIN_GO, "install Go >= 1.22 (go.dev/dl)"),
+    ]  # fmt: skip
+    if platform == "kind":
+        checks.append(check_tool(runner, "kind", ["kind", "version"], None,
+                                 "go install sigs.k8s.io/kind@v0.27.0 (then add ~/go/bin to PATH)"))  # fmt: skip
+    if checks[0].ok and checks[1].ok:
+        checks.append(check_podman_runs(runner, podman, root / ".e2e"))
+    checks += check_ports(config, podman)
+    checks.append(check_disk(root))
+    return checks
+
+
+def preflight(config: Config, runner: Runner, podman: Podman, root: Path, platform: str) -> list[Check]:
+    checks = run_checks(config, runner, podman, root, platform)
+    if not all(c.ok for c in checks):
+        raise PreflightFailed(checks)
+    return checks

@@ -1,0 +1,60 @@
+"""Which runs are alive: a run holds an flock for its lifetime; kept stacks leave a marker.
+
+The lock directory is machine-wide, so cleanup in one checkout never removes a
+run that is still going in another one; a killed run's lock is released by the
+kernel, so its leftovers become fair game at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+from typing import IO
+
+LOCK_DIR = Path(os.environ.get("E2E_LOCK_DIR", Path(tempfile.gettempdir()) / "e2e-harness-runs"))
+
+
+def _lock_path(run_id: str) -> Path:
+    return LOCK_DIR / f"{run_id}.lock"
+
+
+def hold(run_id: str) -> IO[str]:
+    """Hold the run's lock until the returned file is closed (or the process dies)."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    fh = open(_lock_path(run_id), "w")  # noqa: SIM115 - held for the run's lifetime
+    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
+def release(fh: IO[str], run_id: str) -> None:
+    fh.close()
+    _lock_path(run_id).unlink(missing_ok=True)
+
+
+def is_alive(run_id: str) -> bool:
+    path = _lock_path(run_id)
+    if not path.exists():
+        return False
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
+def mark_kept(run_id: str) -> None:
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    (LOCK_DIR / f"{run_id}.kept").touch()
+
+
+def unmark_kept(run_id: str) -> None:
+    (LOCK_DIR / f"{run_id}.kept").unlink(missing_ok=True)
+
+
+def is_kept(run_id: str) -> bool:
+    return (LOCK_DIR / f"{run_id}.kept").exists()
