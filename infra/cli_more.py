@@ -52,6 +52,7 @@ def register_more(sub: Sub) -> None:
     dr.add_argument("--platform", choices=["auto", "kind", "podman"], default=None)
     dr.set_defaults(func=cmd_doctor)
     register_cleanup(sub)
+    register_bench(sub)
 
 
 def cmd_clean_stale_clusters(ns: argparse.Namespace) -> int:
@@ -101,3 +102,18 @@ def register_cleanup(sub: Sub) -> None:
     cl.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     cl.add_argument("--keep-images", action="store_true", help="keep the harness's cached images")
     cl.set_defaults(func=cmd_cleanup)
+
+
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from infra import bench
+
+    root = config_mod.load(ns.config).root
+    bench.bench(ns.config, ns.repeat, Path(ns.output) if ns.output else root / "artifacts" / "bench.json")
+    return 0
+
+
+def register_bench(sub: Sub) -> None:
+    bp = sub.add_parser("bench", help="time setup cold/warm, parallel/sequential on podman")
+    bp.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")
+    bp.add_argument("--output", default="", help="default: artifacts/bench.json")
+    bp.set_defaults(func=cmd_bench)

@@ -45,6 +45,7 @@ class Options:
     run_tests: bool = True
     force_build: bool = False
     root: Path | None = None
+    bench: bool = False  # setup only, then teardown
 
 
 class Interrupted(KeyboardInterrupt):
@@ -206,7 +207,8 @@ class Run:
         failed = bool(self.kind_of_failure)
         if failed:
             self._diagnostics()  # before anything is removed
-        keep = self.opts.keep or not self.opts.run_tests or (failed and os.environ.get(KEEP_ENV) == "1")
+        up_only = not self.opts.run_tests and not self.opts.bench
+        keep = self.opts.keep or up_only or (failed and os.environ.get(KEEP_ENV) == "1")
         if self.stack is not None and keep:
             runlock.mark_kept(self.paths.run_id)
             self._print_kept()
@@ -267,7 +269,10 @@ class Run:
         elif self.kind_of_failure == "interrupted":
             lines += ["- result: **INTERRUPTED**"]
         t = self.tests
-        if t is not None:
+        if t is not None and t.exit_code in testrun.PYTEST_COULD_NOT_RUN:
+            lines += [f"- result: **PYTEST COULD NOT RUN** (exit {t.exit_code}: usage or internal error; "
+                      "see the console or run.log)"]  # fmt: skip
+        elif t is not None:
             verdict = "passed" if not t.failed else "TESTS FAILED"
             lines += [f"- result: {verdict}: {len(t.passed)} passed, {len(t.flaky)} flaky, "
                       f"{len(t.failed)} failed, {len(t.skipped)} skipped"]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from infra.pytest_results import RESULTS_ENV
 from infra.state import STATE_ENV
 
 NO_TESTS = 5  # pytest's "no tests collected"
+PYTEST_COULD_NOT_RUN = (2, 3, 4)  # interrupted, internal error, usage error
 
 
 @dataclass
@@ -49,7 +51,10 @@ def run_suite(
     """Parallel tests, then the serial group in one worker; exit code is the worse."""
     results = artifacts / "results.jsonl"
     results.unlink(missing_ok=True)
-    env = {STATE_ENV: str(state_file), RESULTS_ENV: str(results)}
+    # the suite may live in a team's repo: let its pytest import this harness
+    harness_root = str(Path(__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH", "")) if p)
+    env = {STATE_ENV: str(state_file), RESULTS_ENV: str(results), "PYTHONPATH": pythonpath}
     serial = config.tests.serial_marker
     user_workers = _has_workers(extra)
     parallel_workers = "" if user_workers else config.tests.workers

@@ -27,7 +27,8 @@ from infra.proc import RecordingRunner, Result
 RUN_ID = "20260101-000000-abcd"
 CLUSTER = f"e2eh-{RUN_ID}"
 NAMESPACE = f"e2eh-{RUN_ID}-e2e"
-PROVIDER_ENV = {"KIND_EXPERIMENTAL_PROVIDER": "podman"}
+# kind runs podman itself, so it gets the containers.conf the harness uses too
+PROVIDER_ENV = {"CONTAINERS_CONF": "/c.conf", "KIND_EXPERIMENTAL_PROVIDER": "podman"}
 HOST_PORTS = {30080: 41080, 30081: 41081}
 DS = "localhost/e2e-harness/datastore:t1"
 GW = "localhost/e2e-harness/gateway:t2"

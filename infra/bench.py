@@ -1,0 +1,74 @@
+"""`nox -s bench`: setup timed cold and warm, parallel and sequential, on podman.
+
+cold: every image rebuilt (Go's build cache is kept: a cold Go cache measures
+the compiler, not the harness); warm: nothing changed, so builds are skipped.
+Each mode runs `repeat` times; the median is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as host
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from infra import config as config_mod
+from infra.console import say
+from infra.run import EXIT_OK, Options, Run
+
+MODES = [("cold", "parallel"), ("cold", "sequential"), ("warm", "parallel"), ("warm", "sequential")]
+
+
+def setup_seconds(timings: dict[str, Any]) -> float:
+    """From the run's start to the end of its last setup phase (tests and teardown excluded)."""
+    ends = [p["end"] for p in timings["phases"] if p["name"].split(":")[0] in ("preflight", "cluster", "build",
+                                                                              "load", "deploy", "ready")]
+    return round(max(ends), 3)
+
+
+def one(config: str | None, cache: str, mode: str) -> dict[str, Any]:
+    cfg = config_mod.load(config)
+    run = Run(cfg, Options(config=config, platform="podman", sequential=mode == "sequential",
+                           force_build=cache == "cold", run_tests=False, bench=True))  # fmt: skip
+    code = run.execute()
+    if code != EXIT_OK:
+        raise RuntimeError(f"bench run {run.paths.run_id} ({cache}, {mode}) failed with exit {code}")
+    timings = json.loads((run.paths.artifacts / "timings.json").read_text())
+    return {"run_id": run.paths.run_id, "cache": cache, "mode": mode, "setup_seconds": setup_seconds(timings),
+            "built": timings["built"]}  # fmt: skip
+
+
+def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
+    runs = []
+    one(config, "warm", "parallel")  # prime: images exist, so "warm" below is warm from the start
+    for _ in range(repeat):
+        for cache, mode in MODES:
+            runs.append(one(config, cache, mode))
+
+    def median(cache: str, mode: str) -> float:
+        return statistics.median(r["setup_seconds"] for r in runs if r["cache"] == cache and r["mode"] == mode)
+
+    med = {f"{c}_{m}": median(c, m) for c, m in MODES}
+    result = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": host.python_version(), "system": host.platform()},
+        "repeat": repeat,
+        "median_setup_seconds": med,
+        "ratios": {
+            "sequential_over_parallel_cold": round(med["cold_sequential"] / med["cold_parallel"], 3),
+            "sequential_over_parallel_warm": round(med["warm_sequential"] / med["warm_parallel"], 3),
+            "cold_over_warm_parallel": round(med["cold_parallel"] / med["warm_parallel"], 3),
+        },
+        "warm_runs_skipped_all_builds": all(not any(r["built"].values()) for r in runs if r["cache"] == "warm"),
+        "cold_runs_built_every_image": all(all(r["built"].values()) for r in runs if r["cache"] == "cold"),
+        "runs": runs,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    say(json.dumps({k: result[k] for k in ("median_setup_seconds", "ratios", "warm_runs_skipped_all_builds")},
+                   indent=2))  # fmt: skip
+    say(f"wrote {out}")
+    return result

@@ -1,0 +1,189 @@
+"""The image pipeline, a whole run and coverage, for real on podman and Go."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from infra import build, config, gocoverage, image_tasks, manifests, state
+from infra.podman_cli import podman_env
+from infra.proc import SubprocessRunner
+from infra.run import Options, Run
+from infra.stack import platform_from_state
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 600
+
+
+def podman(*args: str, root: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **podman_env(root / ".e2e")}
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def harness(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infra", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False)  # fmt: skip
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Path:
+    """A team's own config in its own root: absolute paths to this repo's stack."""
+    data = tomllib.loads((REPO / "e2e.toml").read_text())
+    lines = [f"manifests = {json.dumps([str(REPO / m) for m in data['manifests']])}", ""]
+    for svc in data["services"]:
+        lines.append("[[services]]")
+        for key, value in svc.items():
+            value = str(REPO / value) if key == "source" else value
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    lines += ["[tests]", f'path = "{REPO / "e2e"}"', "", "[coverage]", f'go_module = "{REPO / "services"}"']
+    cfg = tmp_path / "e2e.toml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def leftovers(run_id: str) -> list[str]:
+    ctrs = podman("ps", "--all", "--quiet", "--filter", f"label=io.e2e-harness.run={run_id}").stdout.split()
+    nets = podman("network", "ls", "--quiet", "--filter", f"label=io.e2e-harness.run={run_id}").stdout.split()
+    return ctrs + nets
+
+
+def run_id_from(output: str) -> str:
+    match = re.search(r"^run (\S+): artifacts in", output, re.MULTILINE)
+    assert match, f"no run id in the output:\n{output[-2000:]}"
+    return match.group(1)
+
+
+def test_images_archive_holds_the_localhost_refs_the_manifests_use(tmp_path: Path) -> None:
+    archive = tmp_path / "images.tar"
+    first = harness("images", "--output", str(archive))
+    assert first.returncode == 0, first.stdout + first.stderr
+    tags = image_tasks.archive_repotags(archive)
+    cfg = config.load(REPO / "e2e.toml")
+    plan = build.plan_images(cfg, coverage=False, toolchain=build.go_version(SubprocessRunner()))
+    assert sorted(tags) == sorted(str(r) for r in plan.all())
+    assert all(t.startswith("localhost/e2e-harness/") for t in tags), tags
+    rendered = manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=False)
+    assert sorted(rendered.image_refs()) == sorted(tags)  # what pods reference is what was saved
+
+    again = harness("images", "--output", str(archive))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "rebuilt nothing: all 2 image(s) are up to date" in again.stdout
+    assert not [ln for ln in again.stdout.splitlines() if ln.endswith(" built")], again.stdout
+
+
+def test_coverage_images_are_instrumented(tmp_path: Path) -> None:
+    out = harness("build-image", "gateway", "--coverage")
+    assert out.returncode == 0, out.stdout + out.stderr
+    ref = re.search(r"gateway: (\S+) ", out.stdout).group(1)  # type: ignore[union-attr]
+    assert ":cov-" in ref
+    cov = tmp_path / "cov"
+    cov.mkdir(mode=0o777)
+    cov.chmod(0o777)
+    name = f"e2eh-test-cover-{tmp_path.name[-8:]}".lower().replace("_", "-")
+    started = podman("run", "-d", "--name", name, "--label", "io.e2e-harness.managed=true",
+                     "-e", "GOCOVERDIR=/cov", "-e", "DATASTORE_URL=http://127.0.0.1:9", "-v", f"{cov}:/cov",
+                     "-p", "127.0.0.1::8080", ref)  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        port = podman("port", name, "8080/tcp").stdout.strip().rsplit(":", 1)[1]
+        with requests.Session() as s:
+            from infra.waits import wait_http
+
+            wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
+            s.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        stopped = podman("stop", "--time", "15", name)
+        assert stopped.returncode == 0, stopped.stderr
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+    finally:
+        podman("rm", "--force", name)
+    assert list(cov.glob("covmeta.*")), "no covmeta: binary not built with -cover"
+    assert list(cov.glob("covcounters.*")), "no covcounters: counters not flushed on SIGTERM"
+
+
+def test_e2e_run_passes_writes_artifacts_and_leaves_nothing(isolated: Path) -> None:
+    out = harness("--config", str(isolated), "e2e", "--platform", "podman", "--", "-k", "smoke or ingest")
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    run_id = run_id_from(text)
+    assert "platform: podman (requested with --platform)" in text
+    artifacts = isolated.parent / "artifacts" / run_id
+    timings = json.loads((artifacts / "timings.json").read_text())
+    assert {"run_id", "platform", "mode", "phases", "total_seconds"} <= set(timings)
+    assert timings["run_id"] == run_id and timings["platform"] == "podman" and timings["mode"] == "parallel"
+    names = [p["name"] for p in timings["phases"]]
+    for phase in ("preflight", "cluster", "build:gateway", "deploy:datastore", "ready:gateway", "tests", "teardown"):
+        assert phase in names, names
+    starts = {p["name"]: p["start"] for p in timings["phases"]}
+    ends = {p["name"]: p["end"] for p in timings["phases"]}
+    assert starts["deploy:gateway"] >= ends["ready:datastore"]  # the gateway waits for its dependency
+    junit = (artifacts / "junit.xml").read_text()
+    assert "<testsuites" in junit and "test_alert_is_created" in junit
+    assert "passed" in (artifacts / "summary.md").read_text()
+    assert (isolated.parent / "artifacts" / "latest").resolve() == artifacts.resolve()
+    assert leftovers(run_id) == []
+    assert not list((isolated.parent / ".e2e" / "archives").glob("*.tar"))
+    assert not (isolated.parent / ".e2e" / "runs" / run_id).exists()
+
+
+def test_a_failing_test_is_reported_and_sets_the_exit_code(isolated: Path, tmp_path: Path) -> None:
+    """Reruns: a test failing twice is 'failed'; the summary says so and the exit code is pytest's."""
+    out = harness("--config", str(isolated), "e2e", "--platform", "podman", "--",
+                  "-k", "test_gateway_health", "--deselect", "nothing", "-o", "python_functions=test_*",
+                  "-p", "tests.plugins.fail_gateway_health")  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text[-3000:]
+    summary = (isolated.parent / "artifacts" / run_id_from(text) / "summary.md").read_text()
+    assert "**failed** (failed twice)" in summary and "test_gateway_health" in summary
+    assert "INFRASTRUCTURE" not in summary
+
+
+def test_sigkilled_service_is_named_when_collecting_coverage(isolated: Path) -> None:
+    cfg = config.load(isolated)
+    run = Run(cfg, Options(config=str(isolated), platform="podman", coverage=True, run_tests=False))
+    assert run.execute() == 0
+    plat = platform_from_state(state.load(run.paths.state_file))
+    try:
+        gateway = plat.state()["containers"]["gateway"][0]  # type: ignore[index]
+        assert podman("kill", "--signal", "KILL", gateway).returncode == 0
+        with pytest.raises(gocoverage.CoverageError) as err:
+            gocoverage.collect_run(plat, SubprocessRunner())
+        msg = str(err.value)
+        assert "service 'gateway' wrote no coverage counters" in msg
+        assert "killed instead of stopped" in msg
+        assert "'datastore'" not in msg  # the gracefully stopped one is fine
+    finally:
+        plat.teardown()
+    assert leftovers(run.paths.run_id) == []
+
+
+def test_e2e_coverage_reports_cover_the_gateway_handlers(isolated: Path) -> None:
+    out = harness("--config", str(isolated), "e2e", "--platform", "podman", "--coverage",
+                  "--", "-k", "smoke or ingest or validation")  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    run_id = run_id_from(text)
+    cov = isolated.parent / "coverage" / "e2e"
+    for where in (cov, cov / run_id):
+        for name in ("coverage.txt", "func.txt", "index.html", "summary.json", "gateway.percent.txt"):
+            assert (where / name).exists(), where / name
+    summary = json.loads((cov / run_id / "summary.json").read_text())
+    assert summary["run_id"] == run_id
+    assert summary["services"]["gateway"]["percent"] > 0 and summary["services"]["datastore"]["percent"] > 0
+    assert 0 < summary["total_percent"] <= summary["merged_percent"]
+    assert summary["unit_percent"] > 0
+    func = (cov / run_id / "func.txt").read_text()
+    handler = [ln for ln in func.splitlines() if "gateway/handlers.go" in ln]
+    assert handler and any(not ln.rstrip().endswith("0.0%") for ln in handler), handler
+    assert "Go coverage (statements):" in text
+    assert yaml is not None and leftovers(run_id) == []
