@@ -19,7 +19,7 @@ def _harness(session: nox.Session, *args: str) -> None:
 
 @nox.session
 def e2e(session: nox.Session) -> None:
-    """Build images, bring the stack up, run e2e/, tear down (args: --platform, --keep, ... -- pytest args)."""
+    """Build images, bring the stack up, run e2e/, tear down (see `python -m infra e2e -h`)."""
     _harness(session, "e2e")
 
 

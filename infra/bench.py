@@ -24,21 +24,38 @@ MODES = [("cold", "parallel"), ("cold", "sequential"), ("warm", "parallel"), ("w
 
 def setup_seconds(timings: dict[str, Any]) -> float:
     """From the run's start to the end of its last setup phase (tests and teardown excluded)."""
-    ends = [p["end"] for p in timings["phases"] if p["name"].split(":")[0] in ("preflight", "cluster", "build",
-                                                                              "load", "deploy", "ready")]
-    return round(max(ends), 3)
+    ends = [
+        p["end"]
+        for p in timings["phases"]
+        if p["name"].split(":")[0] in ("preflight", "cluster", "build", "load", "deploy", "ready")
+    ]
+    return round(float(max(ends)), 3)
 
 
 def one(config: str | None, cache: str, mode: str) -> dict[str, Any]:
     cfg = config_mod.load(config)
-    run = Run(cfg, Options(config=config, platform="podman", sequential=mode == "sequential",
-                           force_build=cache == "cold", run_tests=False, bench=True))  # fmt: skip
+    run = Run(
+        cfg,
+        Options(
+            config=config,
+            platform="podman",
+            sequential=mode == "sequential",
+            force_build=cache == "cold",
+            run_tests=False,
+            bench=True,
+        ),
+    )
     code = run.execute()
     if code != EXIT_OK:
         raise RuntimeError(f"bench run {run.paths.run_id} ({cache}, {mode}) failed with exit {code}")
     timings = json.loads((run.paths.artifacts / "timings.json").read_text())
-    return {"run_id": run.paths.run_id, "cache": cache, "mode": mode, "setup_seconds": setup_seconds(timings),
-            "built": timings["built"]}  # fmt: skip
+    return {
+        "run_id": run.paths.run_id,
+        "cache": cache,
+        "mode": mode,
+        "setup_seconds": setup_seconds(timings),
+        "built": timings["built"],
+    }
 
 
 def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
@@ -49,7 +66,8 @@ def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
             runs.append(one(config, cache, mode))
 
     def median(cache: str, mode: str) -> float:
-        return statistics.median(r["setup_seconds"] for r in runs if r["cache"] == cache and r["mode"] == mode)
+        values = [float(r["setup_seconds"]) for r in runs if r["cache"] == cache and r["mode"] == mode]
+        return statistics.median(values)
 
     med = {f"{c}_{m}": median(c, m) for c, m in MODES}
     result = {
@@ -62,13 +80,19 @@ def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
             "sequential_over_parallel_warm": round(med["warm_sequential"] / med["warm_parallel"], 3),
             "cold_over_warm_parallel": round(med["cold_parallel"] / med["warm_parallel"], 3),
         },
-        "warm_runs_skipped_all_builds": all(not any(r["built"].values()) for r in runs if r["cache"] == "warm"),
+        "warm_runs_skipped_all_builds": all(
+            not any(r["built"].values()) for r in runs if r["cache"] == "warm"
+        ),
         "cold_runs_built_every_image": all(all(r["built"].values()) for r in runs if r["cache"] == "cold"),
         "runs": runs,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    say(json.dumps({k: result[k] for k in ("median_setup_seconds", "ratios", "warm_runs_skipped_all_builds")},
-                   indent=2))  # fmt: skip
+    say(
+        json.dumps(
+            {k: result[k] for k in ("median_setup_seconds", "ratios", "warm_runs_skipped_all_builds")},
+            indent=2,
+        )
+    )
     say(f"wrote {out}")
     return result

@@ -96,9 +96,13 @@ def build_image(
         if coverage:
             args["GOFLAGS"] = " ".join([args.get("GOFLAGS", ""), *COVER_FLAGS]).strip()
         podman.build(
-            ref, source, config.path(svc.containerfile),
-            build_args=args, labels=labels, timeout=timeout,
-        )  # fmt: skip
+            ref,
+            source,
+            config.path(svc.containerfile),
+            build_args=args,
+            labels=labels,
+            timeout=timeout,
+        )
         return BuildOutcome(svc.name, ref, built=True)
     context = build_root / f"{svc.name}-{ref.tag}"
     shutil.rmtree(context, ignore_errors=True)
@@ -113,9 +117,13 @@ def build_image(
         )
         (context / "Containerfile").write_text(SCRATCH_CONTAINERFILE)
         podman.build(
-            ref, context, context / "Containerfile",
-            build_args=svc.build_args, labels=labels, timeout=timeout,
-        )  # fmt: skip
+            ref,
+            context,
+            context / "Containerfile",
+            build_args=svc.build_args,
+            labels=labels,
+            timeout=timeout,
+        )
     finally:
         shutil.rmtree(context, ignore_errors=True)
     return BuildOutcome(svc.name, ref, built=True)

@@ -79,15 +79,24 @@ def kind_clusters(podman: Podman) -> list[Cluster]:
         name = (ctr.get("Labels") or {}).get(KIND_CLUSTER_LABEL, "")
         by_name.setdefault(name, []).append(ctr)
     return [
-        Cluster(name, tuple(sorted(c["Names"][0] for c in ctrs)), min(float(c.get("Created", 0)) for c in ctrs))
+        Cluster(
+            name, tuple(sorted(c["Names"][0] for c in ctrs)), min(float(c.get("Created", 0)) for c in ctrs)
+        )
         for name, ctrs in sorted(by_name.items())
     ]
 
 
 def clean_stale_clusters(
-    runner: Runner, podman: Podman, *, older_than: float, dry_run: bool, all_: bool, provider: str,
-    scratch: Path, now: float | None = None,
-) -> Report:  # fmt: skip
+    runner: Runner,
+    podman: Podman,
+    *,
+    older_than: float,
+    dry_run: bool,
+    all_: bool,
+    provider: str,
+    scratch: Path,
+    now: float | None = None,
+) -> Report:
     report = Report()
     now = time.time() if now is None else now
     for cluster in kind_clusters(podman):
@@ -121,8 +130,11 @@ def _delete_cluster(runner: Runner, podman: Podman, cluster: Cluster, provider: 
         scratch.mkdir(parents=True, exist_ok=True)
         kubeconfig = scratch / f"{cluster.name}.kubeconfig"  # never ~/.kube/config
         try:
-            runner.run(["kind", "delete", "cluster", "--name", cluster.name, "--kubeconfig", str(kubeconfig)],
-                       timeout=300, env={**podman.env, "KIND_EXPERIMENTAL_PROVIDER": provider})  # fmt: skip
+            runner.run(
+                ["kind", "delete", "cluster", "--name", cluster.name, "--kubeconfig", str(kubeconfig)],
+                timeout=300,
+                env={**podman.env, "KIND_EXPERIMENTAL_PROVIDER": provider},
+            )
         except CommandError:
             pass
         finally:
@@ -130,8 +142,9 @@ def _delete_cluster(runner: Runner, podman: Podman, cluster: Cluster, provider: 
         if not podman.containers(f"label={KIND_CLUSTER_LABEL}={cluster.name}"):
             return "kind delete cluster"
     podman("rm", "--force", "--volumes", *cluster.nodes, timeout=300)
-    volumes = podman("volume", "ls", "--quiet", "--filter", f"label={KIND_CLUSTER_LABEL}={cluster.name}",
-                     check=False).stdout.split()  # fmt: skip
+    volumes = podman(
+        "volume", "ls", "--quiet", "--filter", f"label={KIND_CLUSTER_LABEL}={cluster.name}", check=False
+    ).stdout.split()
     if volumes:
         podman("volume", "rm", "--force", *volumes, check=False)
     return "removing its node containers and volumes (kind could not)"
@@ -165,12 +178,16 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
         if not dry_run:
             podman("rm", "--force", "--time", "2", *names, timeout=120)
         report.removed.append(f"containers {', '.join(names)} (run {run_id})")
-    pods = json.loads(podman("pod", "ps", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]")
+    pods = json.loads(
+        podman("pod", "ps", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]"
+    )
     for pod in pods or []:
         if not dry_run:
             podman("pod", "rm", "--force", pod["Name"], check=False)
         report.removed.append(f"pod {pod['Name']}")
-    nets = json.loads(podman("network", "ls", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]")
+    nets = json.loads(
+        podman("network", "ls", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]"
+    )
     for run_id, items in sorted(_runs(nets or []).items()):
         names = [n.get("name") or n.get("Name") for n in items]
         why = _settled(run_id)

@@ -29,18 +29,27 @@ def _verbose_logging() -> None:
 def cmd_e2e(ns: argparse.Namespace) -> int:
     from infra.run import Options, e2e
 
-    return e2e(Options(
-        config=ns.config, platform=ns.platform, keep=ns.keep, reuse=ns.reuse,
-        sequential=ns.sequential, coverage=ns.coverage, fail_under=ns.fail_under,
-        pytest_args=tuple(ns.pytest_args), force_build=ns.rebuild,
-    ))  # fmt: skip
+    return e2e(
+        Options(
+            config=ns.config,
+            platform=ns.platform,
+            keep=ns.keep,
+            reuse=ns.reuse,
+            sequential=ns.sequential,
+            coverage=ns.coverage,
+            fail_under=ns.fail_under,
+            pytest_args=tuple(ns.pytest_args),
+            force_build=ns.rebuild,
+        )
+    )
 
 
 def cmd_up(ns: argparse.Namespace) -> int:
     from infra.run import Options, e2e
 
-    return e2e(Options(config=ns.config, platform=ns.platform, reuse=ns.reuse,
-                       coverage=ns.coverage, run_tests=False))  # fmt: skip
+    return e2e(
+        Options(config=ns.config, platform=ns.platform, reuse=ns.reuse, coverage=ns.coverage, run_tests=False)
+    )
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
@@ -64,8 +73,9 @@ def cmd_images(ns: argparse.Namespace) -> int:
     cfg, runner = _cfg(ns), SubprocessRunner()
     podman = make_podman(cfg, runner, cfg.root)
     names = [ns.service] if getattr(ns, "service", None) else cfg.names()
-    plan, _ = image_tasks.build_all(cfg, runner, podman, coverage=ns.coverage, services=names,
-                                    force=ns.rebuild, root=cfg.root)  # fmt: skip
+    plan, _ = image_tasks.build_all(
+        cfg, runner, podman, coverage=ns.coverage, services=names, force=ns.rebuild, root=cfg.root
+    )
     if ns.save or ns.command == "images":
         archive = Path(ns.output) if ns.output else cfg.root / ".e2e" / "archives" / image_tasks.ARCHIVE_NAME
         image_tasks.save(podman, plan, names, archive, cfg.timeouts.load)
@@ -112,9 +122,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--run-id", default="", help="default: the newest run")
     d.set_defaults(func=cmd_down)
 
-    for name, helptext in (("images", "build all images and save one archive"),
-                           ("build-image", "build one service image"),
-                           ("save-image", "build and save one service image")):  # fmt: skip
+    for name, helptext in (
+        ("images", "build all images and save one archive"),
+        ("build-image", "build one service image"),
+        ("save-image", "build and save one service image"),
+    ):
         sp = sub.add_parser(name, help=helptext)
         if name != "images":
             sp.add_argument("service")
@@ -153,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InvalidName, CommandError) as err:
         say(f"error: {err}")
         return 2
-    except Exception as err:  # noqa: BLE001 - one line, not a traceback, for known failures
+    except Exception as err:
         if type(err).__module__.startswith("infra"):
             say(f"error: {err}")
             return 2

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra import config as config_mod
 from infra.proc import SubprocessRunner
 
-Sub = argparse._SubParsersAction  # type: ignore[type-arg]
+if TYPE_CHECKING:
+    Sub = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_coverage_report(ns: argparse.Namespace) -> int:
@@ -18,7 +20,9 @@ def cmd_coverage_report(ns: argparse.Namespace) -> int:
     cfg = config_mod.load(ns.config)
     out = Path(ns.output) if ns.output else cfg.root / "coverage" / "report"
     run_id = "report-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    gocoverage.report_from_dir(Path(ns.input), out, cfg.path(cfg.coverage.go_module), SubprocessRunner(), run_id)
+    gocoverage.report_from_dir(
+        Path(ns.input), out, cfg.path(cfg.coverage.go_module), SubprocessRunner(), run_id
+    )
     return 0
 
 
@@ -63,9 +67,14 @@ def cmd_clean_stale_clusters(ns: argparse.Namespace) -> int:
     cfg = config_mod.load(ns.config)
     runner = SubprocessRunner()
     report = cleanup.clean_stale_clusters(
-        runner, make_podman(cfg, runner, cfg.root), older_than=cleanup.parse_age(ns.older_than),
-        dry_run=ns.dry_run, all_=ns.all, provider=cfg.platform.kind_provider, scratch=cfg.root / ".e2e" / "scratch",
-    )  # fmt: skip
+        runner,
+        make_podman(cfg, runner, cfg.root),
+        older_than=cleanup.parse_age(ns.older_than),
+        dry_run=ns.dry_run,
+        all_=ns.all,
+        provider=cfg.platform.kind_provider,
+        scratch=cfg.root / ".e2e" / "scratch",
+    )
     for line in report.lines(ns.dry_run):
         say(line)
     return 0
@@ -80,9 +89,14 @@ def cmd_cleanup(ns: argparse.Namespace) -> int:
     runner = SubprocessRunner()
     podman = make_podman(cfg, runner, cfg.root)
     clusters = cleanup.clean_stale_clusters(
-        runner, podman, older_than=cleanup.parse_age(ns.older_than), dry_run=ns.dry_run, all_=False,
-        provider=cfg.platform.kind_provider, scratch=cfg.root / ".e2e" / "scratch",
-    )  # fmt: skip
+        runner,
+        podman,
+        older_than=cleanup.parse_age(ns.older_than),
+        dry_run=ns.dry_run,
+        all_=False,
+        provider=cfg.platform.kind_provider,
+        scratch=cfg.root / ".e2e" / "scratch",
+    )
     rest = cleanup.clean_podman(podman, cfg.root, dry_run=ns.dry_run, images=not ns.keep_images)
     for line in clusters.lines(ns.dry_run)[: None if clusters.removed or clusters.left else 0]:
         say(line)

@@ -67,7 +67,9 @@ class PhaseReporter:
         for col in ("phase", "state", "seconds"):
             table.add_column(col)
         for name, (_, timing) in self.rows.items():
-            table.add_row(name, timing.status if timing else "running", f"{timing.seconds:.2f}" if timing else "")
+            table.add_row(
+                name, timing.status if timing else "running", f"{timing.seconds:.2f}" if timing else ""
+            )
         return table
 
 

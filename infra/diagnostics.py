@@ -28,9 +28,7 @@ def collect(
     into.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     (into / "config.json").write_text(config.model_dump_json(indent=2))
-    (into / "timings-so-far.json").write_text(
-        json.dumps([t.as_dict() for t in timeline.timings], indent=2)
-    )
+    (into / "timings-so-far.json").write_text(json.dumps([t.as_dict() for t in timeline.timings], indent=2))
     if rendered is not None:
         (into / "manifests.rendered.yaml").write_text(rendered.yaml())
     if error is not None:

@@ -48,7 +48,9 @@ def _version(text: str) -> tuple[int, ...]:
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
-def check_tool(runner: Runner, name: str, argv: list[str], minimum: tuple[int, int] | None, fix: str) -> Check:
+def check_tool(
+    runner: Runner, name: str, argv: list[str], minimum: tuple[int, int] | None, fix: str
+) -> Check:
     if shutil.which(argv[0]) is None:
         return Check(name, False, f"{argv[0]} not found on PATH", fix)
     try:
@@ -70,14 +72,17 @@ def check_podman_runs(runner: Runner, podman: Podman, state_dir: Path) -> Check:
         (src / "main.go").write_text(PROBE_SOURCE)
         (src / "go.mod").write_text("module probe\n\ngo 1.22\n")
         rootfs.mkdir(parents=True, exist_ok=True)
-        runner.run(["go", "build", "-o", str(binary.resolve()), "."], timeout=180, cwd=src,
-                   env={"CGO_ENABLED": "0"})  # fmt: skip
+        runner.run(
+            ["go", "build", "-o", str(binary.resolve()), "."], timeout=180, cwd=src, env={"CGO_ENABLED": "0"}
+        )
     res = podman("run", "--rm", "--rootfs", str(rootfs.resolve()), "/probe", check=False, timeout=60)
-    needed, why = needs_containers_conf()
+    _, why = needs_containers_conf()
     conf = f" (with the harness's containers.conf: {why})" if "CONTAINERS_CONF" in podman.env else ""
     if res.returncode != 0:
         return Check(
-            "podman run", False, f"cannot start a container{conf}: {(res.stderr or res.stdout).strip()[-300:]}",
+            "podman run",
+            False,
+            f"cannot start a container{conf}: {(res.stderr or res.stdout).strip()[-300:]}",
             "see README: Prerequisites (runc, cgroup manager, ulimits)",
         )
     return Check("podman run", True, f"a container starts{conf}")
@@ -97,12 +102,16 @@ def check_ports(config: Config, podman: Podman) -> list[Check]:
             except OSError:
                 pass
         holder = _port_holder(podman, port)
-        checks.append(Check(
-            f"port {port}", False, f"127.0.0.1:{port} (host_port of {svc.name}) is in use"
-            + (f" by {holder}" if holder else ""),
-            "run `nox -s cleanup` (a leftover of an earlier run)" if holder
-            else f"stop what listens there (`ss -ltnp 'sport = :{port}'`) or set host_port = 0",
-        ))  # fmt: skip
+        checks.append(
+            Check(
+                f"port {port}",
+                False,
+                f"127.0.0.1:{port} (host_port of {svc.name}) is in use" + (f" by {holder}" if holder else ""),
+                "run `nox -s cleanup` (a leftover of an earlier run)"
+                if holder
+                else f"stop what listens there (`ss -ltnp 'sport = :{port}'`) or set host_port = 0",
+            )
+        )
     return checks
 
 
@@ -122,19 +131,35 @@ def _port_holder(podman: Podman, port: int) -> str:
 def check_disk(path: Path) -> Check:
     free = shutil.disk_usage(path).free
     ok = free >= MIN_FREE_BYTES
-    return Check("disk", ok, f"{free / 1024**3:.1f} GiB free at {path}",
-                 "free at least 2 GiB for images and archives (`nox -s cleanup` removes old ones)")  # fmt: skip
+    return Check(
+        "disk",
+        ok,
+        f"{free / 1024**3:.1f} GiB free at {path}",
+        "free at least 2 GiB for images and archives (`nox -s cleanup` removes old ones)",
+    )
 
 
 def run_checks(config: Config, runner: Runner, podman: Podman, root: Path, platform: str) -> list[Check]:
     checks = [
-        check_tool(runner, "podman", ["podman", "version", "--format", "{{.Client.Version}}"], MIN_PODMAN,
-                   "apt-get install -y podman runc"),
+        check_tool(
+            runner,
+            "podman",
+            ["podman", "version", "--format", "{{.Client.Version}}"],
+            MIN_PODMAN,
+            "apt-get install -y podman runc",
+        ),
         check_tool(runner, "go", ["go", "env", "GOVERSION"], MIN_GO, "install Go >= 1.22 (go.dev/dl)"),
-    ]  # fmt: skip
+    ]
     if platform == "kind":
-        checks.append(check_tool(runner, "kind", ["kind", "version"], None,
-                                 "go install sigs.k8s.io/kind@v0.27.0 (then add ~/go/bin to PATH)"))  # fmt: skip
+        checks.append(
+            check_tool(
+                runner,
+                "kind",
+                ["kind", "version"],
+                None,
+                "go install sigs.k8s.io/kind@v0.27.0 (then add ~/go/bin to PATH)",
+            )
+        )
     if checks[0].ok and checks[1].ok:
         checks.append(check_podman_runs(runner, podman, root / ".e2e"))
     checks += check_ports(config, podman)

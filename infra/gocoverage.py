@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.console import say
-from infra.proc import Runner
 from infra.platform import Platform
+from infra.proc import Runner
 
 TOTAL = re.compile(r"^total:\s+\(statements\)\s+([\d.]+)%", re.MULTILINE)
 GO_TIMEOUT = 600
@@ -84,15 +84,34 @@ def build_reports(
         shutil.rmtree(unit_dir, ignore_errors=True)
         unit_dir.mkdir(parents=True)
         runner.run(
-            ["go", "test", "-count=1", "-cover", "-covermode=atomic", "-coverpkg=./...", "./...",
-             "-args", f"-test.gocoverdir={unit_dir.resolve()}"],
-            timeout=GO_TIMEOUT, cwd=module, hint="the unit tests of the services fail: run `go test ./...`",
-        )  # fmt: skip
+            [
+                "go",
+                "test",
+                "-count=1",
+                "-cover",
+                "-covermode=atomic",
+                "-coverpkg=./...",
+                "./...",
+                "-args",
+                f"-test.gocoverdir={unit_dir.resolve()}",
+            ],
+            timeout=GO_TIMEOUT,
+            cwd=module,
+            hint="the unit tests of the services fail: run `go test ./...`",
+        )
         report.unit_percent = _text_func_html(runner, module, str(unit_dir.resolve()), out_dir, "unit.")
         merged = out_dir / "merged-covdata"
         shutil.rmtree(merged, ignore_errors=True)
         merged.mkdir(parents=True)
-        _go(runner, module, "tool", "covdata", "merge", f"-i={unit_dir.resolve()},{joined}", f"-o={merged.resolve()}")
+        _go(
+            runner,
+            module,
+            "tool",
+            "covdata",
+            "merge",
+            f"-i={unit_dir.resolve()},{joined}",
+            f"-o={merged.resolve()}",
+        )
         report.merged_percent = _text_func_html(runner, module, str(merged.resolve()), out_dir, "merged.")
     report.files = sorted(p for p in out_dir.iterdir() if p.is_file())
     return report
@@ -125,8 +144,10 @@ def describe(report: CoverageReport) -> str:
         return "-" if v is None else f"{v:5.1f}%"
 
     lines = ["Go coverage (statements):", f"  {'':<12} {'e2e':>7} {'unit':>7} {'combined':>9}"]
-    lines.append(f"  {'total':<12} {fmt(report.total_percent):>7} {fmt(report.unit_percent):>7} "
-                 f"{fmt(report.merged_percent):>9}")  # fmt: skip
+    lines.append(
+        f"  {'total':<12} {fmt(report.total_percent):>7} {fmt(report.unit_percent):>7} "
+        f"{fmt(report.merged_percent):>9}"
+    )
     lines += [f"  {name:<12} {fmt(pct):>7}" for name, pct in sorted(report.services.items())]
     lines.append(f"  reports: {report.out_dir}/index.html (e2e), merged.index.html, unit.index.html")
     return "\n".join(lines)
@@ -151,7 +172,9 @@ def publish_latest(run_dir: Path, e2e_dir: Path) -> None:
             shutil.copy2(path, e2e_dir / path.name)
 
 
-def report_from_dir(input_dir: Path, out_dir: Path, module: Path, runner: Runner, run_id: str) -> CoverageReport:
+def report_from_dir(
+    input_dir: Path, out_dir: Path, module: Path, runner: Runner, run_id: str
+) -> CoverageReport:
     """`inv coverage-report --input DIR`: per-service subdirs, or covdata files directly."""
     if not input_dir.is_dir():
         raise CoverageError(f"--input {input_dir} is not a directory")
@@ -159,7 +182,9 @@ def report_from_dir(input_dir: Path, out_dir: Path, module: Path, runner: Runner
     if not subdirs and any(input_dir.glob("covmeta.*")):
         subdirs = {input_dir.name: input_dir}
     if not subdirs:
-        raise CoverageError(f"no covdata (covmeta.* files) under {input_dir}; next: point --input at a run's covdata")
+        raise CoverageError(
+            f"no covdata (covmeta.* files) under {input_dir}; next: point --input at a run's covdata"
+        )
     check_counters(subdirs)
     report = build_reports(subdirs, out_dir, module, runner)
     write_summary(report, run_id)

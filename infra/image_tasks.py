@@ -23,18 +23,30 @@ def plan(cfg: Config, runner: Runner, coverage: bool) -> ImagePlan:
 
 
 def build_all(
-    cfg: Config, runner: Runner, podman: Podman, *, coverage: bool, services: list[str] | None = None,
-    force: bool = False, root: Path,
-) -> tuple[ImagePlan, list[BuildOutcome]]:  # fmt: skip
+    cfg: Config,
+    runner: Runner,
+    podman: Podman,
+    *,
+    coverage: bool,
+    services: list[str] | None = None,
+    force: bool = False,
+    root: Path,
+) -> tuple[ImagePlan, list[BuildOutcome]]:
     """Build the named services (all by default) in parallel; unchanged ones are skipped."""
     the_plan = plan(cfg, runner, coverage)
     names = services or cfg.names()
 
     def one(name: str) -> BuildOutcome:
         return build.build_image(
-            cfg, cfg.service(name), the_plan.ref(name), coverage=coverage, runner=runner,
-            podman=podman, build_root=(root / ".e2e" / "build").resolve(), force=force,
-        )  # fmt: skip
+            cfg,
+            cfg.service(name),
+            the_plan.ref(name),
+            coverage=coverage,
+            runner=runner,
+            podman=podman,
+            build_root=(root / ".e2e" / "build").resolve(),
+            force=force,
+        )
 
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         outcomes = list(pool.map(one, names))
@@ -65,11 +77,18 @@ def kind_load_argv(archive: Path, cluster: str) -> list[str]:
     return ["kind", "load", "image-archive", str(archive), "--name", check_dns_label("cluster", cluster)]
 
 
-def load(runner: Runner, archive: Path, cluster: str, provider: str, timeout: float,
-         env: dict[str, str] | None = None) -> None:  # fmt: skip
+def load(
+    runner: Runner,
+    archive: Path,
+    cluster: str,
+    provider: str,
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> None:
     runner.run(
-        kind_load_argv(archive, cluster), timeout=timeout,
+        kind_load_argv(archive, cluster),
+        timeout=timeout,
         env={**(env or {}), "KIND_EXPERIMENTAL_PROVIDER": provider},
         hint=f"is kind cluster {cluster!r} running? `kind get clusters`",
-    )  # fmt: skip
+    )
     say(f"loaded {archive} into kind cluster {cluster}")

@@ -37,7 +37,12 @@ def render(
         ]
         if i == 0:
             node["extraPortMappings"] = list(node.get("extraPortMappings", [])) + [
-                {"containerPort": node_port, "hostPort": host, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+                {
+                    "containerPort": node_port,
+                    "hostPort": host,
+                    "listenAddress": "127.0.0.1",
+                    "protocol": "TCP",
+                }
                 for node_port, host in sorted(host_ports.items())
             ]
     cfg["nodes"] = nodes

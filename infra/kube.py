@@ -19,7 +19,9 @@ class KubeApi(Protocol):
     def apply(self, doc: dict[str, Any], namespace: str) -> None: ...
     def deployment(self, name: str, namespace: str) -> dict[str, Any]: ...
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
-    def pod_log(self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None) -> str: ...
+    def pod_log(
+        self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None
+    ) -> str: ...
     def scale(self, name: str, namespace: str, replicas: int) -> None: ...
     def restart(self, name: str, namespace: str) -> None: ...
     def events(self, namespace: str) -> list[dict[str, Any]]: ...
@@ -29,10 +31,12 @@ class RealKubeApi:
     def __init__(self, kubeconfig: Path) -> None:
         from kubernetes import client, config, dynamic
 
-        self._api = config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+        self._api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), persist_config=False
+        )
         self._core = client.CoreV1Api(self._api)
         self._apps = client.AppsV1Api(self._api)
-        self._dyn = dynamic.DynamicClient(self._api)
+        self._dyn = dynamic.DynamicClient(self._api)  # type: ignore[no-untyped-call]
 
     def _dict(self, obj: Any) -> dict[str, Any]:
         result: dict[str, Any] = self._api.sanitize_for_serialization(obj)
@@ -53,10 +57,13 @@ class RealKubeApi:
 
     def apply(self, doc: dict[str, Any], namespace: str) -> None:
         res = self._dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        self._dyn.server_side_apply(
-            res, body=doc, namespace=namespace or None,
-            field_manager=FIELD_MANAGER, force_conflicts=True,
-        )  # fmt: skip
+        self._dyn.server_side_apply(  # type: ignore[no-untyped-call]
+            res,
+            body=doc,
+            namespace=namespace or None,
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
 
     def deployment(self, name: str, namespace: str) -> dict[str, Any]:
         return self._dict(self._apps.read_namespaced_deployment(name, namespace))
@@ -76,7 +83,9 @@ class RealKubeApi:
 
     def restart(self, name: str, namespace: str) -> None:
         now = dt.datetime.now(dt.UTC).isoformat()
-        patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}}
+        patch = {
+            "spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}
+        }
         self._apps.patch_namespaced_deployment(name, namespace, patch)
 
     def events(self, namespace: str) -> list[dict[str, Any]]:

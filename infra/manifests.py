@@ -88,9 +88,7 @@ def _repository(image: str) -> str:
     return qualify(name.rsplit(":", 1)[0] if ":" in last else name)
 
 
-def render(
-    config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool
-) -> Rendered:
+def render(config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool) -> Rendered:
     """Substitute the run's refs (by repository), force local pulls, add coverage."""
     by_repo: dict[str, tuple[str, ImageRef]] = {
         qualify(svc.image): (svc.name, plan.ref(svc.name)) for svc in config.services
@@ -111,18 +109,19 @@ def render(
                 _add_coverage(ctr, pod_spec(doc), config.coverage.mount, service)
     for doc in out:
         if doc["kind"] in WORKLOAD_KINDS:
-            service = owner.get(ident(doc))
-            (rendered.by_service.setdefault(service, []) if service else rendered.shared).append(doc)
+            _group(rendered, owner.get(ident(doc)), doc)
     for doc in out:
-        if doc["kind"] in WORKLOAD_KINDS:
-            continue
-        service = _owner_of(doc, rendered)
-        (rendered.by_service.setdefault(service, []) if service else rendered.shared).append(doc)
+        if doc["kind"] not in WORKLOAD_KINDS:
+            _group(rendered, _owner_of(doc, rendered), doc)
     for name in config.names():
         rendered.by_service.setdefault(name, [])
     for docs_ in [rendered.shared, *rendered.by_service.values()]:
         docs_.sort(key=lambda d: APPLY_ORDER.get(d["kind"], 1))
     return rendered
+
+
+def _group(rendered: Rendered, service: str | None, doc: Doc) -> None:
+    (rendered.by_service.setdefault(service, []) if service else rendered.shared).append(doc)
 
 
 def _owner_of(doc: Doc, rendered: Rendered) -> str | None:

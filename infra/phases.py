@@ -30,9 +30,12 @@ class Timing:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "name": self.name, "start": round(self.start, 3), "end": round(self.end, 3),
-            "seconds": self.seconds, "status": self.status,
-        }  # fmt: skip
+            "name": self.name,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "seconds": self.seconds,
+            "status": self.status,
+        }
 
 
 class PhaseFailed(Exception):

@@ -14,20 +14,26 @@ from typing import Any
 
 from infra import kind_config, waits
 from infra.images import ImageRef, same_image_id
+from infra.kube import KubeApi, RealKubeApi
 from infra.manifests import WORKLOAD_KINDS, Doc, Rendered
 from infra.names import LABEL, RUN_LABEL, check_dns_label, resource_name
 from infra.paths import make_open_dir
 from infra.platform import Context, ImageMissing, PlatformError
 from infra.proc import CommandError, tail
-from infra.kube import KubeApi, RealKubeApi
 
 log = logging.getLogger("infra.kind")
 
 # Waiting reasons after which more waiting cannot help: report them at once.
 FATAL_REASONS = {
-    "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-    "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
-}  # fmt: skip
+    "ErrImageNeverPull",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
 
 
 class KindPlatform:
@@ -47,16 +53,21 @@ class KindPlatform:
     # -- commands ------------------------------------------------------------
     def kind(self, *args: str, timeout: float | None = None, check: bool = True, hint: str = "") -> str:
         res = self.ctx.runner.run(
-            ["kind", *args], timeout=timeout or self.ctx.config.timeouts.command,
-            env={**self.ctx.podman.env, "KIND_EXPERIMENTAL_PROVIDER": self.provider}, check=check, hint=hint,
-        )  # fmt: skip
+            ["kind", *args],
+            timeout=timeout or self.ctx.config.timeouts.command,
+            env={**self.ctx.podman.env, "KIND_EXPERIMENTAL_PROVIDER": self.provider},
+            check=check,
+            hint=hint,
+        )
         return res.stdout
 
     def node_exec(self, node: str, *args: str, check: bool = True) -> str:
         res = self.ctx.runner.run(
-            [self.provider, "exec", node, *args], timeout=self.ctx.config.timeouts.command,
-            env=dict(self.ctx.podman.env), check=check,
-        )  # fmt: skip
+            [self.provider, "exec", node, *args],
+            timeout=self.ctx.config.timeouts.command,
+            env=dict(self.ctx.podman.env),
+            check=check,
+        )
         return res.stdout
 
     @property
@@ -74,17 +85,23 @@ class KindPlatform:
     # -- lifecycle -------------------------------------------------------------
     def config_doc(self) -> dict[str, Any]:
         cfg = self.ctx.config
-        mounts = {make_open_dir(self.ctx.paths.covdata).resolve(): cfg.coverage.mount} if self.ctx.coverage else {}
+        mounts = (
+            {make_open_dir(self.ctx.paths.covdata).resolve(): cfg.coverage.mount} if self.ctx.coverage else {}
+        )
         return kind_config.render(
             kind_config.load_base(cfg.path(cfg.platform.kind_config)),
-            workers=cfg.platform.kind_workers, host_ports=self.ctx.host_ports, mounts=mounts,
-        )  # fmt: skip
+            workers=cfg.platform.kind_workers,
+            host_ports=self.ctx.host_ports,
+            mounts=mounts,
+        )
 
     def create(self) -> None:
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
         if self.ctx.reuse:
             if self.cluster not in self.clusters():
-                raise PlatformError(f"--reuse {self.cluster}: no such kind cluster; next: `kind get clusters`")
+                raise PlatformError(
+                    f"--reuse {self.cluster}: no such kind cluster; next: `kind get clusters`"
+                )
             self.kind("export", "kubeconfig", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig))
         else:
             if self.cluster in self.clusters():
@@ -93,12 +110,25 @@ class KindPlatform:
                     "next: `inv clean-stale-clusters --older-than 0s`"
                 )
             cfg_file = kind_config.dump(self.config_doc(), self.ctx.paths.run_dir / "kind-config.yaml")
-            argv = ["create", "cluster", "--name", self.cluster, "--config", str(cfg_file),
-                    "--kubeconfig", str(self.kubeconfig), "--wait", "120s"]  # fmt: skip
+            argv = [
+                "create",
+                "cluster",
+                "--name",
+                self.cluster,
+                "--config",
+                str(cfg_file),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--wait",
+                "120s",
+            ]
             if self.ctx.config.platform.kind_node_image:
                 argv += ["--image", self.ctx.config.platform.kind_node_image]
-            self.kind(*argv, timeout=self.ctx.config.timeouts.cluster,
-                      hint=f"see `kind export logs --name {self.cluster}`; a leftover? `inv clean-stale-clusters`")  # fmt: skip
+            self.kind(
+                *argv,
+                timeout=self.ctx.config.timeouts.cluster,
+                hint=f"see `kind export logs --name {self.cluster}`; a leftover? `inv clean-stale-clusters`",
+            )
         if self.kubeconfig.exists():
             self.kubeconfig.chmod(0o600)
         self.api.ensure_namespace(self.namespace, {LABEL: "true", RUN_LABEL: self.ctx.run_id})
@@ -126,9 +156,17 @@ class KindPlatform:
         archive = self.ctx.paths.archive
         archive.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.ctx.podman.save([ImageRef.parse(r) for r in missing], archive, timeout=self.ctx.config.timeouts.load)
-            self.kind("load", "image-archive", str(archive), "--name", self.cluster,
-                      timeout=self.ctx.config.timeouts.load)  # fmt: skip
+            self.ctx.podman.save(
+                [ImageRef.parse(r) for r in missing], archive, timeout=self.ctx.config.timeouts.load
+            )
+            self.kind(
+                "load",
+                "image-archive",
+                str(archive),
+                "--name",
+                self.cluster,
+                timeout=self.ctx.config.timeouts.load,
+            )
         finally:
             archive.unlink(missing_ok=True)
 
@@ -141,8 +179,11 @@ class KindPlatform:
         for node in self.nodes():
             listing = json.loads(self.node_exec(node, "crictl", "images", "-o", "json") or "{}")
             have = {t for img in listing.get("images", []) for t in img.get("repoTags") or []}
-            problems += [f"{ref} (used by {who}) is not in node {node}" for ref, who in sorted(wanted.items())
-                         if ref not in have]  # fmt: skip
+            problems += [
+                f"{ref} (used by {who}) is not in node {node}"
+                for ref, who in sorted(wanted.items())
+                if ref not in have
+            ]
         if problems:
             raise ImageMissing(
                 "; ".join(problems) + ". next: images must be referenced as localhost/<name>:<tag> "
@@ -161,16 +202,19 @@ class KindPlatform:
             waits.poll(
                 f"deployment {name} in namespace {self.namespace} to roll out",
                 lambda n=name: self._rollout(n),  # type: ignore[misc]
-                timeout=self.ctx.config.timeouts.ready, interval=0.5,
+                timeout=self.ctx.config.timeouts.ready,
+                interval=0.5,
                 hint=f"kubectl --kubeconfig {self.kubeconfig} -n {self.namespace} describe deployment {name}",
-            )  # fmt: skip
+            )
 
     def _rollout(self, name: str) -> waits.Observation[None]:
         dep = self.api.deployment(name, self.namespace)
         spec, status = dep.get("spec", {}), dep.get("status", {})
         want = int(spec.get("replicas", 1))
-        seen = (f"replicas {status.get('replicas', 0)}, updated {status.get('updatedReplicas', 0)}, "
-                f"available {status.get('availableReplicas', 0)} of {want}")  # fmt: skip
+        seen = (
+            f"replicas {status.get('replicas', 0)}, updated {status.get('updatedReplicas', 0)}, "
+            f"available {status.get('availableReplicas', 0)} of {want}"
+        )
         done = (
             status.get("observedGeneration", 0) >= dep.get("metadata", {}).get("generation", 0)
             and status.get("updatedReplicas", 0) == want
@@ -193,8 +237,10 @@ class KindPlatform:
                 reason = waiting.get("reason", "")
                 if reason not in FATAL_REASONS:
                     continue
-                msg = (f"deployment {name}: pod {pod_name} container {cs.get('name')} is {reason}: "
-                       f"{waiting.get('message', '')} (image {cs.get('image')})")  # fmt: skip
+                msg = (
+                    f"deployment {name}: pod {pod_name} container {cs.get('name')} is {reason}: "
+                    f"{waiting.get('message', '')} (image {cs.get('image')})"
+                )
                 if reason == "CrashLoopBackOff":
                     logs = self.api.pod_log(pod_name, self.namespace, previous=True, tail=20)
                     msg += f"\nlast log lines:\n{tail(logs, 20)}"
@@ -206,8 +252,15 @@ class KindPlatform:
         if self.ctx.reuse:
             self.api.delete_namespace(self.namespace)
             return
-        self.kind("delete", "cluster", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig),
-                  timeout=self.ctx.config.timeouts.cluster)  # fmt: skip
+        self.kind(
+            "delete",
+            "cluster",
+            "--name",
+            self.cluster,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            timeout=self.ctx.config.timeouts.cluster,
+        )
         self.kubeconfig.unlink(missing_ok=True)
 
     # -- the handle the E2E suite uses -----------------------------------------
@@ -245,10 +298,16 @@ class KindPlatform:
 
         def probe() -> waits.Observation[None]:
             pods = self.api.pods(self.namespace, selector)
-            return waits.Observation(not pods, f"{len(pods)} pod(s) left: {[p['metadata']['name'] for p in pods]}")
+            return waits.Observation(
+                not pods, f"{len(pods)} pod(s) left: {[p['metadata']['name'] for p in pods]}"
+            )
 
-        waits.poll(f"pods of deployment {name} to be gone", probe,
-                   timeout=self.ctx.config.timeouts.stop + 30, interval=0.5)  # fmt: skip
+        waits.poll(
+            f"pods of deployment {name} to be gone",
+            probe,
+            timeout=self.ctx.config.timeouts.stop + 30,
+            interval=0.5,
+        )
 
     def stop_gracefully(self) -> dict[str, str]:
         """Scale every deployment to 0 and wait until its pods are gone (counters flush)."""
@@ -265,8 +324,14 @@ class KindPlatform:
         into.mkdir(parents=True, exist_ok=True)
         written = []
         try:
-            self.kind("export", "logs", str(into / "kind-logs"), "--name", self.cluster,
-                      timeout=self.ctx.config.timeouts.cluster)  # fmt: skip
+            self.kind(
+                "export",
+                "logs",
+                str(into / "kind-logs"),
+                "--name",
+                self.cluster,
+                timeout=self.ctx.config.timeouts.cluster,
+            )
             written.append(into / "kind-logs")
         except CommandError as err:
             (into / "kind-export-logs.error.txt").write_text(str(err))
@@ -287,8 +352,13 @@ class KindPlatform:
         return written
 
     def state(self) -> dict[str, object]:
-        return {"cluster": self.cluster, "namespace": self.namespace, "kubeconfig": str(self.kubeconfig),
-                "deployments": self.deployments, "replicas": self.replicas}  # fmt: skip
+        return {
+            "cluster": self.cluster,
+            "namespace": self.namespace,
+            "kubeconfig": str(self.kubeconfig),
+            "deployments": self.deployments,
+            "replicas": self.replicas,
+        }
 
     @classmethod
     def from_state(cls, ctx: Context, state: dict[str, Any]) -> KindPlatform:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import waits
-from infra.manifests import WORKLOAD_KINDS, Doc, Rendered, containers, ident, pod_spec
+from infra.manifests import WORKLOAD_KINDS, Doc, Rendered, ident, pod_spec
 from infra.names import LABEL, RUN_LABEL, SERVICE_LABEL, resource_name
 from infra.paths import make_open_dir
 from infra.platform import Context, ImageMissing, PlatformError
@@ -43,9 +43,14 @@ class PodmanPlatform:
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
         self.ctx.podman(
-            "network", "create", "--label", f"{LABEL}=true",
-            "--label", f"{RUN_LABEL}={self.ctx.run_id}", self.network,
-        )  # fmt: skip
+            "network",
+            "create",
+            "--label",
+            f"{LABEL}=true",
+            "--label",
+            f"{RUN_LABEL}={self.ctx.run_id}",
+            self.network,
+        )
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
 
     def load_images(self, refs: list[str]) -> None:
@@ -59,10 +64,11 @@ class PodmanPlatform:
         ]
         if missing:
             raise ImageMissing(
-                "images not present in podman's store: " + "; ".join(missing)
+                "images not present in podman's store: "
+                + "; ".join(missing)
                 + ". next: the manifest must reference the image the harness built"
                 " (localhost/<name>:<tag>, see `inv images`) or a service in e2e.toml must build it"
-            )  # fmt: skip
+            )
 
     def deploy(self, service: str, docs: list[Doc]) -> None:
         for doc in docs:
@@ -136,7 +142,9 @@ class PodmanPlatform:
     def collect_diagnostics(self, into: Path) -> list[Path]:
         into.mkdir(parents=True, exist_ok=True)
         written = []
-        listing = self.ctx.podman("ps", "--all", "--filter", f"label={RUN_LABEL}={self.ctx.run_id}", check=False)
+        listing = self.ctx.podman(
+            "ps", "--all", "--filter", f"label={RUN_LABEL}={self.ctx.run_id}", check=False
+        )
         (into / "containers.txt").write_text(listing.stdout + listing.stderr)
         written.append(into / "containers.txt")
         for name in [n for ns in self.containers.values() for n in ns]:
@@ -147,8 +155,12 @@ class PodmanPlatform:
         return written
 
     def state(self) -> dict[str, object]:
-        return {"network": self.network, "containers": self.containers,
-                "grace": self.grace, "probes": self.probes}  # fmt: skip
+        return {
+            "network": self.network,
+            "containers": self.containers,
+            "grace": self.grace,
+            "probes": self.probes,
+        }
 
     @classmethod
     def from_state(cls, ctx: Context, state: dict[str, Any]) -> PodmanPlatform:
@@ -162,7 +174,9 @@ class PodmanPlatform:
         spec = pod_spec(doc)
         ctrs = spec.get("containers", [])
         if len(ctrs) != 1:
-            raise PlatformError(f"{ident(doc)}: the podman platform runs one container per pod, found {len(ctrs)}")
+            raise PlatformError(
+                f"{ident(doc)}: the podman platform runs one container per pod, found {len(ctrs)}"
+            )
         if int(doc["spec"].get("replicas", 1)) > 1:
             log.warning("%s: podman platform runs 1 replica of %s", ident(doc), doc["spec"]["replicas"])
         ctr = ctrs[0]
@@ -171,12 +185,25 @@ class PodmanPlatform:
         labels = doc["spec"]["template"]["metadata"].get("labels", {})
         grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE))
         argv = [
-            "run", "--detach", "--name", name, "--network", self.network,
-            "--network-alias", deployment,
-            "--label", f"{LABEL}=true", "--label", f"{RUN_LABEL}={self.ctx.run_id}",
-            "--label", f"{SERVICE_LABEL}={service}",
-            "--stop-signal", "SIGTERM", "--stop-timeout", str(grace),
-        ]  # fmt: skip
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            self.network,
+            "--network-alias",
+            deployment,
+            "--label",
+            f"{LABEL}=true",
+            "--label",
+            f"{RUN_LABEL}={self.ctx.run_id}",
+            "--label",
+            f"{SERVICE_LABEL}={service}",
+            "--stop-signal",
+            "SIGTERM",
+            "--stop-timeout",
+            str(grace),
+        ]
         published: set[int] = set()
         for svc_doc in self._services:
             if not _selects(svc_doc, labels):
@@ -188,7 +215,9 @@ class PodmanPlatform:
                 if node_port and target not in published:
                     host = self.ctx.host_ports.get(int(node_port))
                     if host is None:
-                        raise PlatformError(f"Service {svc_doc['metadata']['name']}: no host port for nodePort {node_port}")
+                        raise PlatformError(
+                            f"Service {svc_doc['metadata']['name']}: no host port for nodePort {node_port}"
+                        )
                     argv += ["--publish", f"127.0.0.1:{host}:{target}"]
                     published.add(target)
         for port in ctr.get("ports", []):
@@ -201,8 +230,9 @@ class PodmanPlatform:
         if ctr.get("command"):
             argv += ["--entrypoint", json.dumps(ctr["command"])]
         argv += [ctr["image"], *[str(a) for a in ctr.get("args", [])]]
-        self.ctx.podman(*argv, timeout=self.ctx.config.timeouts.deploy,
-                        hint=f"check {ident(doc)} in {_source(doc)}")  # fmt: skip
+        self.ctx.podman(
+            *argv, timeout=self.ctx.config.timeouts.deploy, hint=f"check {ident(doc)} in {_source(doc)}"
+        )
         self.containers.setdefault(service, []).append(name)
         self.grace[name] = grace
         probe = ctr.get("readinessProbe", {}).get("httpGet")
@@ -235,11 +265,18 @@ class PodmanPlatform:
             if "hostPath" in vol:
                 yield self._host_dir(vol["hostPath"]["path"]), mount["mountPath"], ro
             elif "emptyDir" in vol:
-                yield make_open_dir(self.ctx.paths.hostpaths / "emptydir" / deployment / vol["name"]), mount["mountPath"], ro
+                yield (
+                    make_open_dir(self.ctx.paths.hostpaths / "emptydir" / deployment / vol["name"]),
+                    mount["mountPath"],
+                    ro,
+                )
             elif "configMap" in vol:
                 yield self._configmap_dir(vol["configMap"]["name"], spec), mount["mountPath"], True
             else:
-                raise PlatformError(f"volume {vol['name']!r} of {deployment}: the podman platform supports hostPath, emptyDir and configMap")
+                raise PlatformError(
+                    f"volume {vol['name']!r} of {deployment}: the podman platform supports "
+                    "hostPath, emptyDir and configMap volumes"
+                )
 
     def _host_dir(self, path: str) -> Path:
         """hostPath -> a per-run directory; the coverage mount -> the run's covdata."""
@@ -302,7 +339,8 @@ def _resolve_port(port: int | str, ctr: Doc) -> int:
 
 
 def _target_port(port: Doc, ctr: Doc) -> int:
-    return _resolve_port(port.get("targetPort", port["port"]), ctr)
+    target: int | str = port["targetPort"] if "targetPort" in port else port["port"]
+    return _resolve_port(target, ctr)
 
 
 def _source(doc: Doc) -> str:

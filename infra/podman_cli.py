@@ -102,9 +102,15 @@ class Podman:
     def save(self, refs: Sequence[ImageRef], archive: Path, *, timeout: float) -> Result:
         multi = ["-m"] if len(refs) > 1 else []
         return self(
-            "save", "--format", "docker-archive", *multi, "-o", str(archive),
-            *[str(r) for r in refs], timeout=timeout,
-        )  # fmt: skip
+            "save",
+            "--format",
+            "docker-archive",
+            *multi,
+            "-o",
+            str(archive),
+            *[str(r) for r in refs],
+            timeout=timeout,
+        )
 
     def json(self, *args: str) -> Any:
         out = self(*args).stdout.strip()

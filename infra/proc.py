@@ -63,9 +63,7 @@ class ExecutableNotFound(CommandError):
 
 class CommandTimeout(CommandError):
     def __init__(self, argv: Sequence[str], timeout: float, output: str) -> None:
-        super().__init__(
-            argv, -1, output + f"\ntimed out after {timeout:g}s", hint="see the output above"
-        )
+        super().__init__(argv, -1, output + f"\ntimed out after {timeout:g}s", hint="see the output above")
         self.timeout = timeout
 
 
@@ -115,7 +113,7 @@ class SubprocessRunner:
         log.info("$ %s%s", shlex.join(args), f"  (cwd {cwd})" if cwd else "")
         start = time.monotonic()
         try:
-            proc = subprocess.run(
+            proc = subprocess.run(  # noqa: S603 - the one chokepoint; argv lists only
                 args,
                 cwd=cwd,
                 env=full_env,
@@ -134,9 +132,7 @@ class SubprocessRunner:
             out = _as_text(exc.stdout) + _as_text(exc.stderr)
             log.info("timed out after %.1fs: %s", timeout, args[0])
             raise CommandTimeout(args, timeout, out) from exc
-        result = Result(
-            args, proc.returncode, proc.stdout or "", proc.stderr or "", time.monotonic() - start
-        )
+        result = Result(args, proc.returncode, proc.stdout or "", proc.stderr or "", time.monotonic() - start)
         if capture and (result.stdout or result.stderr):
             log.debug("output of %s:\n%s%s", args[0], result.stdout, result.stderr)
         log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from infra import config as config_mod, diagnostics, doctor, ports, runlock, state, testrun
+from infra import config as config_mod
+from infra import diagnostics, doctor, ports, runlock, state, testrun
 from infra.build import go_version, plan_images
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
@@ -144,10 +145,15 @@ class Run:
             for name, ref in plan.refs.items():
                 say(f"image {name}: {ref}")
             ctx = Context(
-                config=cfg, paths=self.paths, runner=self.runner, podman=self.podman,
-                coverage=opts.coverage, host_ports=host_ports,
-                cluster=opts.reuse or resource_name(self.paths.run_id), reuse=bool(opts.reuse),
-            )  # fmt: skip
+                config=cfg,
+                paths=self.paths,
+                runner=self.runner,
+                podman=self.podman,
+                coverage=opts.coverage,
+                host_ports=host_ports,
+                cluster=opts.reuse or resource_name(self.paths.run_id),
+                reuse=bool(opts.reuse),
+            )
             if opts.coverage:  # GOCOVERDIR must exist and be writable before the binaries start
                 for svc in cfg.services:
                     make_open_dir(self.paths.covdata / svc.name)
@@ -156,11 +162,18 @@ class Run:
             (self.paths.artifacts / "manifests.rendered.yaml").write_text(rendered.yaml())
             with PhaseReporter() as reporter:
                 bring_up(
-                    self.stack, runner=self.runner, podman=self.podman, timeline=self.timeline,
-                    reporter=reporter, parallel=not opts.sequential, cancel=self.cancel,
+                    self.stack,
+                    runner=self.runner,
+                    podman=self.podman,
+                    timeline=self.timeline,
+                    reporter=reporter,
+                    parallel=not opts.sequential,
+                    cancel=self.cancel,
                     force_build=opts.force_build,
-                    preflight=lambda: doctor.preflight(cfg, self.runner, self.podman, self.paths.root, choice.name),
-                )  # fmt: skip
+                    preflight=lambda: doctor.preflight(
+                        cfg, self.runner, self.podman, self.paths.root, choice.name
+                    ),
+                )
         except (PhaseFailed, ports.PortBusy, Exception) as err:
             if isinstance(err, KeyboardInterrupt):
                 raise
@@ -174,9 +187,12 @@ class Run:
             return EXIT_OK
         with self.timed("tests"):
             self.tests = testrun.run_suite(
-                cfg, self.runner, state_file=state_file, artifacts=self.paths.artifacts,
+                cfg,
+                self.runner,
+                state_file=state_file,
+                artifacts=self.paths.artifacts,
                 extra=opts.pytest_args,
-            )  # fmt: skip
+            )
         code = self.tests.exit_code
         if code not in (0, testrun.NO_TESTS):
             self.kind_of_failure = "tests"
@@ -198,7 +214,10 @@ class Run:
         say(gocoverage.describe(report))
         threshold = self.opts.fail_under if self.opts.fail_under is not None else self.cfg.coverage.fail_under
         if threshold and report.total_percent < threshold:
-            say(f"COVERAGE FAILED: total E2E coverage {report.total_percent:.1f}% is below --fail-under {threshold:g}%")
+            say(
+                f"COVERAGE FAILED: total E2E coverage {report.total_percent:.1f}% "
+                f"is below --fail-under {threshold:g}%"
+            )
             self.kind_of_failure = self.kind_of_failure or "coverage"
             return code or EXIT_COVERAGE
         return code
@@ -228,10 +247,13 @@ class Run:
         platform = self.stack.platform if self.stack else None
         with self.timed("diagnostics"):
             where = diagnostics.collect(
-                self.paths.diagnostics, config=self.cfg, platform=platform,
+                self.paths.diagnostics,
+                config=self.cfg,
+                platform=platform,
                 rendered=self.stack.rendered if self.stack else None,
-                timeline=self.timeline, error=self.failure,
-            )  # fmt: skip
+                timeline=self.timeline,
+                error=self.failure,
+            )
         say(f"diagnostics: {where}")
 
     def _print_kept(self) -> None:
@@ -263,19 +285,25 @@ class Run:
     def _write_summary(self) -> None:
         lines = [f"# E2E run {self.paths.run_id}", "", f"- platform: {self.platform_name or 'not chosen'}"]
         if self.kind_of_failure == "infrastructure":
-            lines += ["- result: **INFRASTRUCTURE FAILURE** (setup never finished; no test ran)",
-                      f"- error: `{str(self.failure).splitlines()[0] if self.failure else ''}`",
-                      f"- diagnostics: {self.paths.diagnostics}"]  # fmt: skip
+            lines += [
+                "- result: **INFRASTRUCTURE FAILURE** (setup never finished; no test ran)",
+                f"- error: `{str(self.failure).splitlines()[0] if self.failure else ''}`",
+                f"- diagnostics: {self.paths.diagnostics}",
+            ]
         elif self.kind_of_failure == "interrupted":
             lines += ["- result: **INTERRUPTED**"]
         t = self.tests
         if t is not None and t.exit_code in testrun.PYTEST_COULD_NOT_RUN:
-            lines += [f"- result: **PYTEST COULD NOT RUN** (exit {t.exit_code}: usage or internal error; "
-                      "see the console or run.log)"]  # fmt: skip
+            lines += [
+                f"- result: **PYTEST COULD NOT RUN** (exit {t.exit_code}: usage or internal error; "
+                "see the console or run.log)"
+            ]
         elif t is not None:
             verdict = "passed" if not t.failed else "TESTS FAILED"
-            lines += [f"- result: {verdict}: {len(t.passed)} passed, {len(t.flaky)} flaky, "
-                      f"{len(t.failed)} failed, {len(t.skipped)} skipped"]  # fmt: skip
+            lines += [
+                f"- result: {verdict}: {len(t.passed)} passed, {len(t.flaky)} flaky, "
+                f"{len(t.failed)} failed, {len(t.skipped)} skipped"
+            ]
             lines += [f"- **flaky** (failed, then passed on rerun): `{n}`" for n in t.flaky]
             lines += [f"- **failed** (failed twice): `{n}`: {m}" for n, m in t.failed]
         if self.kind_of_failure == "coverage":

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import build, config as config_mod, manifests, waits
+from infra import build, manifests, waits
+from infra import config as config_mod
 from infra.build import ImagePlan
 from infra.config import Config
 from infra.manifests import Rendered
@@ -77,9 +78,13 @@ def _namespace(config: Config, run_id: str) -> str:
 
 
 def setup_phases(
-    stack: Stack, *, runner: Runner, podman: Podman, force_build: bool = False,
+    stack: Stack,
+    *,
+    runner: Runner,
+    podman: Podman,
+    force_build: bool = False,
     preflight: Callable[[], object] | None = None,
-) -> list[Phase]:  # fmt: skip
+) -> list[Phase]:
     """preflight first; cluster and builds start together; deploy X waits for its image and deps."""
     cfg, plat, plan = stack.config, stack.platform, stack.plan
     kind = plat.name == "kind"
@@ -88,10 +93,15 @@ def setup_phases(
     def builder(name: str) -> Phase:
         def run() -> None:
             outcome = build.build_image(
-                cfg, cfg.service(name), plan.ref(name), coverage=plan.coverage,
-                runner=runner, podman=podman, build_root=stack.paths.build_dir.resolve(),
+                cfg,
+                cfg.service(name),
+                plan.ref(name),
+                coverage=plan.coverage,
+                runner=runner,
+                podman=podman,
+                build_root=stack.paths.build_dir.resolve(),
                 force=force_build,
-            )  # fmt: skip
+            )
             stack.built[name] = outcome.built
 
         return Phase(f"build:{name}", run, first)
@@ -99,8 +109,13 @@ def setup_phases(
     phases = [Phase("preflight", preflight)] if preflight else []
     phases += [Phase("cluster", plat.create, first), *[builder(s.name) for s in cfg.services]]
     if kind:
-        phases.append(Phase("load", lambda: plat.load_images([str(r) for r in plan.all()]),
-                            ("cluster", *[f"build:{s.name}" for s in cfg.services])))  # fmt: skip
+        phases.append(
+            Phase(
+                "load",
+                lambda: plat.load_images([str(r) for r in plan.all()]),
+                ("cluster", *[f"build:{s.name}" for s in cfg.services]),
+            )
+        )
     if stack.rendered.shared:
         phases.append(Phase("deploy:shared", lambda: plat.deploy("", stack.rendered.shared), ("cluster",)))
 
@@ -122,8 +137,12 @@ def setup_phases(
             svc = cfg.service(name)
             if svc.node_port and svc.ready_path:
                 url = plat.ctx.endpoint(name) + svc.ready_path
-                waits.wait_http(url, timeout=cfg.timeouts.ready,
-                                what=f"service {name} at {url}", hint=f"inspect the logs of {name}")  # fmt: skip
+                waits.wait_http(
+                    url,
+                    timeout=cfg.timeouts.ready,
+                    what=f"service {name} at {url}",
+                    hint=f"inspect the logs of {name}",
+                )
 
         return Phase(f"ready:{name}", run, (f"deploy:{name}",))
 
@@ -133,10 +152,17 @@ def setup_phases(
 
 
 def bring_up(
-    stack: Stack, *, runner: Runner, podman: Podman, timeline: Timeline, reporter: Reporter,
-    parallel: bool, cancel: threading.Event | None = None, force_build: bool = False,
+    stack: Stack,
+    *,
+    runner: Runner,
+    podman: Podman,
+    timeline: Timeline,
+    reporter: Reporter,
+    parallel: bool,
+    cancel: threading.Event | None = None,
+    force_build: bool = False,
     preflight: Callable[[], object] | None = None,
-) -> None:  # fmt: skip
+) -> None:
     phases = setup_phases(stack, runner=runner, podman=podman, force_build=force_build, preflight=preflight)
     run_phases(phases, timeline=timeline, reporter=reporter, parallel=parallel, cancel=cancel)
 

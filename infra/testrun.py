@@ -31,9 +31,19 @@ class TestOutcome:
 def pytest_argv(
     config: Config, *, junit: Path, marker: str, workers: str, reruns: int, extra: Sequence[str]
 ) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", str(config.path(config.tests.path)),
-            "-p", "infra.pytest_results", f"--junitxml={junit}",
-            "-o", "junit_family=xunit2", "-p", "no:cacheprovider"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(config.path(config.tests.path)),
+        "-p",
+        "infra.pytest_results",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit2",
+        "-p",
+        "no:cacheprovider",
+    ]
     if marker:
         argv += ["-m", marker]
     if workers == "0":
@@ -67,11 +77,16 @@ def run_suite(
     codes = []
     for junit_name, marker, workers, args in runs:
         argv = pytest_argv(
-            config, junit=artifacts / junit_name, marker=marker, workers=workers,
-            reruns=config.tests.reruns, extra=args,
-        )  # fmt: skip
-        res = runner.run(argv, timeout=config.timeouts.tests, env=env, cwd=config.root,
-                         check=False, capture=False)  # fmt: skip
+            config,
+            junit=artifacts / junit_name,
+            marker=marker,
+            workers=workers,
+            reruns=config.tests.reruns,
+            extra=args,
+        )
+        res = runner.run(
+            argv, timeout=config.timeouts.tests, env=env, cwd=config.root, check=False, capture=False
+        )
         codes.append(res.returncode)
     merge_junit([artifacts / run[0] for run in runs], artifacts / "junit.xml")
     outcome = classify(results)

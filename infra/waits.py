@@ -71,9 +71,14 @@ def http_probe(
 
 
 def wait_http(
-    url: str, *, timeout: float, expect: int = 200, what: str = "", hint: str = "",
+    url: str,
+    *,
+    timeout: float,
+    expect: int = 200,
+    what: str = "",
+    hint: str = "",
     extra_check: Callable[[], None] | None = None,
-) -> requests.Response:  # fmt: skip
+) -> requests.Response:
     """GET url until it answers `expect`; extra_check may raise Fatal to stop early."""
     with requests.Session() as session:
         base = http_probe(session, url, expect)

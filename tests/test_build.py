@@ -46,12 +46,24 @@ def test_go_version_asks_go(repo_cfg: Config) -> None:
 def test_go_build_argv(repo_cfg: Config, tmp_path: Path) -> None:
     svc = repo_cfg.service("gateway")
     assert go_build_argv(svc, tmp_path / "app", coverage=False) == [
-        "go", "build", "-trimpath", "-o", str(tmp_path / "app"), "./gateway",
-    ]  # fmt: skip
+        "go",
+        "build",
+        "-trimpath",
+        "-o",
+        str(tmp_path / "app"),
+        "./gateway",
+    ]
     assert go_build_argv(svc, tmp_path / "app", coverage=True) == [
-        "go", "build", "-trimpath", "-cover", "-covermode=atomic", "-coverpkg=./...",
-        "-o", str(tmp_path / "app"), "./gateway",
-    ]  # fmt: skip
+        "go",
+        "build",
+        "-trimpath",
+        "-cover",
+        "-covermode=atomic",
+        "-coverpkg=./...",
+        "-o",
+        str(tmp_path / "app"),
+        "./gateway",
+    ]
 
 
 @pytest.mark.parametrize("coverage", [False, True])
@@ -64,8 +76,15 @@ def test_build_image_runs_go_build_then_podman_build(
         "localhost/e2e-harness/gateway", "cov-0123456789abcdef" if coverage else "0123456789abcdef"
     )
     root = tmp_path / "build"
-    outcome = build_image(repo_cfg, repo_cfg.service("gateway"), ref, coverage=coverage,
-                          runner=runner, podman=podman, build_root=root)  # fmt: skip
+    outcome = build_image(
+        repo_cfg,
+        repo_cfg.service("gateway"),
+        ref,
+        coverage=coverage,
+        runner=runner,
+        podman=podman,
+        build_root=root,
+    )
     assert outcome == BuildOutcome("gateway", ref, built=True)
     ctx = root / f"gateway-{ref.tag}"
     cover = ["-cover", "-covermode=atomic", "-coverpkg=./..."] if coverage else []
@@ -73,9 +92,19 @@ def test_build_image_runs_go_build_then_podman_build(
     assert runner.argvs() == [
         ("podman", "image", "exists", str(ref)),
         ("go", "build", "-trimpath", *cover, "-o", str(ctx / "app"), "./gateway"),
-        ("podman", "build", "--file", str(ctx / "Containerfile"), "--tag", str(ref),
-         *labels, "--label", "io.e2e-harness.service=gateway", str(ctx)),
-    ]  # fmt: skip
+        (
+            "podman",
+            "build",
+            "--file",
+            str(ctx / "Containerfile"),
+            "--tag",
+            str(ref),
+            *labels,
+            "--label",
+            "io.e2e-harness.service=gateway",
+            str(ctx),
+        ),
+    ]
     go = runner.calls[1]
     assert go.cwd == str(SERVICES)
     assert go.env["CGO_ENABLED"] == "0"
@@ -89,8 +118,15 @@ def test_build_image_runs_go_build_then_podman_build(
 def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()  # `podman image exists` answers 0
     ref = ImageRef("localhost/e2e-harness/datastore", "abc")
-    outcome = build_image(repo_cfg, repo_cfg.service("datastore"), ref, coverage=False,
-                          runner=runner, podman=Podman(runner), build_root=tmp_path)  # fmt: skip
+    outcome = build_image(
+        repo_cfg,
+        repo_cfg.service("datastore"),
+        ref,
+        coverage=False,
+        runner=runner,
+        podman=Podman(runner),
+        build_root=tmp_path,
+    )
     assert outcome.built is False
     assert runner.argvs() == [("podman", "image", "exists", "localhost/e2e-harness/datastore:abc")]
 
@@ -98,8 +134,16 @@ def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path
 def test_force_builds_without_asking(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()
     ref = ImageRef("localhost/e2e-harness/datastore", "abc")
-    build_image(repo_cfg, repo_cfg.service("datastore"), ref, coverage=False, runner=runner,
-                podman=Podman(runner), build_root=tmp_path, force=True)  # fmt: skip
+    build_image(
+        repo_cfg,
+        repo_cfg.service("datastore"),
+        ref,
+        coverage=False,
+        runner=runner,
+        podman=Podman(runner),
+        build_root=tmp_path,
+        force=True,
+    )
     assert [a[:2] for a in runner.argvs()] == [("go", "build"), ("podman", "build")]
 
 
@@ -108,8 +152,15 @@ def test_failed_go_build_names_the_service_and_builds_no_image(repo_cfg: Config,
     runner.on(["go", "build"], stdout="main.go:3: syntax error", returncode=1)
     ref = ImageRef("localhost/e2e-harness/gateway", "abc")
     with pytest.raises(CommandError) as info:
-        build_image(repo_cfg, repo_cfg.service("gateway"), ref, coverage=False, runner=runner,
-                    podman=Podman(runner), build_root=tmp_path / "b")  # fmt: skip
+        build_image(
+            repo_cfg,
+            repo_cfg.service("gateway"),
+            ref,
+            coverage=False,
+            runner=runner,
+            podman=Podman(runner),
+            build_root=tmp_path / "b",
+        )
     assert "fix the Go build of service 'gateway'" in str(info.value)
     assert "syntax error" in str(info.value)
     assert not any(a[:2] == ("podman", "build") for a in runner.argvs())
@@ -122,18 +173,33 @@ def containerfile_config(tmp_path: Path, build_args: dict[str, str]) -> Config:
     (tmp_path / "src" / "Containerfile").write_text("FROM golang AS b\n")
     data = {
         "manifests": ["m.yaml"],
-        "services": [{"name": "api", "source": "src", "image": "team/api",
-                      "containerfile": "src/Containerfile", "build_args": build_args}],
-    }  # fmt: skip
+        "services": [
+            {
+                "name": "api",
+                "source": "src",
+                "image": "team/api",
+                "containerfile": "src/Containerfile",
+                "build_args": build_args,
+            }
+        ],
+    }
     return parse_config(data, tmp_path / "e2e.toml")
 
 
 @pytest.mark.parametrize(
     ("coverage", "build_args", "expected"),
     [
-        (True, {"VERSION": "1"}, ["--build-arg", "GOFLAGS=-cover -covermode=atomic -coverpkg=./...", "--build-arg", "VERSION=1"]),
+        (
+            True,
+            {"VERSION": "1"},
+            ["--build-arg", "GOFLAGS=-cover -covermode=atomic -coverpkg=./...", "--build-arg", "VERSION=1"],
+        ),
         (False, {"VERSION": "1"}, ["--build-arg", "VERSION=1"]),
-        (True, {"GOFLAGS": "-mod=vendor"}, ["--build-arg", "GOFLAGS=-mod=vendor -cover -covermode=atomic -coverpkg=./..."]),
+        (
+            True,
+            {"GOFLAGS": "-mod=vendor"},
+            ["--build-arg", "GOFLAGS=-mod=vendor -cover -covermode=atomic -coverpkg=./..."],
+        ),
     ],
 )
 def test_containerfile_service_is_built_by_podman_with_cover_goflags(
@@ -142,16 +208,34 @@ def test_containerfile_service_is_built_by_podman_with_cover_goflags(
     cfg = containerfile_config(tmp_path, build_args)
     runner = missing_images_runner()
     ref = ImageRef("localhost/team/api", "t1")
-    outcome = build_image(cfg, cfg.service("api"), ref, coverage=coverage, runner=runner,
-                          podman=Podman(runner), build_root=tmp_path / "b")  # fmt: skip
+    outcome = build_image(
+        cfg,
+        cfg.service("api"),
+        ref,
+        coverage=coverage,
+        runner=runner,
+        podman=Podman(runner),
+        build_root=tmp_path / "b",
+    )
     assert outcome.built
     src = tmp_path.resolve() / "src"
     labels = LABELS_ON if coverage else LABELS_OFF
     assert runner.argvs() == [
         ("podman", "image", "exists", "localhost/team/api:t1"),
-        ("podman", "build", "--file", str(src / "Containerfile"), "--tag", "localhost/team/api:t1",
-         *expected, *labels, "--label", "io.e2e-harness.service=api", str(src)),
-    ]  # fmt: skip
+        (
+            "podman",
+            "build",
+            "--file",
+            str(src / "Containerfile"),
+            "--tag",
+            "localhost/team/api:t1",
+            *expected,
+            *labels,
+            "--label",
+            "io.e2e-harness.service=api",
+            str(src),
+        ),
+    ]
 
 
 def test_save_images_one_archive_with_m_for_several_refs(tmp_path: Path) -> None:
@@ -161,9 +245,18 @@ def test_save_images_one_archive_with_m_for_several_refs(tmp_path: Path) -> None
     assert save_images(Podman(runner), refs, archive, timeout=77) == archive
     assert archive.parent.is_dir()
     assert runner.argvs() == [
-        ("podman", "save", "--format", "docker-archive", "-m", "-o", str(archive),
-         "localhost/e2e-harness/datastore:t1", "localhost/e2e-harness/gateway:t2"),
-    ]  # fmt: skip
+        (
+            "podman",
+            "save",
+            "--format",
+            "docker-archive",
+            "-m",
+            "-o",
+            str(archive),
+            "localhost/e2e-harness/datastore:t1",
+            "localhost/e2e-harness/gateway:t2",
+        ),
+    ]
     assert runner.calls[0].timeout == 77
 
 

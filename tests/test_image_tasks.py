@@ -31,8 +31,13 @@ def write_archive(path: Path, repo_tags: list[list[str] | None]) -> Path:
 
 def test_kind_load_argv() -> None:
     assert image_tasks.kind_load_argv(Path("/a/images.tar"), "e2eh-x") == [
-        "kind", "load", "image-archive", "/a/images.tar", "--name", "e2eh-x",
-    ]  # fmt: skip
+        "kind",
+        "load",
+        "image-archive",
+        "/a/images.tar",
+        "--name",
+        "e2eh-x",
+    ]
 
 
 def test_kind_load_argv_rejects_a_bad_cluster_name() -> None:

@@ -63,8 +63,19 @@ def test_short_name_and_ordering() -> None:
     assert sorted([b, a]) == [a, b]
 
 
-@pytest.mark.parametrize("bad", ["Team/api:1", "team//api:1", "team/api:", "team/api:-x", "team/a b:1",
-                                 "team/api:" + "x" * 129, "/api:1", "localhost/:1"])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "Team/api:1",
+        "team//api:1",
+        "team/api:",
+        "team/api:-x",
+        "team/a b:1",
+        "team/api:" + "x" * 129,
+        "/api:1",
+        "localhost/:1",
+    ],
+)
 def test_invalid_names_and_tags_are_rejected(bad: str) -> None:
     with pytest.raises(InvalidName):
         ImageRef.parse(bad)

@@ -25,8 +25,12 @@ def problems(cfg: dict[str, Any]) -> str:
 
 def test_render_the_repo_base(tmp_path: Path) -> None:
     cov = tmp_path / "covdata"
-    cfg = render(load_base(REPO / "kind" / "cluster.yaml"), workers=2,
-                 host_ports={30081: 41081, 30080: 41080}, mounts={cov: "/coverdata"})  # fmt: skip
+    cfg = render(
+        load_base(REPO / "kind" / "cluster.yaml"),
+        workers=2,
+        host_ports={30081: 41081, 30080: 41080},
+        mounts={cov: "/coverdata"},
+    )
     assert cfg["networking"] == {"ipFamily": "ipv4"}  # anything in the base is kept
     assert [n["role"] for n in cfg["nodes"]] == ["control-plane", "worker", "worker"]
     assert cfg["nodes"][0]["extraPortMappings"] == [
@@ -40,11 +44,16 @@ def test_render_the_repo_base(tmp_path: Path) -> None:
 
 
 def test_render_keeps_base_nodes_and_settings_and_does_not_mutate_it() -> None:
-    b = base(nodes=[
-        {"role": "worker", "labels": {"tier": "a"}},
-        {"role": "control-plane", "extraPortMappings": [{"containerPort": 80, "hostPort": 8080}],
-         "extraMounts": [{"hostPath": "/srv", "containerPath": "/srv"}]},
-    ])  # fmt: skip
+    b = base(
+        nodes=[
+            {"role": "worker", "labels": {"tier": "a"}},
+            {
+                "role": "control-plane",
+                "extraPortMappings": [{"containerPort": 80, "hostPort": 8080}],
+                "extraMounts": [{"hostPath": "/srv", "containerPath": "/srv"}],
+            },
+        ]
+    )
     snapshot = yaml.safe_dump(b)
     cfg = render(b, workers=2, host_ports={30080: 41080}, mounts={})
     assert yaml.safe_dump(b) == snapshot
@@ -82,10 +91,18 @@ def test_render_validates_its_result() -> None:
 
 
 def test_valid_config_passes() -> None:
-    validate(base(nodes=[{"role": "control-plane",
-                          "extraPortMappings": [{"containerPort": 30080, "hostPort": 41080}],
-                          "extraMounts": [{"hostPath": "/tmp/x", "containerPath": "/coverdata"}]},
-                         {"role": "worker"}]))  # fmt: skip
+    validate(
+        base(
+            nodes=[
+                {
+                    "role": "control-plane",
+                    "extraPortMappings": [{"containerPort": 30080, "hostPort": 41080}],
+                    "extraMounts": [{"hostPath": "/tmp/x", "containerPath": "/coverdata"}],
+                },
+                {"role": "worker"},
+            ]
+        )
+    )
 
 
 def test_rejects_wrong_api_version() -> None:
@@ -109,10 +126,14 @@ def test_rejects_a_bad_role() -> None:
 
 
 def test_rejects_duplicate_host_port_across_nodes() -> None:
-    msg = problems(base(nodes=[
-        {"role": "control-plane", "extraPortMappings": [{"containerPort": 30080, "hostPort": 8080}]},
-        {"role": "worker", "extraPortMappings": [{"containerPort": 30081, "hostPort": 8080}]},
-    ]))  # fmt: skip
+    msg = problems(
+        base(
+            nodes=[
+                {"role": "control-plane", "extraPortMappings": [{"containerPort": 30080, "hostPort": 8080}]},
+                {"role": "worker", "extraPortMappings": [{"containerPort": 30081, "hostPort": 8080}]},
+            ]
+        )
+    )
     assert "nodes[1].extraPortMappings[0].hostPort: 8080 is mapped twice" in msg
 
 

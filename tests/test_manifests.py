@@ -34,9 +34,13 @@ def container(doc: dict[str, Any]) -> dict[str, Any]:
 def test_load_docs_reads_every_manifest_and_notes_its_source(repo_cfg: Config) -> None:
     docs = load_docs(repo_cfg)
     assert [manifests.ident(d) for d in docs] == [
-        "ConfigMap/datastore-config", "Deployment/datastore", "Service/datastore",
-        "ConfigMap/gateway-config", "Deployment/gateway", "Service/gateway",
-    ]  # fmt: skip
+        "ConfigMap/datastore-config",
+        "Deployment/datastore",
+        "Service/datastore",
+        "ConfigMap/gateway-config",
+        "Deployment/gateway",
+        "Service/gateway",
+    ]
     assert docs[0]["metadata"]["annotations"]["e2e-harness/source"] == "manifests/datastore.yaml"
 
 

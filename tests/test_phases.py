@@ -193,8 +193,11 @@ def test_a_running_phase_finishes_after_another_fails() -> None:
 
     timeline = Timeline()
     with pytest.raises(PhaseFailed, match="phase 'bad' failed: nope"):
-        run_phases([Phase("slow", slow), Phase("bad", bad), Phase("next", lambda: None, ("slow",))],
-                   timeline=timeline, reporter=Reporter())  # fmt: skip
+        run_phases(
+            [Phase("slow", slow), Phase("bad", bad), Phase("next", lambda: None, ("slow",))],
+            timeline=timeline,
+            reporter=Reporter(),
+        )
     status = {t.name: t.status for t in timeline.timings}
     assert status == {"slow": "ok", "bad": "failed", "next": "skipped"}
 

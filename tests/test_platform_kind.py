@@ -54,9 +54,11 @@ class FakeKube:
 
     def deployment(self, name: str, namespace: str) -> dict[str, Any]:
         self.calls.append(("deployment", name, namespace))
-        return {"metadata": {"name": name, "generation": 1},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}},
-                "status": self.deployment_status(name)}  # fmt: skip
+        return {
+            "metadata": {"name": name, "generation": 1},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}},
+            "status": self.deployment_status(name),
+        }
 
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append(("pods", namespace, selector))
@@ -106,9 +108,16 @@ def kit(tmp_path: Path, make_cfg: Callable[..., Config]) -> Callable[..., Kit]:
         sections.setdefault("timeouts", {"ready": 3, "stop": 1})
         cfg = make_cfg(**sections)
         runner = RecordingRunner()
-        ctx = Context(config=cfg, paths=RunPaths(tmp_path, RUN_ID), runner=runner,
-                      podman=Podman(runner, env={"CONTAINERS_CONF": "/c.conf"}), coverage=coverage,
-                      host_ports=HOST_PORTS, cluster=cluster, reuse=reuse)  # fmt: skip
+        ctx = Context(
+            config=cfg,
+            paths=RunPaths(tmp_path, RUN_ID),
+            runner=runner,
+            podman=Podman(runner, env={"CONTAINERS_CONF": "/c.conf"}),
+            coverage=coverage,
+            host_ports=HOST_PORTS,
+            cluster=cluster,
+            reuse=reuse,
+        )
         return Kit(ctx, runner, FakeKube(), [])
 
     return make
@@ -123,9 +132,20 @@ def test_create_issues_get_clusters_then_create_with_run_files(kit: Callable[...
     cfg_file, kubeconfig = k.run_dir / "kind-config.yaml", k.run_dir / "kubeconfig"
     assert k.runner.argvs() == [
         ("kind", "get", "clusters"),
-        ("kind", "create", "cluster", "--name", CLUSTER, "--config", str(cfg_file),
-         "--kubeconfig", str(kubeconfig), "--wait", "120s"),
-    ]  # fmt: skip
+        (
+            "kind",
+            "create",
+            "cluster",
+            "--name",
+            CLUSTER,
+            "--config",
+            str(cfg_file),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--wait",
+            "120s",
+        ),
+    ]
     assert all(c.env == PROVIDER_ENV for c in k.runner.calls)
     assert k.runner.calls[1].timeout == k.ctx.config.timeouts.cluster
     home_kube = str(Path.home() / ".kube")
@@ -256,11 +276,17 @@ def test_only_missing_or_changed_images_are_saved_and_loaded(kit: Callable[..., 
     k = kit()
     other = "localhost/e2e-harness/other:t3"
     script_images(
-        k.runner, {DS: "aaa", GW: "bbb", other: "ccc"},
-        {(NODES[0], DS): "sha256:aaa", (NODES[1], DS): "sha256:aaa",      # present everywhere
-         (NODES[0], GW): "sha256:bbb", (NODES[1], GW): "sha256:old",      # stale on the worker
-         (NODES[0], other): None, (NODES[1], other): None},                # absent
-    )  # fmt: skip
+        k.runner,
+        {DS: "aaa", GW: "bbb", other: "ccc"},
+        {
+            (NODES[0], DS): "sha256:aaa",
+            (NODES[1], DS): "sha256:aaa",  # present everywhere
+            (NODES[0], GW): "sha256:bbb",
+            (NODES[1], GW): "sha256:old",  # stale on the worker
+            (NODES[0], other): None,
+            (NODES[1], other): None,
+        },  # absent
+    )
     k.plat.load_images([DS, GW, other])
     archive = k.ctx.paths.archive
     loads = [
@@ -278,8 +304,11 @@ def test_only_missing_or_changed_images_are_saved_and_loaded(kit: Callable[..., 
 
 def test_one_missing_image_is_saved_without_m(kit: Callable[..., Kit]) -> None:
     k = kit()
-    script_images(k.runner, {DS: "aaa", GW: "bbb"},
-                  {(n, DS): "sha256:aaa" for n in NODES} | {(n, GW): None for n in NODES})  # fmt: skip
+    script_images(
+        k.runner,
+        {DS: "aaa", GW: "bbb"},
+        {(n, DS): "sha256:aaa" for n in NODES} | {(n, GW): None for n in NODES},
+    )
     k.plat.load_images([DS, GW])
     saves = [a for a in k.runner.argvs() if a[:2] == ("podman", "save")]
     assert saves == [("podman", "save", "--format", "docker-archive", "-o", str(k.ctx.paths.archive), GW)]
@@ -342,10 +371,16 @@ def test_deploy_applies_through_the_api_in_the_runs_namespace(kit: Callable[...,
     deployed(k, "gateway")
     applies = k.api.of("apply")
     assert {a[2] for a in applies} == {NAMESPACE}
-    assert sorted(a[1] for a in applies) == sorted([
-        "ConfigMap/datastore-config", "Deployment/datastore", "Service/datastore",
-        "ConfigMap/gateway-config", "Deployment/gateway", "Service/gateway",
-    ])  # fmt: skip
+    assert sorted(a[1] for a in applies) == sorted(
+        [
+            "ConfigMap/datastore-config",
+            "Deployment/datastore",
+            "Service/datastore",
+            "ConfigMap/gateway-config",
+            "Deployment/gateway",
+            "Service/gateway",
+        ]
+    )
     assert k.plat.deployments == {"datastore": ["datastore"], "gateway": ["gateway"]}
     assert k.runner.calls == []  # no kubectl shell-outs
 

@@ -27,12 +27,20 @@ TIMEOUT = 600
 
 def podman(*args: str, root: Path = REPO) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **podman_env(root / ".e2e")}
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120, env=env, check=False)
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
 
 
 def harness(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "infra", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -91,9 +99,23 @@ def test_coverage_images_are_instrumented(tmp_path: Path) -> None:
     cov.mkdir(mode=0o777)
     cov.chmod(0o777)
     name = f"e2eh-test-cover-{tmp_path.name[-8:]}".lower().replace("_", "-")
-    started = podman("run", "-d", "--name", name, "--label", "io.e2e-harness.managed=true",
-                     "-e", "GOCOVERDIR=/cov", "-e", "DATASTORE_URL=http://127.0.0.1:9", "-v", f"{cov}:/cov",
-                     "-p", "127.0.0.1::8080", ref)  # fmt: skip
+    started = podman(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        "io.e2e-harness.managed=true",
+        "-e",
+        "GOCOVERDIR=/cov",
+        "-e",
+        "DATASTORE_URL=http://127.0.0.1:9",
+        "-v",
+        f"{cov}:/cov",
+        "-p",
+        "127.0.0.1::8080",
+        ref,
+    )
     try:
         assert started.returncode == 0, started.stderr
         port = podman("port", name, "8080/tcp").stdout.strip().rsplit(":", 1)[1]
@@ -122,7 +144,15 @@ def test_e2e_run_passes_writes_artifacts_and_leaves_nothing(isolated: Path) -> N
     assert {"run_id", "platform", "mode", "phases", "total_seconds"} <= set(timings)
     assert timings["run_id"] == run_id and timings["platform"] == "podman" and timings["mode"] == "parallel"
     names = [p["name"] for p in timings["phases"]]
-    for phase in ("preflight", "cluster", "build:gateway", "deploy:datastore", "ready:gateway", "tests", "teardown"):
+    for phase in (
+        "preflight",
+        "cluster",
+        "build:gateway",
+        "deploy:datastore",
+        "ready:gateway",
+        "tests",
+        "teardown",
+    ):
         assert phase in names, names
     starts = {p["name"]: p["start"] for p in timings["phases"]}
     ends = {p["name"]: p["end"] for p in timings["phases"]}
@@ -138,9 +168,22 @@ def test_e2e_run_passes_writes_artifacts_and_leaves_nothing(isolated: Path) -> N
 
 def test_a_failing_test_is_reported_and_sets_the_exit_code(isolated: Path, tmp_path: Path) -> None:
     """Reruns: a test failing twice is 'failed'; the summary says so and the exit code is pytest's."""
-    out = harness("--config", str(isolated), "e2e", "--platform", "podman", "--",
-                  "-k", "test_gateway_health", "--deselect", "nothing", "-o", "python_functions=test_*",
-                  "-p", "tests.plugins.fail_gateway_health")  # fmt: skip
+    out = harness(
+        "--config",
+        str(isolated),
+        "e2e",
+        "--platform",
+        "podman",
+        "--",
+        "-k",
+        "test_gateway_health",
+        "--deselect",
+        "nothing",
+        "-o",
+        "python_functions=test_*",
+        "-p",
+        "tests.plugins.fail_gateway_health",
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 1, text[-3000:]
     summary = (isolated.parent / "artifacts" / run_id_from(text) / "summary.md").read_text()
@@ -168,8 +211,17 @@ def test_sigkilled_service_is_named_when_collecting_coverage(isolated: Path) -> 
 
 
 def test_e2e_coverage_reports_cover_the_gateway_handlers(isolated: Path) -> None:
-    out = harness("--config", str(isolated), "e2e", "--platform", "podman", "--coverage",
-                  "--", "-k", "smoke or ingest or validation")  # fmt: skip
+    out = harness(
+        "--config",
+        str(isolated),
+        "e2e",
+        "--platform",
+        "podman",
+        "--coverage",
+        "--",
+        "-k",
+        "smoke or ingest or validation",
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     run_id = run_id_from(text)

@@ -39,17 +39,29 @@ def test_allocate_picks_free_ports_per_node_port(repo_cfg: Config) -> None:
 
 def test_allocate_keeps_a_fixed_free_port(tmp_path: Path) -> None:
     port = ports.free_port()
-    cfg = parse({"manifests": [], "services": [
-        {"name": "api", "source": ".", "image": "t/api", "node_port": 30090, "host_port": port},
-        {"name": "worker", "source": ".", "image": "t/worker"},  # no node_port: not published
-    ]}, tmp_path / "e2e.toml")  # fmt: skip
+    cfg = parse(
+        {
+            "manifests": [],
+            "services": [
+                {"name": "api", "source": ".", "image": "t/api", "node_port": 30090, "host_port": port},
+                {"name": "worker", "source": ".", "image": "t/worker"},  # no node_port: not published
+            ],
+        },
+        tmp_path / "e2e.toml",
+    )
     assert ports.allocate(cfg) == {30090: port}
 
 
 def test_allocate_refuses_a_busy_fixed_port(tmp_path: Path, busy_port: int) -> None:
-    cfg = parse({"manifests": [], "services": [
-        {"name": "api", "source": ".", "image": "t/api", "node_port": 30090, "host_port": busy_port},
-    ]}, tmp_path / "e2e.toml")  # fmt: skip
+    cfg = parse(
+        {
+            "manifests": [],
+            "services": [
+                {"name": "api", "source": ".", "image": "t/api", "node_port": 30090, "host_port": busy_port},
+            ],
+        },
+        tmp_path / "e2e.toml",
+    )
     with pytest.raises(ports.PortBusy) as info:
         ports.allocate(cfg)
     msg = str(info.value)

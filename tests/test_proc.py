@@ -119,8 +119,10 @@ def test_env_is_added_to_the_environment_and_cwd_is_used(
 ) -> None:
     monkeypatch.setenv("E2EH_FROM_OS", "os")
     runner = SubprocessRunner(base_env={"E2EH_BASE": "base", "E2EH_BOTH": "base"})
-    code = ("import os; print(os.environ['E2EH_FROM_OS'], os.environ['E2EH_BASE'], "
-            "os.environ['E2EH_BOTH'], os.getcwd())")  # fmt: skip
+    code = (
+        "import os; print(os.environ['E2EH_FROM_OS'], os.environ['E2EH_BASE'], "
+        "os.environ['E2EH_BOTH'], os.getcwd())"
+    )
     res = runner.run(py(code), timeout=30, env={"E2EH_BOTH": "call"}, cwd=tmp_path)
     assert res.stdout.split() == ["os", "base", "call", str(tmp_path.resolve())]
     assert "E2EH_BASE" not in os.environ  # the runner never edits the parent's environment

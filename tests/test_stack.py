@@ -99,11 +99,19 @@ def http_waits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return urls
 
 
-def make_stack(cfg: Config, tmp_path: Path, runner: RecordingRunner, *, coverage: bool,
-               platform: str = "kind") -> tuple[Stack, FakePlatform]:  # fmt: skip
+def make_stack(
+    cfg: Config, tmp_path: Path, runner: RecordingRunner, *, coverage: bool, platform: str = "kind"
+) -> tuple[Stack, FakePlatform]:
     paths = RunPaths(tmp_path, RUN_ID)
-    ctx = Context(config=cfg, paths=paths, runner=runner, podman=Podman(runner), coverage=coverage,
-                  host_ports=HOST_PORTS, cluster="")  # fmt: skip
+    ctx = Context(
+        config=cfg,
+        paths=paths,
+        runner=runner,
+        podman=Podman(runner),
+        coverage=coverage,
+        host_ports=HOST_PORTS,
+        cluster="",
+    )
     plat = FakePlatform(ctx, platform)
     plan = build.plan_images(cfg, coverage=coverage, toolchain="go1.22.5")
     rendered = render_stack(cfg, plan, coverage)
@@ -118,14 +126,17 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     runner.on(["podman", "image", "exists"], returncode=1)  # nothing built yet
     st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=True)
     reporter = Reporter()
-    bring_up(st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=reporter,
-             parallel=parallel)  # fmt: skip
+    bring_up(
+        st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=reporter, parallel=parallel
+    )
 
     # one content_tag per service for the whole run
     assert sorted(c["main"] for c in tag_spy) == ["./datastore", "./gateway"]
     assert all(c["coverage"] is True for c in tag_spy)
-    want = {"datastore": f"localhost/e2e-harness/datastore:{tag_spy[0]['tag']}",
-            "gateway": f"localhost/e2e-harness/gateway:{tag_spy[1]['tag']}"}  # fmt: skip
+    want = {
+        "datastore": f"localhost/e2e-harness/datastore:{tag_spy[0]['tag']}",
+        "gateway": f"localhost/e2e-harness/gateway:{tag_spy[1]['tag']}",
+    }
     assert {k: str(v) for k, v in st.plan.refs.items()} == want
 
     # podman image exists / podman build --tag carry the same refs
@@ -143,8 +154,12 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     deployed = {c[1]: c[2] for c in plat.of("deploy")}
     assert set(deployed) == {"datastore", "gateway"}
     for name, docs in deployed.items():
-        images_in_docs = [c["image"] for d in docs if d["kind"] == "Deployment"
-                          for c in d["spec"]["template"]["spec"]["containers"]]  # fmt: skip
+        images_in_docs = [
+            c["image"]
+            for d in docs
+            if d["kind"] == "Deployment"
+            for c in d["spec"]["template"]["spec"]["containers"]
+        ]
         assert images_in_docs == [want[name]]
     assert len(tag_spy) == 2  # nothing during bring_up recomputed a tag
 
@@ -155,14 +170,26 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     assert seq.index(("load",)) < seq.index(("deploy", "datastore"))
     assert sorted(http_waits) == ["http://127.0.0.1:41080/ready", "http://127.0.0.1:41081/ready"]
     assert sorted(reporter.started_names) == sorted(
-        ["cluster", "build:datastore", "build:gateway", "load", "deploy:datastore", "deploy:gateway",
-         "ready:datastore", "ready:gateway"])  # fmt: skip
+        [
+            "cluster",
+            "build:datastore",
+            "build:gateway",
+            "load",
+            "deploy:datastore",
+            "deploy:gateway",
+            "ready:datastore",
+            "ready:gateway",
+        ]
+    )
 
 
 def test_run_main_computes_the_tag_once_per_run(
-    repo_cfg: Config, tmp_path: Path, tag_spy: list[dict[str, Any]], http_waits: list[str],
+    repo_cfg: Config,
+    tmp_path: Path,
+    tag_spy: list[dict[str, Any]],
+    http_waits: list[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """The real run entry point: plan -> render -> bring_up -> state, with fakes at the edges."""
     from infra import run as run_mod
     from infra import state

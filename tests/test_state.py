@@ -11,8 +11,12 @@ from infra import state
 from infra.paths import RunPaths, latest_state_pointer
 
 RUN_ID = "20260101-000000-abcd"
-DATA = {"run_id": RUN_ID, "platform": "kind", "root": "/r",
-        "endpoints": {"gateway": "http://127.0.0.1:41080"}}  # fmt: skip
+DATA = {
+    "run_id": RUN_ID,
+    "platform": "kind",
+    "root": "/r",
+    "endpoints": {"gateway": "http://127.0.0.1:41080"},
+}
 
 
 def test_write_then_load_by_path(tmp_path: Path) -> None:

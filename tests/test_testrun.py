@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-
-import pytest
 
 from infra import testrun
 from infra.config import Config
@@ -21,9 +20,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 def results(tmp_path: Path, *records: tuple[str, str, str]) -> Path:
     path = tmp_path / "results.jsonl"
-    lines = [json.dumps({"nodeid": n, "when": w, "outcome": o, "duration": 0.1,
-                         "message": "AssertionError: boom" if o in ("failed", "rerun") else ""})
-             for n, w, o in records]  # fmt: skip
+    lines = [
+        json.dumps(
+            {
+                "nodeid": n,
+                "when": w,
+                "outcome": o,
+                "duration": 0.1,
+                "message": "AssertionError: boom" if o in ("failed", "rerun") else "",
+            }
+        )
+        for n, w, o in records
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -46,14 +54,19 @@ def test_fail_then_fail_is_failed(tmp_path: Path) -> None:
 
 
 def test_classify_mixed_run(tmp_path: Path) -> None:
-    out = classify(results(
-        tmp_path,
-        ("t.py::ok", "call", "passed"),
-        ("t.py::flaky", "call", "rerun"), ("t.py::flaky", "call", "passed"),
-        ("t.py::bad", "call", "rerun"), ("t.py::bad", "call", "failed"),
-        ("t.py::skip", "setup", "skipped"),
-        ("t.py::teardown_err", "call", "passed"), ("t.py::teardown_err", "teardown", "failed"),
-    ))  # fmt: skip
+    out = classify(
+        results(
+            tmp_path,
+            ("t.py::ok", "call", "passed"),
+            ("t.py::flaky", "call", "rerun"),
+            ("t.py::flaky", "call", "passed"),
+            ("t.py::bad", "call", "rerun"),
+            ("t.py::bad", "call", "failed"),
+            ("t.py::skip", "setup", "skipped"),
+            ("t.py::teardown_err", "call", "passed"),
+            ("t.py::teardown_err", "teardown", "failed"),
+        )
+    )
     assert out.passed == ["t.py::ok"]
     assert out.flaky == ["t.py::flaky"]
     assert [n for n, _ in out.failed] == ["t.py::bad", "t.py::teardown_err"]
@@ -103,10 +116,26 @@ def test_pytest_argv(repo_cfg: Config, tmp_path: Path) -> None:
         repo_cfg, junit=junit, marker="not disruptive", workers="auto", reruns=1, extra=["-k", "x"]
     )
     assert argv == [
-        sys.executable, "-m", "pytest", str(REPO / "e2e"), "-p", "infra.pytest_results",
-        f"--junitxml={junit}", "-o", "junit_family=xunit2", "-p", "no:cacheprovider",
-        "-m", "not disruptive", "-n", "auto", "--reruns", "1", "-k", "x",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "e2e"),
+        "-p",
+        "infra.pytest_results",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit2",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not disruptive",
+        "-n",
+        "auto",
+        "--reruns",
+        "1",
+        "-k",
+        "x",
+    ]
     serial = pytest_argv(repo_cfg, junit=junit, marker="disruptive", workers="0", reruns=0, extra=[])
     assert serial[-2:] == ["-p", "no:xdist"]
     assert "--reruns" not in serial
@@ -118,15 +147,30 @@ def test_run_suite_runs_parallel_then_serial(repo_cfg: Config, tmp_path: Path) -
     out = run_suite(repo_cfg, runner, state_file=state_file, artifacts=tmp_path, extra=["-x"])
     assert len(runner.calls) == 2
     par, ser = (c.argv for c in runner.calls)
-    assert list(par) == pytest_argv(repo_cfg, junit=tmp_path / "junit-parallel.xml", marker="not disruptive",
-                                    workers="auto", reruns=1, extra=["-x"])  # fmt: skip
-    assert list(ser) == pytest_argv(repo_cfg, junit=tmp_path / "junit-serial.xml", marker="disruptive",
-                                    workers="0", reruns=1, extra=["-x"])  # fmt: skip
+    assert list(par) == pytest_argv(
+        repo_cfg,
+        junit=tmp_path / "junit-parallel.xml",
+        marker="not disruptive",
+        workers="auto",
+        reruns=1,
+        extra=["-x"],
+    )
+    assert list(ser) == pytest_argv(
+        repo_cfg,
+        junit=tmp_path / "junit-serial.xml",
+        marker="disruptive",
+        workers="0",
+        reruns=1,
+        extra=["-x"],
+    )
     assert "-n" not in ser and "no:xdist" in ser
     for call in runner.calls:
         assert call.argv[:3] == (sys.executable, "-m", "pytest")
         assert call.argv[-1] == "-x"
-        assert call.env == {STATE_ENV: str(state_file), RESULTS_ENV: str(tmp_path / "results.jsonl")}
+        assert call.env[STATE_ENV] == str(state_file)
+        assert call.env[RESULTS_ENV] == str(tmp_path / "results.jsonl")
+        # the suite may live outside this repo and still import the harness
+        assert call.env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
         assert call.cwd == str(REPO)
         assert call.timeout == repo_cfg.timeouts.tests
     assert out.exit_code == 0
