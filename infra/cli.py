@@ -140,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     ld.add_argument("--archive", default="")
     ld.set_defaults(func=cmd_load_image)
     _extend(sub)
+    for sp in sub.choices.values():  # `nox -s e2e -- --config X` puts it after the command
+        sp.add_argument("--config", default=argparse.SUPPRESS, help="config file (default: e2e.toml)")
     return p
 
 

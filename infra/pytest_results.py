@@ -15,6 +15,16 @@ import pytest
 RESULTS_ENV = "E2E_RESULTS_FILE"
 
 
+def _message(report: pytest.TestReport) -> str:
+    """The assertion's own words (what was expected, what came back), not a file:line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(getattr(crash, "message", "") or "")
+    if not text:
+        lines = str(report.longrepr or "").strip().splitlines()
+        text = lines[-1] if lines else ""
+    return " ".join(text.split())[:400]
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     path = os.environ.get(RESULTS_ENV)
     if not path or os.environ.get("PYTEST_XDIST_WORKER"):
@@ -27,7 +37,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         "when": report.when,
         "outcome": outcome,
         "duration": round(report.duration, 3),
-        "message": str(report.longrepr).splitlines()[-1][:500] if report.failed and report.longrepr else "",
+        "message": _message(report) if report.failed else "",
     }
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")

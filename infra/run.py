@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from infra import config as config_mod
-from infra import diagnostics, doctor, ports, runlock, state, testrun
+from infra import diagnostics, doctor, ports, runlock, state, testrun, waits
 from infra.build import go_version, plan_images
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
@@ -62,11 +62,13 @@ def interruptible(cancel: threading.Event) -> Iterator[None]:
         nonlocal count
         count += 1
         cancel.set()
+        waits.CANCEL.set()
         if count > 1:
             sys.stderr.write("\ninterrupted twice: exiting now; `nox -s cleanup` removes what is left\n")
             os._exit(EXIT_INTERRUPTED)
         raise Interrupted(signal.Signals(signum).name)
 
+    waits.CANCEL.clear()
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

@@ -20,6 +20,10 @@ class WaitTimeout(Exception):
         super().__init__(msg + (f"\nnext: {hint}" if hint else ""))
 
 
+CANCEL = threading.Event()
+"""Set by the run on Ctrl-C/SIGTERM: every wait in every thread gives up at once."""
+
+
 class Fatal(Exception):
     """Raised by a probe when waiting longer cannot help (e.g. ErrImageNeverPull)."""
 
@@ -43,6 +47,7 @@ def poll(
     """Call probe until it reports done; Fatal from the probe ends the wait at once."""
     deadline = time.monotonic() + timeout
     last = "nothing yet"
+    cancel = cancel or CANCEL
     while True:
         obs = probe()
         last = obs.seen
@@ -51,10 +56,8 @@ def poll(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise WaitTimeout(what, timeout, last, hint)
-        if cancel is not None and cancel.wait(min(interval, remaining)):
+        if cancel.wait(min(interval, remaining)):
             raise WaitTimeout(what, timeout, f"cancelled; {last}", hint)
-        if cancel is None:
-            time.sleep(min(interval, remaining))
 
 
 def http_probe(
