@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ def build_image(
 ) -> BuildOutcome:
     """Build one service image unless an image with the same content tag exists."""
     if not force and podman.image_exists(ref):
-        log.info("%s: %s is up to date, not rebuilt", svc.name, ref)
+        log.debug("%s: %s is up to date, not rebuilt", svc.name, ref)
         return BuildOutcome(svc.name, ref, built=False)
     timeout = config.timeouts.build
     labels = {"io.e2e-harness.service": svc.name, "io.e2e-harness.coverage": str(coverage).lower()}
@@ -104,9 +105,9 @@ def build_image(
             timeout=timeout,
         )
         return BuildOutcome(svc.name, ref, built=True)
-    context = build_root / f"{svc.name}-{ref.tag}"
-    shutil.rmtree(context, ignore_errors=True)
-    context.mkdir(parents=True)
+    build_root.mkdir(parents=True, exist_ok=True)
+    # unique per build: two concurrent runs may build the same tag at once
+    context = Path(tempfile.mkdtemp(prefix=f"{svc.name}-{ref.tag}-", dir=build_root))
     try:
         runner.run(
             go_build_argv(svc, context / BINARY, coverage=coverage),

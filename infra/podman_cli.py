@@ -55,7 +55,9 @@ def podman_env(state_dir: Path, mode: str = "") -> dict[str, str]:
     conf = state_dir / "containers.conf"
     if not conf.exists() or conf.read_text() != CONTAINERS_CONF:
         conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text(CONTAINERS_CONF)
+        tmp = conf.with_name(f".containers.conf.{os.getpid()}")
+        tmp.write_text(CONTAINERS_CONF)
+        os.replace(tmp, conf)  # concurrent runs never read a half-written file
     return {"CONTAINERS_CONF": str(conf)}
 
 

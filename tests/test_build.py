@@ -86,7 +86,9 @@ def test_build_image_runs_go_build_then_podman_build(
         build_root=root,
     )
     assert outcome == BuildOutcome("gateway", ref, built=True)
-    ctx = root / f"gateway-{ref.tag}"
+    # a fresh context dir per build (concurrent runs may build the same tag)
+    ctx = Path(runner.calls[1].argv[-2]).parent
+    assert ctx.parent == root and ctx.name.startswith(f"gateway-{ref.tag}-")
     cover = ["-cover", "-covermode=atomic", "-coverpkg=./..."] if coverage else []
     labels = LABELS_ON if coverage else LABELS_OFF
     assert runner.argvs() == [
