@@ -141,13 +141,15 @@ def _delete_cluster(runner: Runner, podman: Podman, cluster: Cluster, provider: 
             kubeconfig.unlink(missing_ok=True)
         if not podman.containers(f"label={KIND_CLUSTER_LABEL}={cluster.name}"):
             return "kind delete cluster"
-    podman("rm", "--force", "--volumes", *cluster.nodes, timeout=300)
+    for node in cluster.nodes:
+        podman("rm", "--force", "--volumes", node, timeout=300, check=False)
     volumes = podman(
         "volume", "ls", "--quiet", "--filter", f"label={KIND_CLUSTER_LABEL}={cluster.name}", check=False
     ).stdout.split()
     if volumes:
         podman("volume", "rm", "--force", *volumes, check=False)
-    return "removing its node containers and volumes (kind could not)"
+    why = "kind could not" if shutil.which("kind") else "kind is not installed"
+    return f"removing its node containers and volumes ({why})"
 
 
 def _runs(objects: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -176,7 +178,8 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
             report.left.append(f"containers {', '.join(names)}: {why}")
             continue
         if not dry_run:
-            podman("rm", "--force", "--time", "2", *names, timeout=120)
+            for name in names:  # one per call: podman 4.3 removes none if any name is missing
+                podman("rm", "--force", "--time", "2", name, timeout=120, check=False)
         report.removed.append(f"containers {', '.join(names)} (run {run_id})")
     pods = json.loads(
         podman("pod", "ps", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]"
@@ -224,6 +227,9 @@ def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
 
 def _clean_files(root: Path, report: Report, dry_run: bool) -> None:
     state = root / ".e2e"
+    for lock in sorted(runlock.LOCK_DIR.glob("*.lock")):
+        if not dry_run and not runlock.is_alive(lock.stem):
+            lock.unlink(missing_ok=True)  # a killed run's lock: nothing holds it any more
     for archive in sorted((state / "archives").glob(f"{PREFIX}-*.tar")):
         run_id = run_id_of(archive.stem)
         if _settled(run_id):

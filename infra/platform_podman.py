@@ -85,6 +85,7 @@ class PodmanPlatform:
             path, port = self.probes.get(name, ("", 0))
             if not path:
                 continue
+            self._fail_if_exited(name)  # an exited container has no ports to probe
             url = f"http://127.0.0.1:{self._host_port(name, port)}{path}"
             waits.wait_http(
                 url,
@@ -97,8 +98,8 @@ class PodmanPlatform:
     def teardown(self) -> None:
         names = [n for ns in self.containers.values() for n in ns]
         names += [c["Names"][0] for c in self._labelled_containers() if c["Names"][0] not in names]
-        if names:
-            self.ctx.podman("rm", "--force", "--time", "2", *names, check=False)
+        for name in names:  # one per call: podman 4.3 removes none if any name is missing
+            self.ctx.podman("rm", "--force", "--time", "2", name, check=False)
         self.ctx.podman("network", "rm", "--force", self.network, check=False)
         shutil.rmtree(self.ctx.paths.hostpaths, ignore_errors=True)
         shutil.rmtree(self.ctx.paths.run_dir / "configmaps", ignore_errors=True)
@@ -187,6 +188,8 @@ class PodmanPlatform:
         argv = [
             "run",
             "--detach",
+            "--pull",
+            "never",  # manifests say imagePullPolicy: Never; a missing image must not be fetched
             "--name",
             name,
             "--network",
@@ -198,7 +201,7 @@ class PodmanPlatform:
             "--label",
             f"{RUN_LABEL}={self.ctx.run_id}",
             "--label",
-            f"{SERVICE_LABEL}={service}",
+            f"{SERVICE_LABEL}={service or 'shared'}",
             "--stop-signal",
             "SIGTERM",
             "--stop-timeout",

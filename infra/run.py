@@ -289,7 +289,7 @@ class Run:
         if self.kind_of_failure == "infrastructure":
             lines += [
                 "- result: **INFRASTRUCTURE FAILURE** (setup never finished; no test ran)",
-                f"- error: `{str(self.failure).splitlines()[0] if self.failure else ''}`",
+                f"- error: {_first_lines(self.failure)}",
                 f"- diagnostics: {self.paths.diagnostics}",
             ]
         elif self.kind_of_failure == "interrupted":
@@ -328,3 +328,8 @@ class _Timed:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         status = "ok" if exc_type is None else "failed"
         self.timeline.add(Timing(self.name, self.start, self.timeline.now(), status))
+
+
+def _first_lines(err: BaseException | None, count: int = 4) -> str:
+    lines = [ln.strip() for ln in str(err or "").splitlines() if ln.strip()]
+    return "`" + " / ".join(lines[:count]) + "`"

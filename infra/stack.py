@@ -117,7 +117,12 @@ def setup_phases(
             )
         )
     if stack.rendered.shared:
-        phases.append(Phase("deploy:shared", lambda: plat.deploy("", stack.rendered.shared), ("cluster",)))
+
+        def deploy_shared() -> None:
+            plat.verify_images(Rendered(stack.rendered.shared))
+            plat.deploy("", stack.rendered.shared)
+
+        phases.append(Phase("deploy:shared", deploy_shared, ("cluster", *(["load"] if kind else []))))
 
     def deployer(name: str) -> Phase:
         docs = stack.rendered.by_service.get(name, [])

@@ -1,0 +1,363 @@
+"""Fault injection on real podman: every way a run breaks ends the same way.
+
+The right exit code, one message that names the broken thing (service, image
+reference, port, key) and the next step, diagnostics written before anything
+was removed, and nothing of the run left behind: no container or network
+labelled with its run id, no image archive, no .e2e/runs/<run-id>.
+
+Each case runs `python -m infra --config <isolated root>/e2e.toml e2e --platform
+podman` as a subprocess; see faultkit.py for the roots and the leak checks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from infra import runlock
+from tests.faultkit import (
+    REPO,
+    Outcome,
+    Root,
+    RootFactory,
+    diagnostics_files,
+    free_listening_socket,
+    lines_with,
+)
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+EXIT_OK, EXIT_USAGE, EXIT_INFRA, EXIT_INTERRUPTED = 0, 2, 4, 130
+SMOKE = ("-k", "smoke")
+FAST = 45  # seconds: well under the 60 s default readiness timeout a slow failure would wait for
+
+NOPE_PROBE = (
+    "readinessProbe:\n            httpGet: {path: /health",
+    "readinessProbe:\n            httpGet: {path: /nope",
+)
+GHOST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ghost
+  labels: {app: ghost}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: ghost}
+  template:
+    metadata:
+      labels: {app: ghost}
+    spec:
+      containers:
+        - name: ghost
+          image: localhost/e2e-harness/ghost:1
+          imagePullPolicy: Never
+"""
+
+
+@pytest.fixture(scope="session")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RootFactory]:
+    for tool in ("podman", "go"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not on PATH")
+    factory = RootFactory(tmp_path_factory.mktemp("faults"))
+    yield factory
+    factory.sweep()  # only matters when a case failed half-way
+
+
+def assert_nothing_leaked(root: Root, run_id: str) -> None:
+    assert run_id, "the harness printed no `run <id>: artifacts in` line"
+    assert root.leftovers(run_id) == [], f"run {run_id} left objects behind"
+
+
+def assert_setup_diagnostics(outcome: Outcome, *containers: str) -> None:
+    """diagnostics/ of a run that started: config, rendered manifests, error, containers' logs."""
+    files = diagnostics_files(outcome)
+    assert {"config.json", "manifests.rendered.yaml", "error.txt", "podman/containers.txt"} <= files, files
+    for name in containers:
+        assert f"podman/{name}.log" in files, files
+        assert f"podman/{name}.inspect.json" in files, files
+    assert (outcome.artifacts / "timings.json").is_file()
+    summary = (outcome.artifacts / "summary.md").read_text()
+    assert "INFRASTRUCTURE FAILURE" in summary, summary
+
+
+def ctr(outcome: Outcome, deployment: str) -> str:
+    return f"e2eh-{outcome.run_id}-{deployment}"
+
+
+# -- 1. a service that does not compile -------------------------------------
+def test_build_failure_names_the_service_and_the_go_build(roots: RootFactory) -> None:
+    root = roots.make("build-fails")
+    services = root.path / "services"
+    shutil.copytree(REPO / "services", services)
+    main = services / "gateway" / "main.go"
+    main.write_text(main.read_text() + "\nfunc broken( {\n")
+    root.service("gateway", source=str(services))
+
+    out = root.e2e(*SMOKE)
+
+    assert out.code == EXIT_INFRA, str(out)
+    failed = lines_with(out.output, "SETUP FAILED")
+    assert failed and "phase 'build:gateway' failed" in failed[0] and "go build" in failed[0], str(out)
+    assert "syntax error" in out.output, str(out)
+    assert f"next: fix the Go build of service 'gateway' ({services})" in out.output, str(out)
+    assert_setup_diagnostics(out)
+    assert "build:gateway" in (out.artifacts / "diagnostics" / "error.txt").read_text()
+    assert_nothing_leaked(root, out.run_id)
+
+
+# -- 2. a service that never becomes ready -----------------------------------
+def test_never_ready_says_what_it_waited_for_and_what_it_saw(roots: RootFactory) -> None:
+    root = roots.make("never-ready").edit_manifest("gateway.yaml", *NOPE_PROBE).set("timeouts", ready=4)
+
+    out = root.e2e(*SMOKE)
+
+    assert out.code == EXIT_INFRA, str(out)
+    assert out.seconds < FAST, str(out)
+    gateway = ctr(out, "gateway")
+    waited = re.search(
+        rf"phase 'ready:gateway' failed: gave up after 4s waiting for readiness probe of container "
+        rf"{gateway} \(http://127\.0\.0\.1:\d+/nope\); last seen: HTTP 404",
+        out.output,
+    )
+    assert waited, str(out)
+    assert f"next: podman logs {gateway}" in out.output, str(out)
+    assert_setup_diagnostics(out, ctr(out, "datastore"), gateway)
+    assert_nothing_leaked(root, out.run_id)
+
+
+# -- 3. a service that crashes at start --------------------------------------
+@pytest.fixture(scope="module")
+def crashed(roots: RootFactory) -> tuple[Root, Outcome]:
+    root = roots.make("crash").edit_manifest("gateway.yaml", "DEDUP_TTL: 5s", 'DEDUP_TTL: "bogus"')
+    return root, root.e2e(*SMOKE)  # the default 60 s readiness timeout: a crash must not wait for it
+
+
+def test_crash_at_start_fails_fast_names_the_container_and_cleans_up(crashed: tuple[Root, Outcome]) -> None:
+    root, out = crashed
+    assert out.code == EXIT_INFRA, str(out)
+    assert out.seconds < FAST, str(out)
+    gateway = ctr(out, "gateway")
+    assert lines_with(out.output, "SETUP FAILED: phase 'ready:gateway' failed", gateway), str(out)
+    assert "gave up after" not in out.output, out  # no readiness timeout was waited for
+    assert_setup_diagnostics(out, gateway)
+    log = (out.artifacts / "diagnostics" / "podman" / f"{gateway}.log").read_text()
+    assert 'DEDUP_TTL=\\"bogus\\"' in log, log
+    assert_nothing_leaked(root, out.run_id)
+
+
+def test_crash_at_start_says_the_container_exited_with_its_last_log_lines(
+    crashed: tuple[Root, Outcome],
+) -> None:
+    _, out = crashed
+    assert f"container {ctr(out, 'gateway')} exited (code 1) before it was ready" in out.output, str(out)
+    assert "DEDUP_TTL" in out.output, out  # the last log lines say why
+    assert f"next: podman logs {ctr(out, 'gateway')}" in out.output, str(out)
+
+
+# -- 4. a manifest referencing an image nobody built -------------------------
+@pytest.fixture(scope="module")
+def ghost(roots: RootFactory) -> tuple[Root, Outcome]:
+    root = roots.make("ghost-image").append_manifest("gateway.yaml", GHOST)
+    return root, root.e2e(*SMOKE)
+
+
+def test_missing_image_names_the_reference(ghost: tuple[Root, Outcome]) -> None:
+    root, out = ghost
+    assert out.code == EXIT_INFRA, str(out)
+    assert out.seconds < FAST, str(out)
+    failed = lines_with(out.output, "SETUP FAILED")
+    assert failed and "localhost/e2e-harness/ghost:1" in failed[0], str(out)
+    assert "referenced by Deployment/ghost" in failed[0], str(out)
+    assert "next: the manifest must reference the image the harness built" in out.output, str(out)
+    assert_setup_diagnostics(out)
+    assert_nothing_leaked(root, out.run_id)
+
+
+def test_missing_image_is_found_before_anything_is_pulled(ghost: tuple[Root, Outcome]) -> None:
+    _, out = ghost
+    assert "images not present in podman's store: localhost/e2e-harness/ghost:1" in out.output, str(out)
+    assert "Trying to pull" not in out.output, str(out)
+
+
+# -- 5. a port already taken -------------------------------------------------
+def test_busy_port_is_named_by_preflight_with_a_next_step(roots: RootFactory) -> None:
+    with free_listening_socket() as sock:
+        port = sock.getsockname()[1]
+        root = roots.make("busy-port").service("gateway", host_port=port)
+        out = root.e2e(*SMOKE)
+
+    assert out.code == EXIT_INFRA, str(out)
+    line = lines_with(out.output, "FAIL", f"port {port}")
+    assert line, str(out)
+    assert f"127.0.0.1:{port} (host_port of gateway) is in use" in line[0], str(out)
+    assert f"ss -ltnp 'sport = :{port}'" in line[0] and "set host_port = 0" in line[0], str(out)
+    assert "phase 'preflight' failed" in out.output, str(out)
+    assert_setup_diagnostics(out)
+    assert_nothing_leaked(root, out.run_id)
+
+
+# -- 6. an invalid config ----------------------------------------------------
+def test_unknown_config_key_names_the_key_path_and_the_file(roots: RootFactory) -> None:
+    root = roots.make("bad-config").set("timeouts", readyy=5)
+
+    out = root.e2e(*SMOKE, timeout=60)
+
+    assert out.code == EXIT_USAGE, str(out)
+    assert f"invalid config {root.cfg}:" in out.output, str(out)
+    assert "  timeouts.readyy: unknown key" in out.output, str(out)
+    assert "next: fix the keys above" in out.output, str(out)
+    assert not out.run_id and not (root.path / "artifacts").exists(), "a config error must not start a run"
+
+
+# -- 7. interrupted runs -----------------------------------------------------
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_while_the_suite_runs_tears_everything_down(
+    roots: RootFactory, sig: signal.Signals
+) -> None:
+    root = roots.make(f"interrupt-{sig.name.lower()}")
+    started_marker, release = root.add_blocking_suite()
+    run = root.start("e2e", "--platform", "podman", "--", "-n", "0")
+    try:
+        run.wait_until("the E2E suite to start", started_marker.exists)
+        assert len(root.containers(run.run_id)) == 2, run.output()
+        run.signal(sig)
+        out = run.wait(timeout=120)
+    finally:
+        release.touch()  # lets the blocking test end should anything still run it
+        run.kill()
+
+    assert out.code == EXIT_INTERRUPTED, str(out)
+    assert f"interrupted ({sig.name}): tearing down what this run created" in out.output, str(out)
+    assert "INTERRUPTED" in (out.artifacts / "summary.md").read_text()
+    assert (out.artifacts / "diagnostics" / "config.json").is_file()
+    assert_nothing_leaked(root, out.run_id)
+
+
+def test_interrupt_during_a_readiness_wait_stops_at_once(roots: RootFactory) -> None:
+    """SIGINT while the harness waits (up to 24 s) for a readiness probe that never passes."""
+    ready = 24
+    root = (
+        roots.make("interrupt-setup").edit_manifest("gateway.yaml", *NOPE_PROBE).set("timeouts", ready=ready)
+    )
+    run = root.start("e2e", "--platform", "podman", "--", *SMOKE)
+    try:
+        run.wait_for_output(r"> ready:gateway$")
+        run.wait_for_containers(2)
+        sent = run.signal(signal.SIGINT)
+        out = run.wait(timeout=ready + 90)
+        after = time.monotonic() - sent
+    finally:
+        run.kill()
+
+    assert out.code == EXIT_INTERRUPTED, str(out)
+    assert "interrupted (SIGINT): tearing down what this run created" in out.output, str(out)
+    assert after < ready / 2, (
+        f"the run stopped {after:.1f}s after SIGINT, not at once (readiness timeout {ready}s)"
+    )
+    assert "gave up after" not in out.output, out  # the wait was cancelled, it did not time out
+    assert_nothing_leaked(root, out.run_id)
+
+
+# -- 8. leftovers of a killed run; a live run; a kept stack -------------------
+def test_cleanup_removes_exactly_the_killed_runs_leftovers(roots: RootFactory) -> None:
+    # both runs wait (up to 120 s) for a readiness probe that never passes: alive, with containers
+    root = roots.make("cleanup").edit_manifest("gateway.yaml", *NOPE_PROBE).set("timeouts", ready=120)
+    alive = root.start("e2e", "--platform", "podman", "--", *SMOKE)
+    killed = root.start("e2e", "--platform", "podman", "--", *SMOKE)
+    try:
+        for run in (alive, killed):
+            run.wait_for_containers(2)
+        killed.proc.kill()  # SIGKILL: no teardown; the kernel releases its run lock
+        killed.wait(timeout=30)
+        dead, live = killed.run_id, alive.run_id
+        assert not runlock.is_alive(dead) and runlock.is_alive(live)
+        assert root.present(dead) == {"containers": True, "network": True, "run dir": True}
+
+        cleanup = root.harness("cleanup", "--keep-images", timeout=180)
+
+        assert cleanup.code == EXIT_OK, str(cleanup)
+        assert root.leftovers(dead) == [], str(cleanup)
+        assert lines_with(cleanup.output, "removed: containers", f"e2eh-{dead}-gateway", f"(run {dead})"), (
+            str(cleanup)
+        )
+        assert lines_with(cleanup.output, "removed: networks", f"e2eh-{dead}"), str(cleanup)
+        assert lines_with(cleanup.output, "removed: run dir", dead), str(cleanup)
+        assert root.present(live) == {"containers": True, "network": True, "run dir": True}, str(cleanup)
+        assert lines_with(
+            cleanup.output, "left: containers", f"e2eh-{live}-gateway", "its run is still going"
+        ), str(cleanup)
+        assert lines_with(cleanup.output, "left: run dir", live, "its run is still going"), str(cleanup)
+    finally:
+        alive.kill()
+        killed.kill()
+    # now the other run was SIGKILLed too: its leftovers are fair game
+    try:
+        again = root.harness("cleanup", "--keep-images", timeout=180)
+        assert again.code == EXIT_OK, str(again)
+        assert root.leftovers(live) == [], str(again)
+    finally:  # cleanup leaves the unlocked lock files of killed runs behind: not ours to judge here
+        for run_id in (dead, live):
+            if not runlock.is_alive(run_id):
+                (runlock.LOCK_DIR / f"{run_id}.lock").unlink(missing_ok=True)
+
+
+def test_cleanup_leaves_a_kept_stack_and_down_removes_it(roots: RootFactory) -> None:
+    root = roots.make("kept")
+    up = root.harness("up", "--platform", "podman", timeout=180)
+    assert up.code == EXIT_OK, str(up)
+    run_id = up.run_id
+    assert f"kept the stack of run {run_id} (podman):" in up.output, str(up)
+    assert f"remove it:      inv down --run-id {run_id}" in up.output, str(up)
+    try:
+        assert root.present(run_id) == {"containers": True, "network": True, "run dir": True}, str(up)
+        assert runlock.is_kept(run_id) and not runlock.is_alive(run_id)
+
+        cleanup = root.harness("cleanup", "--keep-images", timeout=180)
+
+        assert cleanup.code == EXIT_OK, str(cleanup)
+        assert root.present(run_id) == {"containers": True, "network": True, "run dir": True}, str(cleanup)
+        assert lines_with(cleanup.output, "left: containers", f"e2eh-{run_id}-gateway", "kept on purpose"), (
+            str(cleanup)
+        )
+        assert lines_with(cleanup.output, "left: run dir", run_id, "kept on purpose"), str(cleanup)
+
+        down = root.harness("down", "--run-id", run_id, timeout=120)
+
+        assert down.code == EXIT_OK, str(down)
+        assert f"removed the stack of run {run_id} (podman)" in down.output, str(down)
+        assert root.leftovers(run_id) == [], str(down)
+        assert not runlock.is_kept(run_id)
+    finally:
+        root.run_ids.add(run_id)
+
+
+# -- 9. concurrent runs ------------------------------------------------------
+def test_concurrent_runs_do_not_interfere(roots: RootFactory) -> None:
+    first, second = roots.make("concurrent-a"), roots.make("concurrent-b")
+    args = ("e2e", "--platform", "podman", "--", "-k", "smoke or ingest")
+    runs = [first.start(*args), second.start(*args)]
+    try:
+        outs = [run.wait(timeout=240) for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+
+    for out in outs:
+        assert out.code == EXIT_OK, str(out)
+        assert "- result: passed:" in (out.artifacts / "summary.md").read_text()
+    assert outs[0].run_id != outs[1].run_id
+    ports = [set(out.endpoints().values()) for out in outs]
+    assert all(len(p) == 2 for p in ports) and not ports[0] & ports[1], ports
+    timings = [json.loads((out.artifacts / "timings.json").read_text()) for out in outs]
+    assert {t["run_id"] for t in timings} == {outs[0].run_id, outs[1].run_id}
+    assert_nothing_leaked(first, outs[0].run_id)
+    assert_nothing_leaked(second, outs[1].run_id)
