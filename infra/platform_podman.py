@@ -91,7 +91,7 @@ class PodmanPlatform:
                 url,
                 timeout=self.ctx.config.timeouts.ready,
                 what=f"readiness probe of container {name} ({url})",
-                hint=f"podman logs {name}",
+                hint=self._logs_hint(name),
                 extra_check=lambda n=name: self._fail_if_exited(n),  # type: ignore[misc]
             )
 
@@ -295,6 +295,13 @@ class PodmanPlatform:
         return target
 
     # -- helpers -----------------------------------------------------------
+    def _logs_hint(self, name: str) -> str:
+        """Teardown removes the container: point at the copy diagnostics keep."""
+        return (
+            f"read {self.ctx.paths.diagnostics / self.name / (name + '.log')} "
+            f"(or rerun with --keep and `podman logs {name}`)"
+        )
+
     def _names(self, service: str) -> list[str]:
         if service not in self.containers:
             raise PlatformError(f"no service {service!r} in this run; known: {sorted(self.containers)}")
@@ -317,7 +324,7 @@ class PodmanPlatform:
             logs = self.ctx.podman("logs", "--tail", "20", name, check=False)
             raise waits.Fatal(
                 f"container {name} exited (code {state.get('ExitCode')}) before it was ready; "
-                f"last log lines:\n{tail(logs.stdout + logs.stderr, 20)}\nnext: podman logs {name}"
+                f"last log lines:\n{tail(logs.stdout + logs.stderr, 20)}\nnext: {self._logs_hint(name)}"
             )
 
     def _labelled_containers(self) -> list[dict[str, Any]]:

@@ -129,7 +129,9 @@ def test_never_ready_says_what_it_waited_for_and_what_it_saw(roots: RootFactory)
         out.output,
     )
     assert waited, str(out)
-    assert f"next: podman logs {gateway}" in out.output, str(out)
+    assert (
+        f"diagnostics/podman/{gateway}.log (or rerun with --keep and `podman logs {gateway}`)" in out.output
+    )
     assert_setup_diagnostics(out, ctr(out, "datastore"), gateway)
     assert_nothing_leaked(root, out.run_id)
 
@@ -160,7 +162,7 @@ def test_crash_at_start_says_the_container_exited_with_its_last_log_lines(
     _, out = crashed
     assert f"container {ctr(out, 'gateway')} exited (code 1) before it was ready" in out.output, str(out)
     assert "DEDUP_TTL" in out.output, out  # the last log lines say why
-    assert f"next: podman logs {ctr(out, 'gateway')}" in out.output, str(out)
+    assert f"diagnostics/podman/{ctr(out, 'gateway')}.log (or rerun with --keep" in out.output, str(out)
 
 
 # -- 4. a manifest referencing an image nobody built -------------------------
