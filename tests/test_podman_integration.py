@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from infra import build, config, gocoverage, image_tasks, manifests, state
 from infra.podman_cli import podman_env
@@ -32,7 +31,7 @@ def podman(*args: str, root: Path = REPO) -> subprocess.CompletedProcess[str]:
     )
 
 
-def harness(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def harness(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "infra", *args],
         cwd=REPO,
@@ -58,6 +57,14 @@ def isolated(tmp_path: Path) -> Path:
     cfg = tmp_path / "e2e.toml"
     cfg.write_text("\n".join(lines) + "\n")
     return cfg
+
+
+def e2e(cfg: Path, *args: str, expect: int = 0) -> tuple[str, str]:
+    """Run the harness on podman with this config; return its output and run id."""
+    out = harness("--config", str(cfg), "e2e", "--platform", "podman", *args)
+    text = out.stdout + out.stderr
+    assert out.returncode == expect, text[-3000:]
+    return text, run_id_from(text)
 
 
 def leftovers(run_id: str) -> list[str]:
@@ -134,10 +141,7 @@ def test_coverage_images_are_instrumented(tmp_path: Path) -> None:
 
 
 def test_e2e_run_passes_writes_artifacts_and_leaves_nothing(isolated: Path) -> None:
-    out = harness("--config", str(isolated), "e2e", "--platform", "podman", "--", "-k", "smoke or ingest")
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-3000:]
-    run_id = run_id_from(text)
+    text, run_id = e2e(isolated, "--", "-k", "smoke or ingest")
     assert "platform: podman (requested with --platform)" in text
     artifacts = isolated.parent / "artifacts" / run_id
     timings = json.loads((artifacts / "timings.json").read_text())
@@ -166,27 +170,12 @@ def test_e2e_run_passes_writes_artifacts_and_leaves_nothing(isolated: Path) -> N
     assert not (isolated.parent / ".e2e" / "runs" / run_id).exists()
 
 
-def test_a_failing_test_is_reported_and_sets_the_exit_code(isolated: Path, tmp_path: Path) -> None:
+def test_a_failing_test_is_reported_and_sets_the_exit_code(isolated: Path) -> None:
     """Reruns: a test failing twice is 'failed'; the summary says so and the exit code is pytest's."""
-    out = harness(
-        "--config",
-        str(isolated),
-        "e2e",
-        "--platform",
-        "podman",
-        "--",
-        "-k",
-        "test_gateway_health",
-        "--deselect",
-        "nothing",
-        "-o",
-        "python_functions=test_*",
-        "-p",
-        "tests.plugins.fail_gateway_health",
+    _, run_id = e2e(
+        isolated, "--", "-k", "test_gateway_health", "-p", "tests.plugins.fail_gateway_health", expect=1
     )
-    text = out.stdout + out.stderr
-    assert out.returncode == 1, text[-3000:]
-    summary = (isolated.parent / "artifacts" / run_id_from(text) / "summary.md").read_text()
+    summary = (isolated.parent / "artifacts" / run_id / "summary.md").read_text()
     assert "**failed** (failed twice)" in summary and "test_gateway_health" in summary
     assert "INFRASTRUCTURE" not in summary
 
@@ -211,20 +200,7 @@ def test_sigkilled_service_is_named_when_collecting_coverage(isolated: Path) -> 
 
 
 def test_e2e_coverage_reports_cover_the_gateway_handlers(isolated: Path) -> None:
-    out = harness(
-        "--config",
-        str(isolated),
-        "e2e",
-        "--platform",
-        "podman",
-        "--coverage",
-        "--",
-        "-k",
-        "smoke or ingest or validation",
-    )
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-3000:]
-    run_id = run_id_from(text)
+    text, run_id = e2e(isolated, "--coverage", "--", "-k", "smoke or ingest or validation")
     cov = isolated.parent / "coverage" / "e2e"
     for where in (cov, cov / run_id):
         for name in ("coverage.txt", "func.txt", "index.html", "summary.json", "gateway.percent.txt"):
@@ -238,4 +214,4 @@ def test_e2e_coverage_reports_cover_the_gateway_handlers(isolated: Path) -> None
     handler = [ln for ln in func.splitlines() if "gateway/handlers.go" in ln]
     assert handler and any(not ln.rstrip().endswith("0.0%") for ln in handler), handler
     assert "Go coverage (statements):" in text
-    assert yaml is not None and leftovers(run_id) == []
+    assert leftovers(run_id) == []
