@@ -139,6 +139,13 @@ class Run:
         choice = choose(opts.platform or cfg.platform.default, cfg, self.podman)
         self.platform_name = choice.name
         say(f"platform: {choice.name} ({choice.reason})")
+        if choice.name == "kind" and opts.reuse and opts.coverage:
+            # a reused cluster's extraMount points at the run that created it
+            say(
+                "error: --coverage with --reuse is not supported on kind: the cluster's /coverdata mount "
+                "belongs to the run that created it. next: drop --reuse (a new cluster mounts this run)"
+            )
+            return EXIT_USAGE
         try:
             with self.timed("plan"):
                 host_ports = ports.allocate(cfg, check=False)  # preflight explains a busy port

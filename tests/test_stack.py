@@ -273,3 +273,17 @@ def test_a_failed_build_stops_the_dependents(repo_cfg: Config, tmp_path: Path, h
     assert plat.of("deploy") == [] and plat.of("load") == []
     status = {t.name: t.status for t in timeline.timings}
     assert status["deploy:datastore"] == status["ready:gateway"] == "skipped"
+
+
+def test_coverage_with_a_reused_kind_cluster_is_refused(
+    repo_cfg: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reused cluster's /coverdata mount belongs to another run: say so, touch nothing."""
+    from infra import run as run_mod
+
+    opts = run_mod.Options(platform="kind", reuse="team-x", coverage=True, root=tmp_path)
+    run = run_mod.Run(repo_cfg, opts)
+    run.runner = RecordingRunner()
+    assert run.execute() == run_mod.EXIT_USAGE
+    assert "--coverage with --reuse is not supported on kind" in capsys.readouterr().out
+    assert [c.argv for c in run.runner.calls] == []  # type: ignore[attr-defined]
