@@ -203,7 +203,20 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
     if images:
         _clean_images(podman, report, dry_run)
     _clean_files(root, report, dry_run)
+    _clean_kept_markers(podman, report, dry_run)
     return report
+
+
+def _clean_kept_markers(podman: Podman, report: Report, dry_run: bool) -> None:
+    """A 'kept' marker whose stack is gone (removed by hand) protects nothing."""
+    live = {(c.get("Labels") or {}).get(RUN_LABEL) for c in podman.containers(f"label={LABEL}=true")}
+    live |= {run_id_of(c.name) for c in kind_clusters(podman) if c.ours}
+    for marker in sorted(runlock.LOCK_DIR.glob("*.kept")):
+        if marker.stem in live:
+            continue
+        if not dry_run:
+            marker.unlink(missing_ok=True)
+        report.removed.append(f"kept-marker of run {marker.stem} (its stack is gone)")
 
 
 def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
@@ -218,7 +231,9 @@ def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
             report.left.append(f"image {names[0]}: in use by a container")
             continue
         if not dry_run:
-            res = podman("image", "rm", img["Id"], check=False)
+            res = podman(
+                "image", "rm", *(img.get("Names") or [img["Id"]]), check=False
+            )  # by name: an ID with 2 tags needs force
             if res.returncode != 0:
                 report.left.append(f"image {names[0]}: {res.stderr.strip()[-200:]}")
                 continue

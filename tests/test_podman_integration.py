@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra import build, config, gocoverage, image_tasks, manifests, state
+from infra import build, config, gocoverage, image_tasks, manifests, runlock, state
 from infra.podman_cli import podman_env
 from infra.proc import SubprocessRunner
 from infra.run import Options, Run
@@ -196,6 +196,7 @@ def test_sigkilled_service_is_named_when_collecting_coverage(isolated: Path) -> 
         assert "'datastore'" not in msg  # the gracefully stopped one is fine
     finally:
         plat.teardown()
+        runlock.unmark_kept(run.paths.run_id)
     assert leftovers(run.paths.run_id) == []
 
 
