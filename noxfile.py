@@ -6,7 +6,6 @@ import nox
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
-nox.options.error_on_external_run = False
 
 REQUIREMENTS = "requirements.txt"
 DEV_REQUIREMENTS = "requirements-dev.txt"

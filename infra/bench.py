@@ -22,16 +22,6 @@ from infra.run import EXIT_OK, Options, Run
 MODES = [("cold", "parallel"), ("cold", "sequential"), ("warm", "parallel"), ("warm", "sequential")]
 
 
-def setup_seconds(timings: dict[str, Any]) -> float:
-    """From the run's start to the end of its last setup phase (tests and teardown excluded)."""
-    ends = [
-        p["end"]
-        for p in timings["phases"]
-        if p["name"].split(":")[0] in ("preflight", "cluster", "build", "load", "deploy", "ready")
-    ]
-    return round(float(max(ends)), 3)
-
-
 def one(config: str | None, cache: str, mode: str) -> dict[str, Any]:
     cfg = config_mod.load(config)
     run = Run(
@@ -41,8 +31,7 @@ def one(config: str | None, cache: str, mode: str) -> dict[str, Any]:
             platform="podman",
             sequential=mode == "sequential",
             force_build=cache == "cold",
-            run_tests=False,
-            bench=True,
+            then="teardown",
         ),
     )
     code = run.execute()
@@ -53,7 +42,7 @@ def one(config: str | None, cache: str, mode: str) -> dict[str, Any]:
         "run_id": run.paths.run_id,
         "cache": cache,
         "mode": mode,
-        "setup_seconds": setup_seconds(timings),
+        "setup_seconds": timings["setup_seconds"],
         "built": timings["built"],
     }
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.config import Config, Service
-from infra.images import ImageRef, content_tag, qualify
+from infra.images import ImageRef, content_tag, qualify, tree_digest
+from infra.names import COVERAGE_LABEL, SERVICE_LABEL
 from infra.podman_cli import Podman
 from infra.proc import Runner
 
@@ -44,11 +45,12 @@ def go_version(runner: Runner, timeout: float = 30) -> str:
 
 
 def plan_images(config: Config, *, coverage: bool, toolchain: str) -> ImagePlan:
+    trees = {src: tree_digest(src) for src in {config.path(s.source) for s in config.services}}
     refs = {}
     for svc in config.services:
         extra = [config.path(svc.containerfile)] if svc.containerfile else []
         tag = content_tag(
-            config.path(svc.source),
+            trees[config.path(svc.source)],
             main=svc.main,
             build_args=svc.build_args,
             coverage=coverage,
@@ -76,21 +78,21 @@ class BuildOutcome:
 
 def build_image(
     config: Config,
-    svc: Service,
-    ref: ImageRef,
+    plan: ImagePlan,
+    service: str,
     *,
-    coverage: bool,
     runner: Runner,
     podman: Podman,
     build_root: Path,
     force: bool = False,
 ) -> BuildOutcome:
-    """Build one service image unless an image with the same content tag exists."""
+    """Build one service image of the plan unless an image with its content tag exists."""
+    svc, ref, coverage = config.service(service), plan.ref(service), plan.coverage
     if not force and podman.image_exists(ref):
         log.debug("%s: %s is up to date, not rebuilt", svc.name, ref)
         return BuildOutcome(svc.name, ref, built=False)
     timeout = config.timeouts.build
-    labels = {"io.e2e-harness.service": svc.name, "io.e2e-harness.coverage": str(coverage).lower()}
+    labels = {SERVICE_LABEL: svc.name, COVERAGE_LABEL: str(coverage).lower()}
     source = config.path(svc.source)
     if svc.containerfile:
         args = dict(svc.build_args)

@@ -7,17 +7,18 @@ prefix; podman objects by the harness's label. A run that is still going
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra import runlock
-from infra.names import KIND_CLUSTER_LABEL, LABEL, PREFIX, RUN_LABEL
+from infra.kind_cli import run_kind
+from infra.names import KIND_CLUSTER_LABEL, MANAGED, PREFIX, RUN_LABEL
+from infra.paths import archives_dir, build_dir, state_dir
 from infra.podman_cli import Podman
 from infra.proc import CommandError, Runner
 
@@ -54,6 +55,10 @@ def run_id_of(name: str) -> str:
 class Report:
     removed: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
+
+    def extend(self, other: Report) -> None:
+        self.removed += other.removed
+        self.left += other.left
 
     def lines(self, dry_run: bool = False) -> list[str]:
         verb = "would remove" if dry_run else "removed"
@@ -130,11 +135,8 @@ def _delete_cluster(runner: Runner, podman: Podman, cluster: Cluster, provider: 
         scratch.mkdir(parents=True, exist_ok=True)
         kubeconfig = scratch / f"{cluster.name}.kubeconfig"  # never ~/.kube/config
         try:
-            runner.run(
-                ["kind", "delete", "cluster", "--name", cluster.name, "--kubeconfig", str(kubeconfig)],
-                timeout=300,
-                env={**podman.env, "KIND_EXPERIMENTAL_PROVIDER": provider},
-            )
+            run_kind(runner, podman, provider, "delete", "cluster", "--name", cluster.name,
+                     "--kubeconfig", str(kubeconfig), timeout=300)  # fmt: skip
         except CommandError:
             pass
         finally:
@@ -152,13 +154,6 @@ def _delete_cluster(runner: Runner, podman: Podman, cluster: Cluster, provider: 
     return f"removing its node containers and volumes ({why})"
 
 
-def _runs(objects: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    by_run: dict[str, list[dict[str, Any]]] = {}
-    for obj in objects:
-        by_run.setdefault((obj.get("Labels") or obj.get("labels") or {}).get(RUN_LABEL, "?"), []).append(obj)
-    return by_run
-
-
 def _settled(run_id: str) -> str:
     """Why a run's objects must stay, or '' when they are leftovers."""
     if runlock.is_alive(run_id):
@@ -171,58 +166,68 @@ def _settled(run_id: str) -> str:
 def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = True) -> Report:
     """Containers, pods, networks, images, archives and run dirs of finished runs."""
     report = Report()
-    for run_id, ctrs in sorted(_runs(podman.containers(f"label={LABEL}=true")).items()):
-        names = [c["Names"][0] for c in ctrs]
-        why = _settled(run_id)
-        if why:
-            report.left.append(f"containers {', '.join(names)}: {why}")
-            continue
-        if not dry_run:
-            for name in names:  # one per call: podman 4.3 removes none if any name is missing
-                podman("rm", "--force", "--time", "2", name, timeout=120, check=False)
-        report.removed.append(f"containers {', '.join(names)} (run {run_id})")
-    pods = json.loads(
-        podman("pod", "ps", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]"
-    )
-    for pod in pods or []:
+    containers = podman.containers(MANAGED)
+
+    def remove_containers(names: list[str]) -> None:
+        for name in names:  # one per call: podman 4.3 removes none if any name is missing
+            podman("rm", "--force", "--time", "2", name, timeout=120, check=False)
+
+    _sweep(report, "containers", containers, lambda c: c["Names"][0], remove_containers, dry_run)
+    for pod in podman.json("pod", "ps", "--format", "json", "--filter", MANAGED) or []:
         if not dry_run:
             podman("pod", "rm", "--force", pod["Name"], check=False)
         report.removed.append(f"pod {pod['Name']}")
-    nets = json.loads(
-        podman("network", "ls", "--format", "json", "--filter", f"label={LABEL}=true").stdout or "[]"
-    )
-    for run_id, items in sorted(_runs(nets or []).items()):
-        names = [n.get("name") or n.get("Name") for n in items]
-        why = _settled(run_id)
-        if why:
-            report.left.append(f"networks {', '.join(map(str, names))}: {why}")
-            continue
-        if not dry_run:
-            podman("network", "rm", "--force", *map(str, names), check=False)
-        report.removed.append(f"networks {', '.join(map(str, names))}")
+    networks = podman.json("network", "ls", "--format", "json", "--filter", MANAGED) or []
+    _sweep(report, "networks", networks, lambda n: str(n.get("name") or n.get("Name")),
+           lambda names: podman("network", "rm", "--force", *names, check=False), dry_run)  # fmt: skip
     if images:
         _clean_images(podman, report, dry_run)
     _clean_files(root, report, dry_run)
-    _clean_kept_markers(podman, report, dry_run)
+    live = {str((c.get("Labels") or {}).get(RUN_LABEL)) for c in containers}
+    live |= {run_id_of(c.name) for c in kind_clusters(podman) if c.ours}
+    _clean_lock_dir(live, report, dry_run)
     return report
 
 
-def _clean_kept_markers(podman: Podman, report: Report, dry_run: bool) -> None:
-    """A 'kept' marker whose stack is gone (removed by hand) protects nothing."""
-    live = {(c.get("Labels") or {}).get(RUN_LABEL) for c in podman.containers(f"label={LABEL}=true")}
-    live |= {run_id_of(c.name) for c in kind_clusters(podman) if c.ours}
-    for marker in sorted(runlock.LOCK_DIR.glob("*.kept")):
-        if marker.stem in live:
+def _sweep(
+    report: Report,
+    what: str,
+    objects: list[dict[str, Any]],
+    name_of: Callable[[dict[str, Any]], str],
+    remove: Callable[[list[str]], object],
+    dry_run: bool,
+) -> None:
+    """Remove each finished run's objects; say why a live or kept run's stay."""
+    by_run: dict[str, list[str]] = {}
+    for obj in objects:
+        run_id = (obj.get("Labels") or obj.get("labels") or {}).get(RUN_LABEL, "?")
+        by_run.setdefault(run_id, []).append(name_of(obj))
+    for run_id, names in sorted(by_run.items()):
+        why = _settled(run_id)
+        if why:
+            report.left.append(f"{what} {', '.join(names)}: {why}")
             continue
         if not dry_run:
+            remove(names)
+        report.removed.append(f"{what} {', '.join(names)} (run {run_id})")
+
+
+def _clean_lock_dir(live: set[str], report: Report, dry_run: bool) -> None:
+    """Locks nothing holds (killed runs) and kept-markers of stacks that are gone."""
+    if dry_run:
+        return
+    for lock in runlock.LOCK_DIR.glob("*.lock"):
+        if not runlock.is_alive(lock.stem):
+            lock.unlink(missing_ok=True)
+    for marker in sorted(runlock.LOCK_DIR.glob("*.kept")):
+        if marker.stem not in live:
             marker.unlink(missing_ok=True)
-        report.removed.append(f"kept-marker of run {marker.stem} (its stack is gone)")
+            report.removed.append(f"kept-marker of run {marker.stem} (its stack is gone)")
 
 
 def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
-    out = podman("images", "--format", "json", "--filter", f"label={LABEL}=true").stdout
     seen: set[str] = set()
-    for img in json.loads(out or "[]") or []:
+    for img in podman.json("images", "--format", "json", "--filter", MANAGED) or []:
         if img["Id"] in seen:
             continue
         seen.add(img["Id"])
@@ -231,9 +236,8 @@ def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
             report.left.append(f"image {names[0]}: in use by a container")
             continue
         if not dry_run:
-            res = podman(
-                "image", "rm", *(img.get("Names") or [img["Id"]]), check=False
-            )  # by name: an ID with 2 tags needs force
+            # by name: removing an ID that carries two tags would need --force
+            res = podman("image", "rm", *(img.get("Names") or [img["Id"]]), check=False)
             if res.returncode != 0:
                 report.left.append(f"image {names[0]}: {res.stderr.strip()[-200:]}")
                 continue
@@ -241,18 +245,14 @@ def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
 
 
 def _clean_files(root: Path, report: Report, dry_run: bool) -> None:
-    state = root / ".e2e"
-    for lock in sorted(runlock.LOCK_DIR.glob("*.lock")):
-        if not dry_run and not runlock.is_alive(lock.stem):
-            lock.unlink(missing_ok=True)  # a killed run's lock: nothing holds it any more
-    for archive in sorted((state / "archives").glob(f"{PREFIX}-*.tar")):
+    for archive in sorted(archives_dir(root).glob(f"{PREFIX}-*.tar")):
         run_id = run_id_of(archive.stem)
         if _settled(run_id):
             continue
         if not dry_run:
             archive.unlink(missing_ok=True)
         report.removed.append(f"archive {archive}")
-    for run_dir in sorted((state / "runs").glob("*")):
+    for run_dir in sorted((state_dir(root) / "runs").glob("*")):
         why = _settled(run_dir.name)
         if why:
             report.left.append(f"run dir {run_dir}: {why}")
@@ -260,9 +260,9 @@ def _clean_files(root: Path, report: Report, dry_run: bool) -> None:
         if not dry_run:
             shutil.rmtree(run_dir, ignore_errors=True)
         report.removed.append(f"run dir {run_dir}")
-    for build_dir in sorted((state / "build").glob("*")):
-        if time.time() - build_dir.stat().st_mtime < BUILD_DIR_GRACE:
+    for context in sorted(build_dir(root).glob("*")):
+        if time.time() - context.stat().st_mtime < BUILD_DIR_GRACE:
             continue  # a concurrent run may be building in it
         if not dry_run:
-            shutil.rmtree(build_dir, ignore_errors=True)
-        report.removed.append(f"build context {build_dir}")
+            shutil.rmtree(context, ignore_errors=True)
+        report.removed.append(f"build context {context}")

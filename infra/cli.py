@@ -6,24 +6,24 @@ import argparse
 import logging
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from infra import config as config_mod
-from infra.config import ConfigError
+from infra.config import Config, ConfigError
 from infra.console import say
 from infra.names import InvalidName
+from infra.paths import RunPaths, artifacts_dir, images_archive, scratch_dir
+from infra.podman_cli import Podman
 from infra.proc import CommandError, SubprocessRunner
 
-Handler = Callable[[argparse.Namespace], int]
 
+def _tools(ns: argparse.Namespace) -> tuple[Config, SubprocessRunner, Podman]:
+    from infra.stack import make_podman
 
-def _cfg(ns: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(ns.config)
-
-
-def _verbose_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    cfg, runner = config_mod.load(ns.config), SubprocessRunner()
+    return cfg, runner, make_podman(cfg, runner, cfg.root)
 
 
 def cmd_e2e(ns: argparse.Namespace) -> int:
@@ -33,22 +33,15 @@ def cmd_e2e(ns: argparse.Namespace) -> int:
         Options(
             config=ns.config,
             platform=ns.platform,
-            keep=ns.keep,
             reuse=ns.reuse,
-            sequential=ns.sequential,
             coverage=ns.coverage,
-            fail_under=ns.fail_under,
+            then="keep" if ns.command == "up" else "test",
+            keep=getattr(ns, "keep", False),
+            sequential=getattr(ns, "sequential", False),
+            fail_under=getattr(ns, "fail_under", None),
             pytest_args=tuple(ns.pytest_args),
-            force_build=ns.rebuild,
+            force_build=getattr(ns, "rebuild", False),
         )
-    )
-
-
-def cmd_up(ns: argparse.Namespace) -> int:
-    from infra.run import Options, e2e
-
-    return e2e(
-        Options(config=ns.config, platform=ns.platform, reuse=ns.reuse, coverage=ns.coverage, run_tests=False)
     )
 
 
@@ -56,9 +49,8 @@ def cmd_down(ns: argparse.Namespace) -> int:
     from infra import runlock, state
     from infra.stack import platform_from_state
 
-    root = _cfg(ns).root
-    path = root / ".e2e" / "runs" / ns.run_id / "state.json" if ns.run_id else None
-    st = state.load(path, root=root)
+    root = config_mod.load(ns.config).root
+    st = state.load(RunPaths(root, ns.run_id).state_file if ns.run_id else None, root=root)
     platform_from_state(st).teardown()
     runlock.unmark_kept(st.run_id)
     shutil.rmtree(st.path.parent, ignore_errors=True)
@@ -68,16 +60,14 @@ def cmd_down(ns: argparse.Namespace) -> int:
 
 def cmd_images(ns: argparse.Namespace) -> int:
     from infra import image_tasks
-    from infra.stack import make_podman
 
-    cfg, runner = _cfg(ns), SubprocessRunner()
-    podman = make_podman(cfg, runner, cfg.root)
-    names = [ns.service] if getattr(ns, "service", None) else cfg.names()
+    cfg, runner, podman = _tools(ns)
+    names = [ns.service] if ns.command != "images" else cfg.names()
     plan, _ = image_tasks.build_all(
         cfg, runner, podman, coverage=ns.coverage, services=names, force=ns.rebuild, root=cfg.root
     )
-    if ns.save or ns.command == "images":
-        archive = Path(ns.output) if ns.output else cfg.root / ".e2e" / "archives" / image_tasks.ARCHIVE_NAME
+    if ns.command != "build-image":
+        archive = Path(ns.output) if ns.output else images_archive(cfg.root)
         image_tasks.save(podman, plan, names, archive, cfg.timeouts.load)
     return 0
 
@@ -85,13 +75,62 @@ def cmd_images(ns: argparse.Namespace) -> int:
 def cmd_load_image(ns: argparse.Namespace) -> int:
     from infra import image_tasks
 
-    cfg = _cfg(ns)
-    archive = Path(ns.archive) if ns.archive else cfg.root / ".e2e" / "archives" / image_tasks.ARCHIVE_NAME
-    from infra.stack import make_podman
+    cfg, runner, podman = _tools(ns)
+    archive = Path(ns.archive) if ns.archive else images_archive(cfg.root)
+    image_tasks.load(runner, podman, archive, ns.cluster, cfg.platform.kind_provider, cfg.timeouts.load)
+    return 0
 
-    runner = SubprocessRunner()
-    env = dict(make_podman(cfg, runner, cfg.root).env)
-    image_tasks.load(runner, archive, ns.cluster, cfg.platform.kind_provider, cfg.timeouts.load, env)
+
+def cmd_coverage_report(ns: argparse.Namespace) -> int:
+    from infra import gocoverage
+
+    cfg = config_mod.load(ns.config)
+    out = Path(ns.output) if ns.output else cfg.root / "coverage" / "report"
+    run_id = "report-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    module = cfg.path(cfg.coverage.go_module)
+    gocoverage.report_from_dir(Path(ns.input), out, module, SubprocessRunner(), run_id)
+    return 0
+
+
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    from infra import doctor
+    from infra.platform import choose
+
+    cfg, runner, podman = _tools(ns)
+    platform = choose(ns.platform or cfg.platform.default, cfg, podman)
+    say(f"platform: {platform.name} ({platform.reason})")
+    checks = doctor.run_checks(cfg, runner, podman, cfg.root, platform.name)
+    for check in checks:
+        say(check.line())
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_cleanup(ns: argparse.Namespace) -> int:
+    """clean-stale-clusters alone, or (cleanup) also everything else runs left on podman."""
+    from infra import cleanup
+
+    cfg, runner, podman = _tools(ns)
+    report = cleanup.clean_stale_clusters(
+        runner,
+        podman,
+        older_than=cleanup.parse_age(ns.older_than),
+        dry_run=ns.dry_run,
+        all_=getattr(ns, "all", False),
+        provider=cfg.platform.kind_provider,
+        scratch=scratch_dir(cfg.root),
+    )
+    if ns.command == "cleanup":
+        report.extend(cleanup.clean_podman(podman, cfg.root, dry_run=ns.dry_run, images=not ns.keep_images))
+    for line in report.lines(ns.dry_run):
+        say(line)
+    return 0
+
+
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from infra import bench
+
+    root = config_mod.load(ns.config).root
+    bench.bench(ns.config, ns.repeat, Path(ns.output) if ns.output else artifacts_dir(root) / "bench.json")
     return 0
 
 
@@ -101,55 +140,69 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print every command run")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def run_flags(sp: argparse.ArgumentParser) -> None:
+    def command(name: str, func: object, helptext: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=helptext)
+        sp.set_defaults(func=func)
+        return sp
+
+    for name, helptext in (
+        ("e2e", "build, bring up, run e2e/, tear down"),
+        ("up", "bring the stack up, keep it"),
+    ):
+        sp = command(name, cmd_e2e, helptext)
         sp.add_argument("--platform", choices=["auto", "kind", "podman"], default=None)
         sp.add_argument("--reuse", default="", metavar="NAME", help="use existing kind cluster NAME")
         sp.add_argument("--coverage", action="store_true", help="build -cover binaries, collect coverage")
-
-    e = sub.add_parser("e2e", help="build, bring up, run e2e/, tear down")
-    run_flags(e)
+    e = sub.choices["e2e"]
     e.add_argument("--keep", action="store_true", help="keep the stack up afterwards")
     e.add_argument("--sequential", action="store_true", help="run setup phases one by one")
     e.add_argument("--fail-under", type=float, default=None, metavar="PCT")
     e.add_argument("--rebuild", action="store_true", help="rebuild images even if up to date")
-    e.set_defaults(func=cmd_e2e)
 
-    u = sub.add_parser("up", help="bring the stack up and keep it")
-    run_flags(u)
-    u.set_defaults(func=cmd_up)
-
-    d = sub.add_parser("down", help="remove a stack that `up` or --keep left")
-    d.add_argument("--run-id", default="", help="default: the newest run")
-    d.set_defaults(func=cmd_down)
-
+    command("down", cmd_down, "remove a stack that `up` or --keep left").add_argument(
+        "--run-id", default="", help="default: the newest run"
+    )
     for name, helptext in (
         ("images", "build all images and save one archive"),
         ("build-image", "build one service image"),
         ("save-image", "build and save one service image"),
     ):
-        sp = sub.add_parser(name, help=helptext)
+        sp = command(name, cmd_images, helptext)
         if name != "images":
             sp.add_argument("service")
         sp.add_argument("--coverage", action="store_true")
         sp.add_argument("--rebuild", action="store_true")
         sp.add_argument("--output", default="", help="archive path")
-        sp.set_defaults(func=cmd_images, save=name != "build-image")
-
-    ld = sub.add_parser("load-image", help="kind load image-archive into a cluster")
+    ld = command("load-image", cmd_load_image, "kind load image-archive into a cluster")
     ld.add_argument("--cluster", required=True)
     ld.add_argument("--archive", default="")
-    ld.set_defaults(func=cmd_load_image)
-    _extend(sub)
+
+    cr = command("coverage-report", cmd_coverage_report, "rebuild Go coverage reports from existing covdata")
+    cr.add_argument("--input", required=True, help="covdata dir (per-service subdirs)")
+    cr.add_argument("--output", default="", help="report dir (default: coverage/report)")
+    command("doctor", cmd_doctor, "check podman, Go, kind, ports and disk").add_argument(
+        "--platform", choices=["auto", "kind", "podman"], default=None
+    )
+    for name, helptext in (
+        ("clean-stale-clusters", "delete stale kind clusters the harness created"),
+        ("cleanup", "remove leftovers of earlier runs"),
+    ):
+        sp = command(name, cmd_cleanup, helptext)
+        sp.add_argument("--older-than", default="2h", help="kind clusters: minimum age like 2h, 30m, 0s")
+        sp.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    sub.choices["clean-stale-clusters"].add_argument(
+        "--all", action="store_true", help="every harness cluster regardless of age"
+    )
+    sub.choices["cleanup"].add_argument(
+        "--keep-images", action="store_true", help="keep the harness's cached images"
+    )
+    bp = command("bench", cmd_bench, "time setup cold/warm, parallel/sequential on podman")
+    bp.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")
+    bp.add_argument("--output", default="", help="default: artifacts/bench.json")
+
     for sp in sub.choices.values():  # `nox -s e2e -- --config X` puts it after the command
         sp.add_argument("--config", default=argparse.SUPPRESS, help="config file (default: e2e.toml)")
     return p
-
-
-def _extend(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Commands defined next to what they drive (coverage, cleanup, doctor, bench)."""
-    from infra import cli_more
-
-    cli_more.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(args)
     ns.pytest_args = pytest_args
     if ns.verbose or ns.command not in ("e2e", "up"):
-        _verbose_logging()
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         code: int = ns.func(ns)
     except (ConfigError, InvalidName, CommandError) as err:

@@ -36,10 +36,8 @@ class Service(_Model):
         default=None, description="the team's own Containerfile instead of the host go build"
     )
     build_args: dict[str, str] = Field(default_factory=dict)
-    port: Port = Field(default=8080, description="container port")
     node_port: Port = Field(default=0, description="NodePort the Service publishes")
     host_port: Port = Field(default=0, description="127.0.0.1 port; 0 picks a free one per run")
-    health_path: str = "/health"
     ready_path: str = "/ready"
     depends_on: tuple[str, ...] = ()
 
@@ -82,7 +80,6 @@ class Timeouts(_Model):
 
 
 class Coverage(_Model):
-    dir: Path = Path("coverage")
     mount: str = "/coverdata"
     go_module: Path = Field(default=Path("services"), description="module the reports resolve")
     fail_under: Annotated[float, Field(ge=0, le=100)] = 0

@@ -30,7 +30,7 @@ class PhaseReporter:
     def __init__(self, live: bool | None = None) -> None:
         self.live_enabled = _interactive() if live is None else live
         self.lock = threading.Lock()
-        self.rows: dict[str, tuple[float, Timing | None]] = {}
+        self.rows: dict[str, Timing | None] = {}  # None: still running
         self._live: Live | None = None
 
     def __enter__(self) -> PhaseReporter:
@@ -46,13 +46,13 @@ class PhaseReporter:
 
     def started(self, name: str, at: float) -> None:
         with self.lock:
-            self.rows[name] = (at, None)
+            self.rows[name] = None
             self._update(f"[{at:7.2f}s] > {name}")
 
     def finished(self, timing: Timing) -> None:
         mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[timing.status]
         with self.lock:
-            self.rows[timing.name] = (timing.start, timing)
+            self.rows[timing.name] = timing
             self._update(f"[{timing.end:7.2f}s] {mark:>7} {timing.name} ({timing.seconds:.2f}s)")
 
     def _update(self, line: str) -> None:
@@ -66,7 +66,7 @@ class PhaseReporter:
         table = Table(title="setup", expand=False)
         for col in ("phase", "state", "seconds"):
             table.add_column(col)
-        for name, (_, timing) in self.rows.items():
+        for name, timing in self.rows.items():
             table.add_row(
                 name, timing.status if timing else "running", f"{timing.seconds:.2f}" if timing else ""
             )

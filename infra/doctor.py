@@ -7,13 +7,12 @@ earlier run is explained in seconds instead of surfacing as a timeout.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import ports
 from infra.config import Config
 from infra.names import RUN_LABEL
 from infra.podman_cli import Podman, needs_containers_conf
@@ -94,13 +93,9 @@ def check_ports(config: Config, podman: Podman) -> list[Check]:
         port = svc.host_port
         if not port:
             continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-                checks.append(Check(f"port {port}", True, f"free for {svc.name}"))
-                continue
-            except OSError:
-                pass
+        if ports.is_free(port):
+            checks.append(Check(f"port {port}", True, f"free for {svc.name}"))
+            continue
         holder = _port_holder(podman, port)
         checks.append(
             Check(
@@ -117,8 +112,7 @@ def check_ports(config: Config, podman: Podman) -> list[Check]:
 
 def _port_holder(podman: Podman, port: int) -> str:
     try:
-        res = podman("ps", "--all", "--format", "json", check=False)
-        for ctr in json.loads(res.stdout or "[]"):
+        for ctr in podman.containers():
             for mapping in ctr.get("Ports") or []:
                 if int(mapping.get("host_port", 0)) == port:
                     run = (ctr.get("Labels") or {}).get(RUN_LABEL, "")

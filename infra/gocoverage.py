@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.build import COVER_FLAGS
 from infra.console import say
+from infra.paths import make_open_dir
 from infra.platform import Platform
 from infra.proc import Runner
 
@@ -31,9 +33,8 @@ class CoverageReport:
     out_dir: Path
     services: dict[str, float] = field(default_factory=dict)
     total_percent: float = 0.0
-    unit_percent: float | None = None
-    merged_percent: float | None = None
-    files: list[Path] = field(default_factory=list)
+    unit_percent: float = 0.0
+    merged_percent: float = 0.0
 
 
 def _go(runner: Runner, module: Path, *args: str) -> str:
@@ -45,6 +46,12 @@ def func_total(func_txt: str) -> float:
     if not match:
         raise CoverageError(f"no 'total:' line in `go tool cover -func` output:\n{func_txt[-500:]}")
     return float(match.group(1))
+
+
+def prepare_dirs(covdata: Path, services: list[str]) -> None:
+    """GOCOVERDIR must exist and be writable by the container user before the binaries start."""
+    for name in services:
+        make_open_dir(covdata / name)
 
 
 def check_counters(service_dirs: Mapping[str, Path], stops: Mapping[str, str] | None = None) -> None:
@@ -64,57 +71,37 @@ def check_counters(service_dirs: Mapping[str, Path], stops: Mapping[str, str] | 
 
 
 def build_reports(
-    service_dirs: Mapping[str, Path], out_dir: Path, module: Path, runner: Runner, *, unit: bool = True
+    service_dirs: Mapping[str, Path], out_dir: Path, module: Path, runner: Runner
 ) -> CoverageReport:
-    """coverage.txt, func.txt, index.html, per-service percent, unit and merged figures."""
+    """Per service, all of E2E, unit tests, and merged: coverage.txt, func.txt, index.html each."""
     out_dir.mkdir(parents=True, exist_ok=True)
     module = module.resolve()
     report = CoverageReport(out_dir)
     dirs = {n: p.resolve() for n, p in service_dirs.items()}
     for name, path in sorted(dirs.items()):
-        txt = out_dir / f"{name}.coverage.txt"
-        _go(runner, module, "tool", "covdata", "textfmt", f"-i={path}", f"-o={txt}")
-        report.services[name] = func_total(_go(runner, module, "tool", "cover", f"-func={txt}"))
-        pct = _go(runner, module, "tool", "covdata", "percent", f"-i={path}")
+        report.services[name] = _text_func_html(runner, module, str(path), out_dir, f"{name}.")
+        pct = _go(runner, module, "tool", "covdata", "percent", f"-i={path}")  # per package
         (out_dir / f"{name}.percent.txt").write_text(pct)
     joined = ",".join(str(p) for p in dirs.values())
     report.total_percent = _text_func_html(runner, module, joined, out_dir, "")
-    if unit:
-        unit_dir = out_dir / "unit-covdata"
-        shutil.rmtree(unit_dir, ignore_errors=True)
-        unit_dir.mkdir(parents=True)
-        runner.run(
-            [
-                "go",
-                "test",
-                "-count=1",
-                "-cover",
-                "-covermode=atomic",
-                "-coverpkg=./...",
-                "./...",
-                "-args",
-                f"-test.gocoverdir={unit_dir.resolve()}",
-            ],
-            timeout=GO_TIMEOUT,
-            cwd=module,
-            hint="the unit tests of the services fail: run `go test ./...`",
-        )
-        report.unit_percent = _text_func_html(runner, module, str(unit_dir.resolve()), out_dir, "unit.")
-        merged = out_dir / "merged-covdata"
-        shutil.rmtree(merged, ignore_errors=True)
-        merged.mkdir(parents=True)
-        _go(
-            runner,
-            module,
-            "tool",
-            "covdata",
-            "merge",
-            f"-i={unit_dir.resolve()},{joined}",
-            f"-o={merged.resolve()}",
-        )
-        report.merged_percent = _text_func_html(runner, module, str(merged.resolve()), out_dir, "merged.")
-    report.files = sorted(p for p in out_dir.iterdir() if p.is_file())
+    unit_dir = _fresh_dir(out_dir / "unit-covdata")
+    runner.run(
+        ["go", "test", "-count=1", *COVER_FLAGS, "./...", "-args", f"-test.gocoverdir={unit_dir}"],
+        timeout=GO_TIMEOUT,
+        cwd=module,
+        hint="the unit tests of the services fail: run `go test ./...`",
+    )
+    report.unit_percent = _text_func_html(runner, module, str(unit_dir), out_dir, "unit.")
+    merged = _fresh_dir(out_dir / "merged-covdata")
+    _go(runner, module, "tool", "covdata", "merge", f"-i={unit_dir},{joined}", f"-o={merged}")
+    report.merged_percent = _text_func_html(runner, module, str(merged), out_dir, "merged.")
     return report
+
+
+def _fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path.resolve()
 
 
 def _text_func_html(runner: Runner, module: Path, inputs: str, out_dir: Path, prefix: str) -> float:

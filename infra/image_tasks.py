@@ -11,11 +11,10 @@ from infra import build
 from infra.build import BuildOutcome, ImagePlan
 from infra.config import Config
 from infra.console import say
-from infra.names import PREFIX, check_dns_label
+from infra.kind_cli import load_archive_args, run_kind
+from infra.paths import build_dir
 from infra.podman_cli import Podman
 from infra.proc import Runner
-
-ARCHIVE_NAME = f"{PREFIX}-images.tar"
 
 
 def plan(cfg: Config, runner: Runner, coverage: bool) -> ImagePlan:
@@ -39,12 +38,11 @@ def build_all(
     def one(name: str) -> BuildOutcome:
         return build.build_image(
             cfg,
-            cfg.service(name),
-            the_plan.ref(name),
-            coverage=coverage,
+            the_plan,
+            name,
             runner=runner,
             podman=podman,
-            build_root=(root / ".e2e" / "build").resolve(),
+            build_root=build_dir(root).resolve(),
             force=force,
         )
 
@@ -73,22 +71,13 @@ def save(podman: Podman, the_plan: ImagePlan, names: list[str], archive: Path, t
     return archive
 
 
-def kind_load_argv(archive: Path, cluster: str) -> list[str]:
-    return ["kind", "load", "image-archive", str(archive), "--name", check_dns_label("cluster", cluster)]
-
-
-def load(
-    runner: Runner,
-    archive: Path,
-    cluster: str,
-    provider: str,
-    timeout: float,
-    env: dict[str, str] | None = None,
-) -> None:
-    runner.run(
-        kind_load_argv(archive, cluster),
+def load(runner: Runner, podman: Podman, archive: Path, cluster: str, provider: str, timeout: float) -> None:
+    run_kind(
+        runner,
+        podman,
+        provider,
+        *load_archive_args(archive, cluster),
         timeout=timeout,
-        env={**(env or {}), "KIND_EXPERIMENTAL_PROVIDER": provider},
         hint=f"is kind cluster {cluster!r} running? `kind get clusters`",
     )
     say(f"loaded {archive} into kind cluster {cluster}")

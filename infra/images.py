@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from infra.names import check_image_path, check_tag
 
@@ -40,10 +41,6 @@ class ImageRef:
 
     def __str__(self) -> str:
         return f"{self.repository}:{self.tag}"
-
-    @property
-    def short_name(self) -> str:
-        return self.repository.rsplit("/", 1)[-1]
 
 
 def qualify(repository: str) -> str:
@@ -77,8 +74,20 @@ def build_inputs(source: Path) -> list[Path]:
     return files
 
 
+def _hash_files(digest: Any, files: Iterable[tuple[str, Path]]) -> None:
+    for name, path in files:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+
+
+def tree_digest(source: Path) -> str:
+    """One hash of every build input under source (services sharing a module read it once)."""
+    digest = hashlib.sha256()
+    _hash_files(digest, ((p.relative_to(source).as_posix(), p) for p in build_inputs(source)))
+    return digest.hexdigest()
+
+
 def content_tag(
-    source: Path,
+    tree: str,
     *,
     main: str,
     build_args: Mapping[str, str],
@@ -86,17 +95,10 @@ def content_tag(
     extra: Iterable[Path] = (),
     toolchain: str = "",
 ) -> str:
-    """The tag: a hash of sources, build args, main package and coverage on/off."""
+    """The tag: a hash of the source tree, build args, main package, coverage on/off, Go."""
     digest = hashlib.sha256()
-    header = {
-        "main": main,
-        "args": dict(sorted(build_args.items())),
-        "cover": coverage,
-        "go": toolchain,
-    }
+    header = {"tree": tree, "main": main, "args": dict(sorted(build_args.items())), "cover": coverage,
+              "go": toolchain}  # fmt: skip
     digest.update(json.dumps(header, sort_keys=True).encode())
-    for path in [*build_inputs(source), *extra]:
-        digest.update(str(path.relative_to(source) if path.is_relative_to(source) else path).encode())
-        digest.update(b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    _hash_files(digest, ((p.name, p) for p in extra))
     return ("cov-" if coverage else "") + digest.hexdigest()[:16]

@@ -78,14 +78,15 @@ class Rendered:
         return yaml.safe_dump_all(self.docs, sort_keys=False)
 
 
-def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+def pod_labels(workload: Doc) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"].get("labels", {})
+    return labels
+
+
+def selects(service: Doc, labels: dict[str, str]) -> bool:
+    """Whether a Service's selector picks pods with these labels (an empty one picks none)."""
+    selector = service.get("spec", {}).get("selector") or {}
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
-def _repository(image: str) -> str:
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return qualify(name.rsplit(":", 1)[0] if ":" in last else name)
 
 
 def render(config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool) -> Rendered:
@@ -98,7 +99,7 @@ def render(config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool) 
     owner: dict[str, str] = {}
     for doc in out:
         for ctr in containers(doc):
-            match = by_repo.get(_repository(ctr["image"]))
+            match = by_repo.get(ImageRef.parse(ctr["image"].split("@", 1)[0]).repository)
             if match is None:
                 continue
             service, ref = match
@@ -125,15 +126,19 @@ def _group(rendered: Rendered, service: str | None, doc: Doc) -> None:
 
 
 def _owner_of(doc: Doc, rendered: Rendered) -> str | None:
-    """A Service belongs to the workload it selects, a ConfigMap to the one using it."""
-    for service, docs in rendered.by_service.items():
-        for wl in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
-            labels = wl["spec"]["template"]["metadata"].get("labels", {})
-            if doc["kind"] == "Service" and _matches(doc["spec"].get("selector", {}), labels):
-                return service
-            if doc["kind"] in ("ConfigMap", "Secret") and doc["metadata"]["name"] in _refs(wl):
-                return None if _shared_ref(doc, rendered) else service
-    return None
+    """The one service whose workloads a Service selects or a ConfigMap/Secret feeds; else shared."""
+    kind, name = doc["kind"], doc["metadata"]["name"]
+    users = {
+        service
+        for service, docs in rendered.by_service.items()
+        for wl in docs
+        if wl["kind"] in WORKLOAD_KINDS
+        and (
+            (kind == "Service" and selects(doc, pod_labels(wl)))
+            or (kind in ("ConfigMap", "Secret") and name in _refs(wl))
+        )
+    }
+    return users.pop() if len(users) == 1 else None
 
 
 def _refs(workload: Doc) -> set[str]:
@@ -154,16 +159,6 @@ def _refs(workload: Doc) -> set[str]:
             if key in vol:
                 names.add(vol[key][field_])
     return names
-
-
-def _shared_ref(doc: Doc, rendered: Rendered) -> bool:
-    users = {
-        svc
-        for svc, docs in rendered.by_service.items()
-        for wl in docs
-        if wl["kind"] in WORKLOAD_KINDS and doc["metadata"]["name"] in _refs(wl)
-    }
-    return len(users) > 1
 
 
 COVERAGE_VOLUME = "e2e-harness-coverdata"

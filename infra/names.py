@@ -12,6 +12,9 @@ PREFIX = "e2eh"
 LABEL = "io.e2e-harness.managed"
 RUN_LABEL = "io.e2e-harness.run"
 SERVICE_LABEL = "io.e2e-harness.service"
+COVERAGE_LABEL = "io.e2e-harness.coverage"
+MANAGED = f"label={LABEL}=true"
+"""podman --filter for everything the harness created."""
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

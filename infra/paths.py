@@ -6,9 +6,35 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.names import resource_name
+from infra.names import PREFIX, resource_name
 
 STATE_DIR = ".e2e"
+
+
+def state_dir(root: Path) -> Path:
+    """The harness's working state under a root: runs, builds, archives, containers.conf."""
+    return root / STATE_DIR
+
+
+def build_dir(root: Path) -> Path:
+    return state_dir(root) / "build"
+
+
+def archives_dir(root: Path) -> Path:
+    return state_dir(root) / "archives"
+
+
+def images_archive(root: Path) -> Path:
+    """Where `inv images` saves unless told otherwise."""
+    return archives_dir(root) / f"{PREFIX}-images.tar"
+
+
+def scratch_dir(root: Path) -> Path:
+    return state_dir(root) / "scratch"
+
+
+def artifacts_dir(root: Path) -> Path:
+    return root / "artifacts"
 
 
 @dataclass(frozen=True)
@@ -18,7 +44,7 @@ class RunPaths:
 
     @property
     def state(self) -> Path:
-        return self.root / STATE_DIR
+        return state_dir(self.root)
 
     @property
     def run_dir(self) -> Path:
@@ -33,20 +59,12 @@ class RunPaths:
         return self.run_dir / "kubeconfig"
 
     @property
-    def build_dir(self) -> Path:
-        return self.state / "build"
-
-    @property
-    def archives(self) -> Path:
-        return self.state / "archives"
-
-    @property
     def archive(self) -> Path:
-        return self.archives / f"{resource_name(self.run_id)}.tar"
+        return archives_dir(self.root) / f"{resource_name(self.run_id)}.tar"
 
     @property
     def artifacts(self) -> Path:
-        return self.root / "artifacts" / self.run_id
+        return artifacts_dir(self.root) / self.run_id
 
     @property
     def diagnostics(self) -> Path:
@@ -66,7 +84,7 @@ class RunPaths:
 
 
 def latest_state_pointer(root: Path) -> Path:
-    return root / STATE_DIR / "latest-state"
+    return state_dir(root) / "latest-state"
 
 
 def point_latest(link: Path, target: Path) -> None:

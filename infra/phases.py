@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -63,6 +64,16 @@ class Timeline:
     def add(self, timing: Timing) -> None:
         with self.lock:
             self.timings.append(timing)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """A step outside the setup DAG (plan, tests, coverage, teardown), timed the same way."""
+        start, status = self.now(), "failed"
+        try:
+            yield
+            status = "ok"
+        finally:
+            self.add(Timing(name, start, self.now(), status))
 
 
 def _check_graph(phases: Sequence[Phase]) -> None:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from infra import kind_config, waits
+from infra.build import save_images
 from infra.images import ImageRef, same_image_id
+from infra.kind_cli import load_archive_args, run_kind
 from infra.kube import KubeApi, RealKubeApi
 from infra.manifests import WORKLOAD_KINDS, Doc, Rendered
 from infra.names import LABEL, RUN_LABEL, check_dns_label, resource_name
-from infra.paths import make_open_dir
 from infra.platform import Context, ImageMissing, PlatformError
 from infra.proc import CommandError, tail
 
@@ -52,14 +53,11 @@ class KindPlatform:
 
     # -- commands ------------------------------------------------------------
     def kind(self, *args: str, timeout: float | None = None, check: bool = True, hint: str = "") -> str:
-        res = self.ctx.runner.run(
-            ["kind", *args],
-            timeout=timeout or self.ctx.config.timeouts.command,
-            env={**self.ctx.podman.env, "KIND_EXPERIMENTAL_PROVIDER": self.provider},
-            check=check,
-            hint=hint,
-        )
-        return res.stdout
+        timeout = timeout or self.ctx.config.timeouts.command
+        ctx = self.ctx
+        return run_kind(
+            ctx.runner, ctx.podman, self.provider, *args, timeout=timeout, check=check, hint=hint
+        ).stdout
 
     def node_exec(self, node: str, *args: str, check: bool = True) -> str:
         res = self.ctx.runner.run(
@@ -85,9 +83,7 @@ class KindPlatform:
     # -- lifecycle -------------------------------------------------------------
     def config_doc(self) -> dict[str, Any]:
         cfg = self.ctx.config
-        mounts = (
-            {make_open_dir(self.ctx.paths.covdata).resolve(): cfg.coverage.mount} if self.ctx.coverage else {}
-        )
+        mounts = {self.ctx.paths.covdata.resolve(): cfg.coverage.mount} if self.ctx.coverage else {}
         return kind_config.render(
             kind_config.load_base(cfg.path(cfg.platform.kind_config)),
             workers=cfg.platform.kind_workers,
@@ -140,33 +136,23 @@ class KindPlatform:
         except (ValueError, KeyError, TypeError):
             return ""
 
-    def load_images(self, refs: list[str]) -> None:
+    def load_images(self, refs: Sequence[ImageRef]) -> None:
         """podman save + kind load image-archive, skipping images every node holds."""
         nodes = self.nodes()
         if not nodes:
             raise PlatformError(f"kind cluster {self.cluster} has no nodes; next: `kind get clusters`")
         missing = []
         for ref in refs:
-            local = self.ctx.podman("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
-            if not all(same_image_id(local, self.node_image_id(n, ref)) for n in nodes):
+            local = self.ctx.podman.image_id(ref)
+            if not all(same_image_id(local, self.node_image_id(n, str(ref))) for n in nodes):
                 missing.append(ref)
         if not missing:
             log.info("all %d images already in the nodes of %s: load skipped", len(refs), self.cluster)
             return
-        archive = self.ctx.paths.archive
-        archive.parent.mkdir(parents=True, exist_ok=True)
+        archive, timeout = self.ctx.paths.archive, self.ctx.config.timeouts.load
         try:
-            self.ctx.podman.save(
-                [ImageRef.parse(r) for r in missing], archive, timeout=self.ctx.config.timeouts.load
-            )
-            self.kind(
-                "load",
-                "image-archive",
-                str(archive),
-                "--name",
-                self.cluster,
-                timeout=self.ctx.config.timeouts.load,
-            )
+            save_images(self.ctx.podman, missing, archive, timeout)
+            self.kind(*load_archive_args(archive, self.cluster), timeout=timeout)
         finally:
             archive.unlink(missing_ok=True)
 
@@ -320,9 +306,8 @@ class KindPlatform:
             done[service] = f"scaled {', '.join(names)} to 0; pods gone"
         return done
 
-    def collect_diagnostics(self, into: Path) -> list[Path]:
+    def collect_diagnostics(self, into: Path) -> None:
         into.mkdir(parents=True, exist_ok=True)
-        written = []
         try:
             self.kind(
                 "export",
@@ -332,13 +317,11 @@ class KindPlatform:
                 self.cluster,
                 timeout=self.ctx.config.timeouts.cluster,
             )
-            written.append(into / "kind-logs")
         except CommandError as err:
             (into / "kind-export-logs.error.txt").write_text(str(err))
         pods = self.api.pods(self.namespace, "")
         (into / "pods.json").write_text(json.dumps(pods, indent=2, default=str))
         (into / "events.json").write_text(json.dumps(self.api.events(self.namespace), indent=2, default=str))
-        written += [into / "pods.json", into / "events.json"]
         for pod in pods:
             name = pod["metadata"]["name"]
             for previous in (False, True):
@@ -348,12 +331,14 @@ class KindPlatform:
                     text = f"(no log: {err})"
                 path = into / f"{name}{'.previous' if previous else ''}.log"
                 path.write_text(text)
-                written.append(path)
-        return written
+
+    def inspect_command(self) -> str:
+        return f"kubectl --kubeconfig {self.kubeconfig} -n {self.namespace} get pods"
 
     def state(self) -> dict[str, object]:
         return {
             "cluster": self.cluster,
+            "reuse": self.ctx.reuse,
             "namespace": self.namespace,
             "kubeconfig": str(self.kubeconfig),
             "deployments": self.deployments,
@@ -362,9 +347,7 @@ class KindPlatform:
 
     @classmethod
     def from_state(cls, ctx: Context, state: dict[str, Any]) -> KindPlatform:
-        plat = cls(ctx)
-        plat.cluster = state["cluster"]
-        plat.namespace = state["namespace"]
+        plat = cls(ctx)  # cluster and namespace follow from ctx, as when the run made them
         plat.deployments = {k: list(v) for k, v in state.get("deployments", {}).items()}
         plat.replicas = {k: int(v) for k, v in state.get("replicas", {}).items()}
         return plat

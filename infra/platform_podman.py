@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from infra import waits
-from infra.manifests import WORKLOAD_KINDS, Doc, Rendered, ident, pod_spec
+from infra.images import ImageRef
+from infra.manifests import WORKLOAD_KINDS, Doc, Rendered, ident, pod_labels, pod_spec, selects
 from infra.names import LABEL, RUN_LABEL, SERVICE_LABEL, resource_name
 from infra.paths import make_open_dir
 from infra.platform import Context, ImageMissing, PlatformError
@@ -53,7 +54,7 @@ class PodmanPlatform:
         )
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
 
-    def load_images(self, refs: list[str]) -> None:
+    def load_images(self, refs: Sequence[ImageRef]) -> None:
         """Nothing to load: podman runs images from its own store."""
 
     def verify_images(self, rendered: Rendered) -> None:
@@ -96,7 +97,7 @@ class PodmanPlatform:
             )
 
     def teardown(self) -> None:
-        names = [n for ns in self.containers.values() for n in ns]
+        names = self._all_names()
         names += [c["Names"][0] for c in self._labelled_containers() if c["Names"][0] not in names]
         for name in names:  # one per call: podman 4.3 removes none if any name is missing
             self.ctx.podman("rm", "--force", "--time", "2", name, check=False)
@@ -140,20 +141,19 @@ class PodmanPlatform:
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             return dict(pool.map(stop, names))
 
-    def collect_diagnostics(self, into: Path) -> list[Path]:
+    def collect_diagnostics(self, into: Path) -> None:
         into.mkdir(parents=True, exist_ok=True)
-        written = []
         listing = self.ctx.podman(
             "ps", "--all", "--filter", f"label={RUN_LABEL}={self.ctx.run_id}", check=False
         )
         (into / "containers.txt").write_text(listing.stdout + listing.stderr)
-        written.append(into / "containers.txt")
-        for name in [n for ns in self.containers.values() for n in ns]:
+        for name in self._all_names():
             logs = self.ctx.podman("logs", "--timestamps", name, check=False)
             (into / f"{name}.log").write_text(logs.stdout + logs.stderr)
             (into / f"{name}.inspect.json").write_text(json.dumps(self._inspect(name), indent=2))
-            written += [into / f"{name}.log", into / f"{name}.inspect.json"]
-        return written
+
+    def inspect_command(self) -> str:
+        return f"podman ps --all --filter label={RUN_LABEL}={self.ctx.run_id}"
 
     def state(self) -> dict[str, object]:
         return {
@@ -183,7 +183,7 @@ class PodmanPlatform:
         ctr = ctrs[0]
         deployment = doc["metadata"]["name"]
         name = resource_name(self.ctx.run_id, deployment)
-        labels = doc["spec"]["template"]["metadata"].get("labels", {})
+        labels = pod_labels(doc)
         grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE))
         argv = [
             "run",
@@ -209,7 +209,7 @@ class PodmanPlatform:
         ]
         published: set[int] = set()
         for svc_doc in self._services:
-            if not _selects(svc_doc, labels):
+            if not selects(svc_doc, labels):
                 continue
             argv += ["--network-alias", svc_doc["metadata"]["name"]]
             for port in svc_doc["spec"].get("ports", []):
@@ -284,7 +284,7 @@ class PodmanPlatform:
     def _host_dir(self, path: str) -> Path:
         """hostPath -> a per-run directory; the coverage mount -> the run's covdata."""
         if self.ctx.coverage and path == self.ctx.config.coverage.mount:
-            return make_open_dir(self.ctx.paths.covdata)
+            return self.ctx.paths.covdata  # prepared by the run (gocoverage.prepare_dirs)
         return make_open_dir(self.ctx.paths.hostpaths / path.strip("/"))
 
     def _configmap_dir(self, name: str, spec: Doc) -> Path:
@@ -295,6 +295,9 @@ class PodmanPlatform:
         return target
 
     # -- helpers -----------------------------------------------------------
+    def _all_names(self) -> list[str]:
+        return [n for names in self.containers.values() for n in names]
+
     def _logs_hint(self, name: str) -> str:
         """Teardown removes the container: point at the copy diagnostics keep."""
         return (
@@ -332,11 +335,6 @@ class PodmanPlatform:
             return self.ctx.podman.containers(f"label={RUN_LABEL}={self.ctx.run_id}")
         except (CommandError, json.JSONDecodeError):
             return []
-
-
-def _selects(svc: Doc, labels: dict[str, str]) -> bool:
-    selector = svc.get("spec", {}).get("selector") or {}
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
 def _resolve_port(port: int | str, ctr: Doc) -> int:

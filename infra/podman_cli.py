@@ -118,8 +118,9 @@ class Podman:
         out = self(*args).stdout.strip()
         return json.loads(out) if out else []
 
-    def containers(self, *filters: str, all_: bool = True) -> list[dict[str, Any]]:
-        argv = ["ps", "--format", "json"] + (["--all"] if all_ else [])
+    def containers(self, *filters: str) -> list[dict[str, Any]]:
+        """Every container, running or not, matching the filters."""
+        argv = ["ps", "--format", "json", "--all"]
         for f in filters:
             argv += ["--filter", f]
         result: list[dict[str, Any]] = self.json(*argv) or []

@@ -7,10 +7,6 @@ import socket
 from infra.config import Config
 
 
-class PortBusy(Exception):
-    pass
-
-
 def is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -26,21 +22,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def allocate(config: Config, *, check: bool = True) -> dict[int, int]:
-    """nodePort -> host port. Fixed ports must be free (unless preflight checks); 0 picks one."""
-    ports: dict[int, int] = {}
-    for svc in config.services:
-        if not svc.node_port:
-            continue
-        if svc.host_port:
-            if check and not is_free(svc.host_port):
-                raise PortBusy(
-                    f"port 127.0.0.1:{svc.host_port} (host_port of service {svc.name!r} in "
-                    f"{config.source_file}) is already in use; next: find the holder with "
-                    f"`ss -ltnp 'sport = :{svc.host_port}'`, run `nox -s cleanup` if it is a "
-                    "leftover of an earlier run, or set host_port = 0 to pick a free port"
-                )
-            ports[svc.node_port] = svc.host_port
-        else:
-            ports[svc.node_port] = free_port()
-    return ports
+def allocate(config: Config) -> dict[int, int]:
+    """nodePort -> 127.0.0.1 port: the fixed one (preflight checks it is free) or a free one."""
+    return {svc.node_port: svc.host_port or free_port() for svc in config.services if svc.node_port}

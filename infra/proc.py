@@ -83,6 +83,18 @@ class Runner(Protocol):
     ) -> Result: ...
 
 
+def _argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str):  # a shell string would be split wrongly: refuse it
+        raise TypeError("argv must be a list of strings, not a shell string")
+    return tuple(str(a) for a in argv)
+
+
+def _checked(result: Result, check: bool, hint: str) -> Result:
+    if check and result.returncode != 0:
+        raise CommandError(result.argv, result.returncode, result.stdout + result.stderr, hint)
+    return result
+
+
 def _as_text(data: str | bytes | None) -> str:
     if data is None:
         return ""
@@ -91,9 +103,6 @@ def _as_text(data: str | bytes | None) -> str:
 
 class SubprocessRunner:
     """Runs commands for real. `env` entries are added to os.environ."""
-
-    def __init__(self, base_env: Mapping[str, str] | None = None) -> None:
-        self.base_env = dict(base_env or {})
 
     def run(
         self,
@@ -106,10 +115,8 @@ class SubprocessRunner:
         capture: bool = True,
         hint: str = "",
     ) -> Result:
-        if isinstance(argv, str):  # a shell string would be split wrongly: refuse it
-            raise TypeError("argv must be a list of strings, not a shell string")
-        args = tuple(str(a) for a in argv)
-        full_env = {**os.environ, **self.base_env, **(env or {})}
+        args = _argv(argv)
+        full_env = {**os.environ, **(env or {})}
         log.info("$ %s%s", shlex.join(args), f"  (cwd {cwd})" if cwd else "")
         start = time.monotonic()
         try:
@@ -136,9 +143,7 @@ class SubprocessRunner:
         if capture and (result.stdout or result.stderr):
             log.debug("output of %s:\n%s%s", args[0], result.stdout, result.stderr)
         log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])
-        if check and result.returncode != 0:
-            raise CommandError(args, result.returncode, result.stdout + result.stderr, hint)
-        return result
+        return _checked(result, check, hint)
 
 
 Responder = Callable[[tuple[str, ...]], Result | None]
@@ -188,15 +193,11 @@ class RecordingRunner:
         capture: bool = True,
         hint: str = "",
     ) -> Result:
-        if isinstance(argv, str):
-            raise TypeError("argv must be a list of strings, not a shell string")
-        args = tuple(str(a) for a in argv)
+        args = _argv(argv)
         with self.lock:
             self.calls.append(Call(args, dict(env or {}), str(cwd) if cwd else None, timeout))
         result = next(
             (r for r in (resp(args) for resp in self.responders) if r is not None),
             Result(args, 0, "", "", 0.0),
         )
-        if check and result.returncode != 0:
-            raise CommandError(args, result.returncode, result.stdout + result.stderr, hint)
-        return result
+        return _checked(result, check, hint)

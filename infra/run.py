@@ -8,28 +8,28 @@ import os
 import shutil
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 from infra import config as config_mod
-from infra import diagnostics, doctor, ports, runlock, state, testrun, waits
+from infra import diagnostics, doctor, gocoverage, ports, runlock, state, testrun, waits
 from infra.build import go_version, plan_images
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
 from infra.names import new_run_id, resource_name
-from infra.paths import RunPaths, make_open_dir, point_latest
-from infra.phases import PhaseFailed, Timeline, Timing
+from infra.paths import RunPaths, point_latest
+from infra.phases import Timeline
 from infra.platform import Context, choose
 from infra.proc import SubprocessRunner
 from infra.stack import Stack, bring_up, make_platform, make_podman, render_stack
 
 log = logging.getLogger("infra.run")
 
-EXIT_OK, EXIT_TESTS, EXIT_USAGE, EXIT_INFRA, EXIT_COVERAGE, EXIT_INTERRUPTED = 0, 1, 2, 4, 6, 130
+EXIT_OK, EXIT_USAGE, EXIT_INFRA, EXIT_COVERAGE, EXIT_INTERRUPTED = 0, 2, 4, 6, 130
 KEEP_ENV = "E2E_KEEP_ON_FAILURE"
 
 
@@ -43,10 +43,9 @@ class Options:
     coverage: bool = False
     fail_under: float | None = None
     pytest_args: tuple[str, ...] = ()
-    run_tests: bool = True
+    then: Literal["test", "keep", "teardown"] = "test"  # after setup: e2e, `inv up`, bench
     force_build: bool = False
     root: Path | None = None
-    bench: bool = False  # setup only, then teardown
 
 
 class Interrupted(KeyboardInterrupt):
@@ -54,15 +53,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def interruptible(cancel: threading.Event) -> Iterator[None]:
+def interruptible() -> Iterator[None]:
     """SIGTERM acts like Ctrl-C; a second signal exits at once (cleanup finds the rest)."""
     count = 0
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal count
         count += 1
-        cancel.set()
-        waits.CANCEL.set()
+        waits.CANCEL.set()  # every wait, and the setup DAG, stop at once
         if count > 1:
             sys.stderr.write("\ninterrupted twice: exiting now; `nox -s cleanup` removes what is left\n")
             os._exit(EXIT_INTERRUPTED)
@@ -101,7 +99,6 @@ class Run:
         self.cfg, self.opts = cfg, opts
         self.paths = RunPaths((opts.root or cfg.root).resolve(), new_run_id())
         self.timeline = Timeline()
-        self.cancel = threading.Event()
         self.runner = SubprocessRunner()
         self.podman = make_podman(cfg, self.runner, self.paths.root)
         self.stack: Stack | None = None
@@ -109,9 +106,7 @@ class Run:
         self.failure: BaseException | None = None
         self.kind_of_failure = ""  # infrastructure | tests | coverage | interrupted
         self.tests: testrun.TestOutcome | None = None
-
-    def timed(self, name: str) -> _Timed:
-        return _Timed(self.timeline, name)
+        self.setup_seconds: float | None = None  # from the run's start to the stack being up
 
     def execute(self) -> int:
         handler = _setup_logging(self.paths)
@@ -120,7 +115,7 @@ class Run:
         say(f"run {self.paths.run_id}: artifacts in {self.paths.artifacts}")
         code = EXIT_INFRA
         try:
-            with interruptible(self.cancel):
+            with interruptible():
                 try:
                     code = self._main()
                 except Interrupted as sig:
@@ -147,8 +142,8 @@ class Run:
             )
             return EXIT_USAGE
         try:
-            with self.timed("plan"):
-                host_ports = ports.allocate(cfg, check=False)  # preflight explains a busy port
+            with self.timeline.timed("plan"):
+                host_ports = ports.allocate(cfg)
                 plan = plan_images(cfg, coverage=opts.coverage, toolchain=go_version(self.runner))
                 rendered = render_stack(cfg, plan, opts.coverage)
             for name, ref in plan.refs.items():
@@ -163,9 +158,8 @@ class Run:
                 cluster=opts.reuse or resource_name(self.paths.run_id),
                 reuse=bool(opts.reuse),
             )
-            if opts.coverage:  # GOCOVERDIR must exist and be writable before the binaries start
-                for svc in cfg.services:
-                    make_open_dir(self.paths.covdata / svc.name)
+            if opts.coverage:
+                gocoverage.prepare_dirs(self.paths.covdata, cfg.names())
             platform = make_platform(choice.name, ctx)
             self.stack = Stack(cfg, self.paths, platform, plan, rendered)
             (self.paths.artifacts / "manifests.rendered.yaml").write_text(rendered.yaml())
@@ -177,24 +171,23 @@ class Run:
                     timeline=self.timeline,
                     reporter=reporter,
                     parallel=not opts.sequential,
-                    cancel=self.cancel,
+                    cancel=waits.CANCEL,
                     force_build=opts.force_build,
                     preflight=lambda: doctor.preflight(
                         cfg, self.runner, self.podman, self.paths.root, choice.name
                     ),
                 )
-        except (PhaseFailed, ports.PortBusy, Exception) as err:
-            if isinstance(err, KeyboardInterrupt):
-                raise
+        except Exception as err:  # noqa: BLE001 - any setup failure is reported, diagnosed, torn down
             self.failure, self.kind_of_failure = err, "infrastructure"
             say(f"SETUP FAILED: {err}")
             return EXIT_INFRA
+        self.setup_seconds = self.timeline.now()
         state_file = state.write(self.paths, self.stack.state())
         for name, url in self.stack.endpoints().items():
             say(f"endpoint {name}: {url}")
-        if not opts.run_tests:
+        if opts.then != "test":
             return EXIT_OK
-        with self.timed("tests"):
+        with self.timeline.timed("tests"):
             self.tests = testrun.run_suite(
                 cfg,
                 self.runner,
@@ -210,11 +203,9 @@ class Run:
         return code
 
     def _coverage(self, code: int) -> int:
-        from infra import gocoverage
-
         assert self.stack is not None
         try:
-            with self.timed("coverage"):
+            with self.timeline.timed("coverage"):
                 report = gocoverage.collect_run(self.stack.platform, self.runner)
         except gocoverage.CoverageError as err:
             self.failure, self.kind_of_failure = err, "coverage"
@@ -235,13 +226,12 @@ class Run:
         failed = bool(self.kind_of_failure)
         if failed:
             self._diagnostics()  # before anything is removed
-        up_only = not self.opts.run_tests and not self.opts.bench
-        keep = self.opts.keep or up_only or (failed and os.environ.get(KEEP_ENV) == "1")
+        keep = self.opts.keep or self.opts.then == "keep" or (failed and os.environ.get(KEEP_ENV) == "1")
         if self.stack is not None and keep:
             runlock.mark_kept(self.paths.run_id)
             self._print_kept()
         elif self.stack is not None:
-            with self.timed("teardown"):
+            with self.timeline.timed("teardown"):
                 try:
                     self.stack.platform.teardown()
                 except Exception as err:  # noqa: BLE001 - report; cleanup finishes it
@@ -254,7 +244,7 @@ class Run:
 
     def _diagnostics(self) -> None:
         platform = self.stack.platform if self.stack else None
-        with self.timed("diagnostics"):
+        with self.timeline.timed("diagnostics"):
             where = diagnostics.collect(
                 self.paths.diagnostics,
                 config=self.cfg,
@@ -271,10 +261,7 @@ class Run:
         for name, url in self.stack.endpoints().items():
             say(f"  {name}: {url}")
         say(f"  run the suite:  E2E_STATE_FILE={self.paths.state_file} pytest {self.cfg.tests.path}")
-        if self.stack.platform.name == "kind":
-            say(f"  inspect:        kubectl --kubeconfig {self.paths.kubeconfig} get pods -A")
-        else:
-            say(f"  inspect:        podman ps --filter label=io.e2e-harness.run={self.paths.run_id}")
+        say(f"  inspect:        {self.stack.platform.inspect_command()}")
         say(f"  remove it:      inv down --run-id {self.paths.run_id}")
 
     def _write_timings(self) -> None:
@@ -285,6 +272,7 @@ class Run:
             "mode": "sequential" if self.opts.sequential else "parallel",
             "coverage": self.opts.coverage,
             "built": self.stack.built if self.stack else {},
+            "setup_seconds": round(self.setup_seconds, 3) if self.setup_seconds is not None else None,
             "phases": [t.as_dict() for t in sorted(self.timeline.timings, key=lambda t: t.start)],
             "total_seconds": round(total, 3),
         }
@@ -322,19 +310,6 @@ class Run:
         say("")
         say(text.rstrip())
         say(f"artifacts: {self.paths.artifacts}")
-
-
-class _Timed:
-    def __init__(self, timeline: Timeline, name: str) -> None:
-        self.timeline, self.name, self.start = timeline, name, 0.0
-
-    def __enter__(self) -> _Timed:
-        self.start = self.timeline.now()
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        status = "ok" if exc_type is None else "failed"
-        self.timeline.add(Timing(self.name, self.start, self.timeline.now(), status))
 
 
 def _first_lines(err: BaseException | None, count: int = 4) -> str:

@@ -14,8 +14,7 @@ from infra import config as config_mod
 from infra.build import ImagePlan
 from infra.config import Config
 from infra.manifests import Rendered
-from infra.names import resource_name
-from infra.paths import RunPaths
+from infra.paths import RunPaths, build_dir, state_dir
 from infra.phases import Phase, Reporter, Timeline, run_phases
 from infra.platform import Context, Platform
 from infra.podman_cli import Podman, podman_env
@@ -26,17 +25,23 @@ log = logging.getLogger("infra.stack")
 
 
 def make_podman(config: Config, runner: Runner, root: Path) -> Podman:
-    return Podman(runner, podman_env(root / ".e2e"), timeout=config.timeouts.command)
+    return Podman(runner, podman_env(state_dir(root)), timeout=config.timeouts.command)
 
 
-def make_platform(name: str, ctx: Context) -> Platform:
+def platform_class(name: str) -> Any:
+    """Imported on demand: the podman path never loads the kubernetes client."""
     if name == "podman":
         from infra.platform_podman import PodmanPlatform
 
-        return PodmanPlatform(ctx)
+        return PodmanPlatform
     from infra.platform_kind import KindPlatform
 
-    return KindPlatform(ctx)
+    return KindPlatform
+
+
+def make_platform(name: str, ctx: Context) -> Platform:
+    platform: Platform = platform_class(name)(ctx)
+    return platform
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Stack:
 
     def state(self) -> dict[str, Any]:
         ctx = self.platform.ctx
+        own = self.platform.state()
         return {
             "run_id": self.paths.run_id,
             "platform": self.platform.name,
@@ -64,17 +70,12 @@ class Stack:
             "images": {k: str(v) for k, v in self.plan.refs.items()},
             "coverage": ctx.coverage,
             "host_ports": {str(k): v for k, v in ctx.host_ports.items()},
-            "kubeconfig": str(self.paths.kubeconfig) if self.platform.name == "kind" else None,
-            "cluster": ctx.cluster or None,
-            "reuse": ctx.reuse,
-            "namespace": _namespace(self.config, self.paths.run_id),
+            # for people and tools reading the file; the platform's own state is below
+            "kubeconfig": own.get("kubeconfig"),
+            "namespace": own.get("namespace"),
             "artifacts": str(self.paths.artifacts),
-            "platform_state": self.platform.state(),
+            "platform_state": own,
         }
-
-
-def _namespace(config: Config, run_id: str) -> str:
-    return resource_name(run_id, config.platform.namespace)
 
 
 def setup_phases(
@@ -93,15 +94,9 @@ def setup_phases(
     def builder(name: str) -> Phase:
         def run() -> None:
             outcome = build.build_image(
-                cfg,
-                cfg.service(name),
-                plan.ref(name),
-                coverage=plan.coverage,
-                runner=runner,
-                podman=podman,
-                build_root=stack.paths.build_dir.resolve(),
-                force=force_build,
-            )
+                cfg, plan, name, runner=runner, podman=podman,
+                build_root=build_dir(stack.paths.root).resolve(), force=force_build,
+            )  # fmt: skip
             stack.built[name] = outcome.built
 
         return Phase(f"build:{name}", run, first)
@@ -112,7 +107,7 @@ def setup_phases(
         phases.append(
             Phase(
                 "load",
-                lambda: plat.load_images([str(r) for r in plan.all()]),
+                lambda: plat.load_images(plan.all()),
                 ("cluster", *[f"build:{s.name}" for s in cfg.services]),
             )
         )
@@ -175,6 +170,7 @@ def bring_up(
 def platform_from_state(state: RunState, runner: Runner | None = None) -> Platform:
     """Rebuild the platform handle of a running stack (E2E fixtures, `inv down`)."""
     data = state.data
+    own = data["platform_state"]
     cfg = config_mod.load(data["config"])
     runner = runner or SubprocessRunner()
     root = Path(data["root"])
@@ -185,16 +181,11 @@ def platform_from_state(state: RunState, runner: Runner | None = None) -> Platfo
         podman=make_podman(cfg, runner, root),
         coverage=bool(data.get("coverage")),
         host_ports={int(k): int(v) for k, v in data.get("host_ports", {}).items()},
-        cluster=data.get("cluster") or "",
-        reuse=bool(data.get("reuse")),
+        cluster=own.get("cluster", ""),
+        reuse=bool(own.get("reuse")),
     )
-    if data["platform"] == "podman":
-        from infra.platform_podman import PodmanPlatform
-
-        return PodmanPlatform.from_state(ctx, data["platform_state"])
-    from infra.platform_kind import KindPlatform
-
-    return KindPlatform.from_state(ctx, data["platform_state"])
+    platform: Platform = platform_class(data["platform"]).from_state(ctx, own)
+    return platform
 
 
 def render_stack(cfg: Config, plan: ImagePlan, coverage: bool) -> Rendered:

@@ -34,10 +34,6 @@ class RunState:
     def endpoints(self) -> dict[str, str]:
         return dict(self.data["endpoints"])
 
-    @property
-    def root(self) -> Path:
-        return Path(self.data["root"])
-
 
 def write(paths: RunPaths, data: dict[str, Any]) -> Path:
     paths.run_dir.mkdir(parents=True, exist_ok=True)

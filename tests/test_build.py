@@ -10,7 +10,7 @@ from infra import build
 from infra.build import BuildOutcome, ImagePlan, build_image, go_build_argv, plan_images, save_images
 from infra.config import Config
 from infra.config import parse as parse_config
-from infra.images import ImageRef, content_tag
+from infra.images import ImageRef, content_tag, tree_digest
 from infra.podman_cli import Podman
 from infra.proc import CommandError, RecordingRunner
 
@@ -28,7 +28,9 @@ def missing_images_runner() -> RecordingRunner:
 
 def test_plan_images_qualifies_and_tags_from_content(repo_cfg: Config) -> None:
     plan = plan_images(repo_cfg, coverage=False, toolchain="go1.22.5")
-    tag = content_tag(SERVICES, main="./gateway", build_args={}, coverage=False, toolchain="go1.22.5")
+    tag = content_tag(
+        tree_digest(SERVICES), main="./gateway", build_args={}, coverage=False, toolchain="go1.22.5"
+    )
     assert plan.ref("gateway") == ImageRef("localhost/e2e-harness/gateway", tag)
     assert plan.ref("datastore").repository == "localhost/e2e-harness/datastore"
     assert [str(r) for r in plan.all()] == [str(plan.ref("datastore")), str(plan.ref("gateway"))]
@@ -66,6 +68,16 @@ def test_go_build_argv(repo_cfg: Config, tmp_path: Path) -> None:
     ]
 
 
+def build_one(
+    cfg: Config, name: str, ref: ImageRef, runner: RecordingRunner, build_root: Path, *,
+    coverage: bool = False, podman: Podman | None = None, force: bool = False,
+) -> BuildOutcome:  # fmt: skip
+    """build_image of a one-service plan: the ref and coverage the plan says."""
+    plan = ImagePlan({name: ref}, coverage=coverage)
+    return build_image(cfg, plan, name, runner=runner, podman=podman or Podman(runner),
+                       build_root=build_root, force=force)  # fmt: skip
+
+
 @pytest.mark.parametrize("coverage", [False, True])
 def test_build_image_runs_go_build_then_podman_build(
     repo_cfg: Config, tmp_path: Path, coverage: bool
@@ -76,15 +88,7 @@ def test_build_image_runs_go_build_then_podman_build(
         "localhost/e2e-harness/gateway", "cov-0123456789abcdef" if coverage else "0123456789abcdef"
     )
     root = tmp_path / "build"
-    outcome = build_image(
-        repo_cfg,
-        repo_cfg.service("gateway"),
-        ref,
-        coverage=coverage,
-        runner=runner,
-        podman=podman,
-        build_root=root,
-    )
+    outcome = build_one(repo_cfg, "gateway", ref, runner, root, coverage=coverage, podman=podman)
     assert outcome == BuildOutcome("gateway", ref, built=True)
     # a fresh context dir per build (concurrent runs may build the same tag)
     ctx = Path(runner.calls[1].argv[-2]).parent
@@ -120,15 +124,7 @@ def test_build_image_runs_go_build_then_podman_build(
 def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()  # `podman image exists` answers 0
     ref = ImageRef("localhost/e2e-harness/datastore", "abc")
-    outcome = build_image(
-        repo_cfg,
-        repo_cfg.service("datastore"),
-        ref,
-        coverage=False,
-        runner=runner,
-        podman=Podman(runner),
-        build_root=tmp_path,
-    )
+    outcome = build_one(repo_cfg, "datastore", ref, runner, tmp_path)
     assert outcome.built is False
     assert runner.argvs() == [("podman", "image", "exists", "localhost/e2e-harness/datastore:abc")]
 
@@ -136,16 +132,7 @@ def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path
 def test_force_builds_without_asking(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()
     ref = ImageRef("localhost/e2e-harness/datastore", "abc")
-    build_image(
-        repo_cfg,
-        repo_cfg.service("datastore"),
-        ref,
-        coverage=False,
-        runner=runner,
-        podman=Podman(runner),
-        build_root=tmp_path,
-        force=True,
-    )
+    build_one(repo_cfg, "datastore", ref, runner, tmp_path, force=True)
     assert [a[:2] for a in runner.argvs()] == [("go", "build"), ("podman", "build")]
 
 
@@ -154,15 +141,7 @@ def test_failed_go_build_names_the_service_and_builds_no_image(repo_cfg: Config,
     runner.on(["go", "build"], stdout="main.go:3: syntax error", returncode=1)
     ref = ImageRef("localhost/e2e-harness/gateway", "abc")
     with pytest.raises(CommandError) as info:
-        build_image(
-            repo_cfg,
-            repo_cfg.service("gateway"),
-            ref,
-            coverage=False,
-            runner=runner,
-            podman=Podman(runner),
-            build_root=tmp_path / "b",
-        )
+        build_one(repo_cfg, "gateway", ref, runner, tmp_path / "b")
     assert "fix the Go build of service 'gateway'" in str(info.value)
     assert "syntax error" in str(info.value)
     assert not any(a[:2] == ("podman", "build") for a in runner.argvs())
@@ -210,15 +189,7 @@ def test_containerfile_service_is_built_by_podman_with_cover_goflags(
     cfg = containerfile_config(tmp_path, build_args)
     runner = missing_images_runner()
     ref = ImageRef("localhost/team/api", "t1")
-    outcome = build_image(
-        cfg,
-        cfg.service("api"),
-        ref,
-        coverage=coverage,
-        runner=runner,
-        podman=Podman(runner),
-        build_root=tmp_path / "b",
-    )
+    outcome = build_one(cfg, "api", ref, runner, tmp_path / "b", coverage=coverage)
     assert outcome.built
     src = tmp_path.resolve() / "src"
     labels = LABELS_ON if coverage else LABELS_OFF

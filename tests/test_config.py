@@ -67,7 +67,7 @@ def test_a_teams_own_config_file_elsewhere(tmp_path: Path) -> None:
     assert cfg.path(cfg.manifests[0]) == tmp_path.resolve() / "deploy" / "api.yaml"
     assert api.image == "team/api"
     # defaults
-    assert api.port == 8080 and api.host_port == 0 and api.ready_path == "/ready"
+    assert api.host_port == 0 and api.ready_path == "/ready"
     assert cfg.timeouts.build == 300 and cfg.platform.namespace == "e2e"
     assert cfg.path(Path("/abs/x")) == Path("/abs/x")
 

@@ -13,6 +13,7 @@ from infra import image_tasks
 from infra.build import ImagePlan
 from infra.config import Config
 from infra.images import ImageRef
+from infra.kind_cli import load_archive_args
 from infra.names import InvalidName
 from infra.podman_cli import Podman
 from infra.proc import CommandError, RecordingRunner, Result
@@ -29,20 +30,14 @@ def write_archive(path: Path, repo_tags: list[list[str] | None]) -> Path:
     return path
 
 
-def test_kind_load_argv() -> None:
-    assert image_tasks.kind_load_argv(Path("/a/images.tar"), "e2eh-x") == [
-        "kind",
-        "load",
-        "image-archive",
-        "/a/images.tar",
-        "--name",
-        "e2eh-x",
-    ]
+def test_kind_load_args() -> None:
+    args = load_archive_args(Path("/a/images.tar"), "e2eh-x")
+    assert args == ["load", "image-archive", "/a/images.tar", "--name", "e2eh-x"]
 
 
-def test_kind_load_argv_rejects_a_bad_cluster_name() -> None:
+def test_kind_load_args_reject_a_bad_cluster_name() -> None:
     with pytest.raises(InvalidName, match="invalid cluster name 'Bad Name'"):
-        image_tasks.kind_load_argv(Path("/a.tar"), "Bad Name")
+        load_archive_args(Path("/a.tar"), "Bad Name")
 
 
 def test_archive_repotags_reads_every_entry(tmp_path: Path) -> None:
@@ -56,11 +51,12 @@ def test_archive_repotags_reads_every_entry(tmp_path: Path) -> None:
     ]
 
 
-def test_load_runs_kind_with_the_provider(tmp_path: Path) -> None:
+def test_load_runs_kind_with_the_provider_and_podmans_conf(tmp_path: Path) -> None:
     runner = RecordingRunner()
-    image_tasks.load(runner, tmp_path / "a.tar", "e2eh-x", "podman", timeout=33)
+    podman = Podman(runner, env={"CONTAINERS_CONF": "/c.conf"})
+    image_tasks.load(runner, podman, tmp_path / "a.tar", "e2eh-x", "podman", timeout=33)
     assert runner.argvs() == [("kind", "load", "image-archive", str(tmp_path / "a.tar"), "--name", "e2eh-x")]
-    assert runner.calls[0].env == {"KIND_EXPERIMENTAL_PROVIDER": "podman"}
+    assert runner.calls[0].env == {"CONTAINERS_CONF": "/c.conf", "KIND_EXPERIMENTAL_PROVIDER": "podman"}
     assert runner.calls[0].timeout == 33
 
 
@@ -68,7 +64,7 @@ def test_load_failure_hints_at_the_cluster(tmp_path: Path) -> None:
     runner = RecordingRunner()
     runner.on(["kind", "load"], returncode=1, stdout="ERROR: no nodes found for cluster")
     with pytest.raises(CommandError, match=r"is kind cluster 'e2eh-x' running\? `kind get clusters`"):
-        image_tasks.load(runner, tmp_path / "a.tar", "e2eh-x", "podman", timeout=1)
+        image_tasks.load(runner, Podman(runner), tmp_path / "a.tar", "e2eh-x", "podman", timeout=1)
 
 
 def test_save_reports_the_archives_repotags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,19 +80,8 @@ def test_save_reports_the_archives_repotags(tmp_path: Path, capsys: pytest.Captu
     plan = ImagePlan({"a": ImageRef.parse("team/a:1"), "b": ImageRef.parse("team/b:2")}, coverage=False)
     archive = tmp_path / "out" / "images.tar"
     image_tasks.save(Podman(runner), plan, ["a", "b"], archive, timeout=10)
-    assert runner.argvs() == [
-        (
-            "podman",
-            "save",
-            "--format",
-            "docker-archive",
-            "-m",
-            "-o",
-            str(archive),
-            "localhost/team/a:1",
-            "localhost/team/b:2",
-        )
-    ]
+    # the save argv itself is build.save_images' (tests/test_build.py); here: what it reports
+    assert [a[:2] for a in runner.argvs()] == [("podman", "save")]
     out = capsys.readouterr().out
     assert "RepoTags ['localhost/team/a:1', 'localhost/team/b:2']" in out
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.images import ImageRef, build_inputs, content_tag, qualify, same_image_id
+from infra.images import ImageRef, build_inputs, content_tag, qualify, same_image_id, tree_digest
 from infra.names import InvalidName
 
 # -- ImageRef / qualify -----------------------------------------------------------
@@ -57,9 +57,8 @@ def test_qualify() -> None:
     assert qualify(qualify("team/api")) == "localhost/team/api"
 
 
-def test_short_name_and_ordering() -> None:
+def test_refs_order_by_repository() -> None:
     a, b = ImageRef.parse("team/a:1"), ImageRef.parse("team/b:1")
-    assert a.short_name == "a"
     assert sorted([b, a]) == [a, b]
 
 
@@ -114,7 +113,7 @@ def src(tmp_path: Path) -> Path:
 def tag_of(src: Path, **kw: object) -> str:
     args: dict[str, object] = {"main": "./cmd/api", "build_args": {}, "coverage": False}
     args.update(kw)
-    return content_tag(src, **args)  # type: ignore[arg-type]
+    return content_tag(tree_digest(src), **args)  # type: ignore[arg-type]
 
 
 def test_content_tag_is_stable_and_a_valid_tag(src: Path) -> None:

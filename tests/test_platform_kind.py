@@ -175,8 +175,6 @@ def test_kind_config_mounts_the_runs_covdata_on_every_node(kit: Callable[..., Ki
     assert len(doc["nodes"]) == 3
     for node in doc["nodes"]:
         assert node["extraMounts"] == [{"hostPath": str(covdata), "containerPath": "/coverdata"}]
-    assert covdata.is_dir()
-    assert stat.S_IMODE(covdata.stat().st_mode) == 0o777  # writable for any container user
 
 
 def test_create_passes_the_node_image(kit: Callable[..., Kit]) -> None:

@@ -182,7 +182,7 @@ def test_a_failing_test_is_reported_and_sets_the_exit_code(isolated: Path) -> No
 
 def test_sigkilled_service_is_named_when_collecting_coverage(isolated: Path) -> None:
     cfg = config.load(isolated)
-    run = Run(cfg, Options(config=str(isolated), platform="podman", coverage=True, run_tests=False))
+    run = Run(cfg, Options(config=str(isolated), platform="podman", coverage=True, then="keep"))
     assert run.execute() == 0
     plat = platform_from_state(state.load(run.paths.state_file))
     try:

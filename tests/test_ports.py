@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import ports
+from infra import doctor, ports
 from infra.config import Config, parse
+from infra.podman_cli import Podman
+from infra.proc import RecordingRunner
 
 
 @pytest.fixture
@@ -52,7 +54,8 @@ def test_allocate_keeps_a_fixed_free_port(tmp_path: Path) -> None:
     assert ports.allocate(cfg) == {30090: port}
 
 
-def test_allocate_refuses_a_busy_fixed_port(tmp_path: Path, busy_port: int) -> None:
+def test_a_busy_fixed_port_is_named_by_preflight(tmp_path: Path, busy_port: int) -> None:
+    """allocate keeps the configured port; preflight is the one place that says it is taken."""
     cfg = parse(
         {
             "manifests": [],
@@ -62,8 +65,8 @@ def test_allocate_refuses_a_busy_fixed_port(tmp_path: Path, busy_port: int) -> N
         },
         tmp_path / "e2e.toml",
     )
-    with pytest.raises(ports.PortBusy) as info:
-        ports.allocate(cfg)
-    msg = str(info.value)
-    assert f"port 127.0.0.1:{busy_port} (host_port of service 'api'" in msg
-    assert "already in use" in msg and "host_port = 0" in msg
+    assert ports.allocate(cfg) == {30090: busy_port}
+    (check,) = doctor.check_ports(cfg, Podman(RecordingRunner()))
+    assert not check.ok
+    assert f"127.0.0.1:{busy_port} (host_port of api) is in use" in check.line()
+    assert "host_port = 0" in check.line()

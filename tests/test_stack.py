@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from infra import build, images, waits
 from infra.config import Config
+from infra.images import ImageRef
 from infra.manifests import Rendered
 from infra.paths import RunPaths
 from infra.phases import PhaseFailed, Timeline, Timing
@@ -39,8 +41,8 @@ class FakePlatform:
     def create(self) -> None:
         self._rec("create")
 
-    def load_images(self, refs: list[str]) -> None:
-        self._rec("load", tuple(refs))
+    def load_images(self, refs: Sequence[ImageRef]) -> None:
+        self._rec("load", tuple(str(r) for r in refs))
 
     def verify_images(self, rendered: Rendered) -> None:
         self._rec("verify", tuple(sorted(rendered.image_refs())))
@@ -206,7 +208,7 @@ def test_run_main_computes_the_tag_once_per_run(
     runner = RecordingRunner()
     runner.on(["go", "env", "GOVERSION"], stdout="go1.22.5\n")
     runner.on(["podman", "image", "exists"], returncode=1)
-    run = run_mod.Run(repo_cfg, run_mod.Options(platform="kind", run_tests=False, root=tmp_path))
+    run = run_mod.Run(repo_cfg, run_mod.Options(platform="kind", then="keep", root=tmp_path))
     run.runner, run.podman = runner, Podman(runner)
     run.paths.artifacts.mkdir(parents=True)  # execute() makes it (run.log) before _main()
     assert run._main() == run_mod.EXIT_OK

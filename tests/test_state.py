@@ -28,7 +28,7 @@ def test_write_then_load_by_path(tmp_path: Path) -> None:
     loaded = state.load(written)
     assert loaded.data == DATA
     assert loaded.path == written.resolve()
-    assert (loaded.run_id, loaded.platform, loaded.root) == (RUN_ID, "kind", Path("/r"))
+    assert (loaded.run_id, loaded.platform) == (RUN_ID, "kind")
     assert loaded.endpoints == {"gateway": "http://127.0.0.1:41080"}
 
 
