@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
+
+from infra import waits
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ def assert_problem(resp: requests.Response, status: int, *, detail_contains: str
 
 
 class WaitTimeout(AssertionError):
-    pass
+    """An expired wait is a test failure, not an error."""
 
 
 def wait_for(
@@ -92,28 +93,21 @@ def wait_for(
 ) -> T:
     """Call fetch until until(value) holds; return that value.
 
-    On expiry raise an AssertionError saying what was awaited, for how long,
-    and the last value seen (or the last exception fetch raised).
+    The harness's own deadline poll (infra.waits): on expiry it says what was
+    awaited, for how long, and the last value seen or the last error fetch raised.
     """
-    deadline = time.monotonic() + timeout
-    attempts = 0
-    last: Any = None
-    last_err: BaseException | None = None
-    while True:
-        attempts += 1
+
+    def probe() -> waits.Observation[T]:
         try:
-            last = fetch()
-            last_err = None
-            if until(last):
-                return last
+            value = fetch()
         except (requests.RequestException, ValueError) as err:
-            last_err = err
-        if time.monotonic() >= deadline:
-            seen = f"last error: {last_err!r}" if last_err is not None else f"last seen: {show(last)}"
-            raise WaitTimeout(
-                f"timed out after {timeout:.1f}s ({attempts} attempts) waiting for {what}; {seen}"
-            )
-        time.sleep(interval)
+            return waits.Observation(False, f"error {err!r}")
+        return waits.Observation(until(value), show(value), value)
+
+    try:
+        return cast(T, waits.poll(what, probe, timeout=timeout, interval=interval))
+    except waits.WaitTimeout as err:
+        raise WaitTimeout(str(err)) from None
 
 
 def wait_for_response(
