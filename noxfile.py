@@ -35,6 +35,12 @@ def cleanup(session: nox.Session) -> None:
 
 
 @nox.session
+def node_image(session: nox.Session) -> None:
+    """Build the kind node image offline (Debian + Go module proxy), cached; loaded in seconds."""
+    _harness(session, "node-image")
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Time setup cold/warm and parallel/sequential on podman; writes artifacts/bench.json."""
     _harness(session, "bench")

@@ -94,6 +94,12 @@ def cleanup(c, config="", dry_run=False):
     _infra("cleanup", config=config, dry_run=dry_run)
 
 
+@task(help={"rebuild": "build even when the image or its cache archive exists", "config": CONFIG})
+def node_image(c, rebuild=False, config=""):
+    """Build the offline kind node image, or load it from the cache archive."""
+    _infra("node-image", config=config, rebuild=rebuild)
+
+
 @task(help={"platform": PLATFORM, "config": CONFIG})
 def doctor(c, platform="", config=""):
     """Check podman, Go, kind, ports and disk before a run; one line per problem."""
@@ -110,5 +116,6 @@ ns = Collection(
     coverage_report,
     clean_stale_clusters,
     cleanup,
+    node_image,
     doctor,
 )

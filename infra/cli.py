@@ -126,6 +126,14 @@ def cmd_cleanup(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node_image(ns: argparse.Namespace) -> int:
+    from infra.nodeimage import cache
+
+    cfg, runner, podman = _tools(ns)
+    cache.ensure(runner, podman, rebuild=ns.rebuild, report=artifacts_dir(cfg.root) / "node-image.json")
+    return 0
+
+
 def cmd_bench(ns: argparse.Namespace) -> int:
     from infra import bench
 
@@ -195,6 +203,9 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.choices["cleanup"].add_argument(
         "--keep-images", action="store_true", help="keep the harness's cached images"
+    )
+    command("node-image", cmd_node_image, "build or load the offline kind node image").add_argument(
+        "--rebuild", action="store_true", help="build even when the image or its cache archive exists"
     )
     bp = command("bench", cmd_bench, "time setup cold/warm, parallel/sequential on podman")
     bp.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")

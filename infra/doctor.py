@@ -7,19 +7,22 @@ earlier run is explained in seconds instead of surfacing as a timeout.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import ports
+from infra import hostfixes, ports
 from infra.config import Config
 from infra.names import RUN_LABEL
+from infra.nodeimage import versions
 from infra.podman_cli import Podman, needs_containers_conf
 from infra.proc import CommandError, Runner
 
 MIN_PODMAN = (4, 0)
 MIN_GO = (1, 22)
+MIN_KIND = (0, 33)  # the first kind that speaks kubeadm v1beta4 to a 1.37 node
 MIN_FREE_BYTES = 2 * 1024**3
 PROBE_SOURCE = "package main\n\nfunc main() {}\n"
 
@@ -122,6 +125,42 @@ def _port_holder(podman: Podman, port: int) -> str:
     return ""
 
 
+def kind_checks(config: Config, podman: Podman) -> list[Check]:
+    """The node image, and each host condition the harness patches around (detected, not assumed)."""
+    from infra.nodeimage import cache, select
+
+    configured = config.platform.kind_node_image
+    found = select.available(podman, configured)
+    st = cache.status(podman)
+    checks = [
+        Check(
+            "kind node image",
+            bool(found),
+            found or "none in podman's store or the cache",
+            f"build the offline one: `nox -s node_image` ({cache.BUILD_COST})"
+            if not configured
+            else f"`podman load -i` {configured}, or leave platform.kind_node_image empty",
+        ),
+    ]
+    if str(st.image) not in found:
+        checks.append(Check("offline node image", True, f"{st.state}: {st.line()}"))
+    for fix in hostfixes.detect():
+        checks.append(Check(f"host fix: {fix.name}", True, f"{fix.detected} -> applied: {fix.remedy}"))
+    modules = hostfixes.LIB_MODULES
+    if not modules.exists():
+        root = os.geteuid() == 0
+        checks.append(
+            Check(
+                f"host fix: {modules}",
+                root,
+                "missing (kind mounts it into every node)"
+                + ("; the harness creates an empty one" if root else ""),
+                f"sudo mkdir -p {modules}",
+            )
+        )
+    return checks
+
+
 def check_disk(path: Path) -> Check:
     free = shutil.disk_usage(path).free
     ok = free >= MIN_FREE_BYTES
@@ -150,10 +189,11 @@ def run_checks(config: Config, runner: Runner, podman: Podman, root: Path, platf
                 runner,
                 "kind",
                 ["kind", "version"],
-                None,
-                "go install sigs.k8s.io/kind@v0.27.0 (then add ~/go/bin to PATH)",
+                MIN_KIND,
+                f"go install sigs.k8s.io/kind@{versions.KIND} (then add ~/go/bin to PATH)",
             )
         )
+        checks += kind_checks(config, podman)
     if checks[0].ok and checks[1].ok:
         checks.append(check_podman_runs(runner, podman, root / ".e2e"))
     checks += check_ports(config, podman)

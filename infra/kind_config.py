@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,17 @@ def render(
     workers: int,
     host_ports: Mapping[int, int],
     mounts: Mapping[Path, str],
+    kubeadm_patches: Sequence[str] = (),
+    containerd_patches: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Add workers, NodePort -> 127.0.0.1 mappings (control plane) and mounts (every node)."""
+    """Add workers, NodePort -> 127.0.0.1 mappings (control plane), mounts (every node), host patches."""
     cfg = copy.deepcopy(dict(base))
+    for key, extra in (
+        ("kubeadmConfigPatches", kubeadm_patches),
+        ("containerdConfigPatches", containerd_patches),
+    ):
+        if extra:
+            cfg[key] = [*cfg.get(key, []), *extra]
     nodes = [n for n in cfg.get("nodes") or [{"role": "control-plane"}] if n.get("role") != "worker"]
     nodes += [n for n in cfg.get("nodes") or [] if n.get("role") == "worker"]
     have = sum(1 for n in nodes if n.get("role") == "worker")

@@ -11,19 +11,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 FIELD_MANAGER = "e2e-harness"
+API_NAME = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+"""Each workload kind through its own apps/v1 API (a StatefulSet is not a Deployment)."""
 
 
 class KubeApi(Protocol):
     def ensure_namespace(self, name: str, labels: dict[str, str]) -> None: ...
     def delete_namespace(self, name: str) -> None: ...
+    def namespace_exists(self, name: str) -> bool: ...
     def apply(self, doc: dict[str, Any], namespace: str) -> None: ...
-    def deployment(self, name: str, namespace: str) -> dict[str, Any]: ...
+    def workload(self, kind: str, name: str, namespace: str) -> dict[str, Any]: ...
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def pod_log(
         self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None
     ) -> str: ...
-    def scale(self, name: str, namespace: str, replicas: int) -> None: ...
-    def restart(self, name: str, namespace: str) -> None: ...
+    def follow_log(self, name: str, namespace: str, *, timeout: float) -> str: ...
+    def scale(self, kind: str, name: str, namespace: str, replicas: int) -> None: ...
+    def restart(self, kind: str, name: str, namespace: str) -> None: ...
+    def patch(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None: ...
     def events(self, namespace: str) -> list[dict[str, Any]]: ...
 
 
@@ -55,6 +60,22 @@ class RealKubeApi:
             if err.status != 404:
                 raise
 
+    def namespace_exists(self, name: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._core.read_namespace(name)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    def _apps_call(self, verb: str, kind: str) -> Any:
+        if kind not in API_NAME:
+            raise ValueError(f"{kind} is not a workload kind the harness manages: {sorted(API_NAME)}")
+        return getattr(self._apps, f"{verb}_namespaced_{API_NAME[kind]}")
+
     def apply(self, doc: dict[str, Any], namespace: str) -> None:
         res = self._dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
         self._dyn.server_side_apply(  # type: ignore[no-untyped-call]
@@ -65,8 +86,10 @@ class RealKubeApi:
             force_conflicts=True,
         )
 
-    def deployment(self, name: str, namespace: str) -> dict[str, Any]:
-        return self._dict(self._apps.read_namespaced_deployment(name, namespace))
+    def workload(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        obj = self._dict(self._apps_call("read", kind)(name, namespace))
+        obj.setdefault("kind", kind)
+        return obj
 
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         items = self._core.list_namespaced_pod(namespace, label_selector=selector).items
@@ -78,15 +101,37 @@ class RealKubeApi:
             kwargs["tail_lines"] = tail
         return str(self._core.read_namespaced_pod_log(name, namespace, **kwargs))
 
-    def scale(self, name: str, namespace: str, replicas: int) -> None:
-        self._apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+    def follow_log(self, name: str, namespace: str, *, timeout: float) -> str:
+        """The pod's log until its container ends (or `timeout` passes with no output)."""
+        resp: Any = self._core.read_namespaced_pod_log(
+            name, namespace, follow=True, _preload_content=False, _request_timeout=(5, timeout)
+        )
+        chunks: list[bytes] = []
+        try:
+            for chunk in resp.stream(4096):
+                chunks.append(chunk)
+        except Exception as err:  # noqa: BLE001 - keep what came; say why it stopped
+            chunks.append(f"\n(log stream ended: {err})\n".encode())
+        finally:
+            resp.release_conn()
+        return b"".join(chunks).decode(errors="replace")
 
-    def restart(self, name: str, namespace: str) -> None:
+    def scale(self, kind: str, name: str, namespace: str, replicas: int) -> None:
+        if kind == "DaemonSet":
+            raise ValueError(f"DaemonSet {name} cannot be scaled; the kind platform patches its nodeSelector")
+        self._apps_call("patch", kind)  # refuses an unknown kind
+        scale = getattr(self._apps, f"patch_namespaced_{API_NAME[kind]}_scale")
+        scale(name, namespace, {"spec": {"replicas": replicas}})
+
+    def restart(self, kind: str, name: str, namespace: str) -> None:
         now = dt.datetime.now(dt.UTC).isoformat()
         patch = {
             "spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}
         }
-        self._apps.patch_namespaced_deployment(name, namespace, patch)
+        self.patch(kind, name, namespace, patch)
+
+    def patch(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None:
+        self._apps_call("patch", kind)(name, namespace, body)
 
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return [self._dict(e) for e in self._core.list_namespaced_event(namespace).items]

@@ -76,11 +76,15 @@ def choose(requested: str, config: Config, podman: Podman) -> Choice:
     """auto: kind when the kind binary and a usable node image are here, else podman."""
     if requested in ("kind", "podman"):
         return Choice(requested, "requested with --platform")
+    from infra.nodeimage import select
+
     kind = shutil.which("kind")
     if kind is None:
         return Choice("podman", "auto: no kind binary on PATH")
-    image = config.platform.kind_node_image or "kindest/node"
-    found = podman("images", "--quiet", "--filter", f"reference={image}", check=False).stdout.strip()
-    if not found:
-        return Choice("podman", f"auto: kind at {kind} but no node image {image} in podman's store")
-    return Choice("kind", f"auto: kind at {kind} and node image {image} present")
+    image = select.available(podman, config.platform.kind_node_image)
+    if not image:
+        return Choice(
+            "podman",
+            f"auto: kind at {kind} but no node image (kindest/node, or the offline one: `nox -s node_image`)",
+        )
+    return Choice("kind", f"auto: kind at {kind} and node image {image}")

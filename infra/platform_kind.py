@@ -1,24 +1,31 @@
 """The real cluster: kind (podman provider), driven by argv and the Kubernetes API.
 
 Every kind call gets --name (and --kubeconfig where it takes one) so the
-user's ~/.kube/config and other clusters are never touched.
+user's ~/.kube/config and other clusters are never touched. Images in the
+nodes are read with `ctr -n k8s.io`, which every kind node has (crictl is not
+in every node image).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infra import kind_config, waits
+from infra import hostfixes, kind_config, waits
 from infra.build import save_images
+from infra.console import say
 from infra.images import ImageRef, same_image_id
 from infra.kind_cli import load_archive_args, run_kind
 from infra.kube import KubeApi, RealKubeApi
 from infra.manifests import WORKLOAD_KINDS, Doc, Rendered
 from infra.names import LABEL, RUN_LABEL, check_dns_label, resource_name
+from infra.paths import make_open_dir
 from infra.platform import Context, ImageMissing, PlatformError
 from infra.proc import CommandError, tail
 
@@ -35,6 +42,38 @@ FATAL_REASONS = {
     "CreateContainerError",
     "RunContainerError",
 }
+CTR = ("ctr", "--namespace", "k8s.io")
+STOPPED_LABEL = "io.e2e-harness/stopped"
+"""A DaemonSet cannot scale to 0: a nodeSelector no node matches stops its pods gracefully."""
+SCALABLE = ("Deployment", "StatefulSet")
+
+
+def workload_id(kind: str, name: str) -> str:
+    return f"{kind}/{name}"
+
+
+def split_id(ident: str) -> tuple[str, str]:
+    kind, name = ident.split("/", 1)
+    return kind, name
+
+
+def rollout(obj: dict[str, Any]) -> tuple[bool, str]:
+    """Whether a Deployment, StatefulSet or DaemonSet is rolled out, and what was seen."""
+    kind, spec, status = obj.get("kind", ""), obj.get("spec", {}), obj.get("status") or {}
+    observed = status.get("observedGeneration", 0) >= obj.get("metadata", {}).get("generation", 0)
+    if kind == "DaemonSet":
+        want = status.get("desiredNumberScheduled", 0)
+        ready, updated = status.get("numberReady", 0), status.get("updatedNumberScheduled", 0)
+        available = status.get("numberAvailable", 0)
+        seen = f"scheduled {want}, updated {updated}, ready {ready}, available {available}"
+        return observed and want > 0 and ready == updated == available == want, seen
+    want = int(spec.get("replicas", 1))
+    replicas, updated = status.get("replicas", 0), status.get("updatedReplicas", 0)
+    ready_key = "readyReplicas" if kind == "StatefulSet" else "availableReplicas"
+    ready = status.get(ready_key, 0)
+    word = "ready" if kind == "StatefulSet" else "available"
+    seen = f"replicas {replicas}, updated {updated}, {word} {ready} of {want}"
+    return observed and replicas == updated == ready == want, seen
 
 
 class KindPlatform:
@@ -46,8 +85,11 @@ class KindPlatform:
         self.namespace = resource_name(ctx.run_id, ctx.config.platform.namespace)
         self.provider = ctx.config.platform.kind_provider
         self.kubeconfig = ctx.paths.kubeconfig
-        self.deployments: dict[str, list[str]] = {}
-        self.replicas: dict[str, int] = {}
+        self.workloads: dict[str, list[str]] = {}  # service -> ["Deployment/name", ...]
+        self.replicas: dict[str, int] = {}  # "Deployment/name" -> replicas as deployed
+        self.node_image = ""
+        self.past_logs: dict[str, list[str]] = {}  # service -> logs of pods a restart/stop ended
+        self._ended_pods: set[str] = set()
         self._api_factory = api_factory
         self._api: KubeApi | None = None
 
@@ -84,70 +126,127 @@ class KindPlatform:
     def config_doc(self) -> dict[str, Any]:
         cfg = self.ctx.config
         mounts = {self.ctx.paths.covdata.resolve(): cfg.coverage.mount} if self.ctx.coverage else {}
+        fixes = hostfixes.detect()
         return kind_config.render(
             kind_config.load_base(cfg.path(cfg.platform.kind_config)),
             workers=cfg.platform.kind_workers,
             host_ports=self.ctx.host_ports,
             mounts=mounts,
+            kubeadm_patches=[f.kubeadm_patch for f in fixes if f.kubeadm_patch],
+            containerd_patches=[f.containerd_patch for f in fixes if f.containerd_patch],
         )
 
     def create(self) -> None:
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
         if self.ctx.reuse:
-            if self.cluster not in self.clusters():
-                raise PlatformError(
-                    f"--reuse {self.cluster}: no such kind cluster; next: `kind get clusters`"
-                )
-            self.kind("export", "kubeconfig", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig))
+            self._reuse()
         else:
-            if self.cluster in self.clusters():
-                raise PlatformError(
-                    f"kind cluster {self.cluster} already exists (node(s) of an earlier run); "
-                    "next: `inv clean-stale-clusters --older-than 0s`"
-                )
-            cfg_file = kind_config.dump(self.config_doc(), self.ctx.paths.run_dir / "kind-config.yaml")
-            argv = [
-                "create",
-                "cluster",
-                "--name",
-                self.cluster,
-                "--config",
-                str(cfg_file),
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--wait",
-                "120s",
-            ]
-            if self.ctx.config.platform.kind_node_image:
-                argv += ["--image", self.ctx.config.platform.kind_node_image]
-            self.kind(
-                *argv,
-                timeout=self.ctx.config.timeouts.cluster,
-                hint=f"see `kind export logs --name {self.cluster}`; a leftover? `inv clean-stale-clusters`",
-            )
+            self._create_cluster()
         if self.kubeconfig.exists():
             self.kubeconfig.chmod(0o600)
         self.api.ensure_namespace(self.namespace, {LABEL: "true", RUN_LABEL: self.ctx.run_id})
 
-    def node_image_id(self, node: str, ref: str) -> str:
-        out = self.node_exec(node, "crictl", "inspecti", "-o", "json", ref, check=False)
-        try:
-            return str(json.loads(out)["status"]["id"])
-        except (ValueError, KeyError, TypeError):
-            return ""
+    def _create_cluster(self) -> None:
+        if self.cluster in self.clusters():
+            raise PlatformError(
+                f"kind cluster {self.cluster} already exists (node(s) of an earlier run); "
+                "next: `inv clean-stale-clusters --older-than 0s`"
+            )
+        from infra.nodeimage import select
+
+        note = hostfixes.ensure_lib_modules()
+        if note:
+            say(f"host fix: {note}")
+        for fix in hostfixes.detect():
+            say(f"host fix: {fix.name} ({fix.detected}) -> {fix.remedy}")
+        choice = select.node_image(self.ctx.runner, self.ctx.podman, self.ctx.config.platform.kind_node_image)
+        self.node_image = choice.image
+        say(f"kind node image: {choice.image} ({choice.reason})")
+        if self.ctx.coverage:  # kind refuses an extraMount whose host directory is missing
+            make_open_dir(self.ctx.paths.covdata)
+        cfg_file = kind_config.dump(self.config_doc(), self.ctx.paths.run_dir / "kind-config.yaml")
+        self.kind(
+            "create", "cluster", "--name", self.cluster, "--config", str(cfg_file),
+            "--kubeconfig", str(self.kubeconfig), "--image", choice.image, "--wait", "120s",
+            timeout=self.ctx.config.timeouts.cluster,
+            hint=f"see `kind export logs --name {self.cluster}`; a leftover? `inv clean-stale-clusters`",
+        )  # fmt: skip
+
+    def _reuse(self) -> None:
+        """An existing cluster: its own port mappings, this run's namespace made afresh."""
+        if self.cluster not in self.clusters():
+            raise PlatformError(f"--reuse {self.cluster}: no such kind cluster; next: `kind get clusters`")
+        self.kind("export", "kubeconfig", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig))
+        self.ctx.host_ports = self._mapped_ports()
+        if self.api.namespace_exists(self.namespace):
+            self.api.delete_namespace(self.namespace)
+            waits.poll(
+                f"namespace {self.namespace} of cluster {self.cluster} to be deleted (reset for this run)",
+                lambda: waits.Observation(not self.api.namespace_exists(self.namespace), "still terminating"),
+                timeout=self.ctx.config.timeouts.deploy,
+                interval=0.5,
+            )
+
+    def _mapped_ports(self) -> dict[int, int]:
+        """NodePort -> 127.0.0.1 port, as the reused cluster's control-plane container publishes them."""
+        node = f"{self.cluster}-control-plane"
+        out = self.ctx.podman("port", node, check=False).stdout
+        found = {
+            int(m.group(1)): int(m.group(2))
+            for m in re.finditer(r"^(\d+)/tcp -> 127\.0\.0\.1:(\d+)$", out, re.MULTILINE)
+        }
+        wanted = {s.node_port for s in self.ctx.config.services if s.node_port}
+        missing = sorted(wanted - set(found))
+        if missing:
+            raise PlatformError(
+                f"--reuse {self.cluster}: NodePort(s) {missing} are not published on 127.0.0.1 by {node}; "
+                "next: make the cluster with the harness (`inv up --platform kind`), or add "
+                "extraPortMappings for them"
+            )
+        return {port: found[port] for port in wanted}
+
+    # -- images ---------------------------------------------------------------------
+    def node_refs(self, node: str) -> dict[str, str]:
+        """Image reference -> manifest digest, as the node's containerd lists them."""
+        out = self.node_exec(node, *CTR, "images", "list")
+        refs = {}
+        for line in out.splitlines()[1:]:
+            cols = line.split()
+            if len(cols) >= 3 and cols[2].startswith("sha256:"):
+                refs[cols[0]] = cols[2]
+        return refs
+
+    def config_digest(self, node: str, digest: str) -> str:
+        """The image ID (config digest) behind a manifest or index digest in a node."""
+        for _ in range(3):  # index -> manifest -> config
+            doc = json.loads(self.node_exec(node, *CTR, "content", "get", digest, check=False) or "{}")
+            if "config" in doc:
+                return str(doc["config"]["digest"])
+            manifests = [
+                m
+                for m in doc.get("manifests", [])
+                if m.get("platform", {}).get("architecture") in (None, "amd64")
+            ]
+            if not manifests:
+                return ""
+            digest = manifests[0]["digest"]
+        return ""
 
     def load_images(self, refs: Sequence[ImageRef]) -> None:
-        """podman save + kind load image-archive, skipping images every node holds."""
+        """podman save + kind load image-archive, skipping images every node holds by ID."""
         nodes = self.nodes()
         if not nodes:
             raise PlatformError(f"kind cluster {self.cluster} has no nodes; next: `kind get clusters`")
+        held = {node: self.node_refs(node) for node in nodes}
         missing = []
         for ref in refs:
             local = self.ctx.podman.image_id(ref)
-            if not all(same_image_id(local, self.node_image_id(n, str(ref))) for n in nodes):
+            ids = [self.config_digest(n, held[n][str(ref)]) if str(ref) in held[n] else "" for n in nodes]
+            if not all(same_image_id(local, i) for i in ids):
                 missing.append(ref)
         if not missing:
             log.info("all %d images already in the nodes of %s: load skipped", len(refs), self.cluster)
+            say(f"images: all {len(refs)} already in every node of {self.cluster} (same IDs): load skipped")
             return
         archive, timeout = self.ctx.paths.archive, self.ctx.config.timeouts.load
         try:
@@ -155,6 +254,7 @@ class KindPlatform:
             self.kind(*load_archive_args(archive, self.cluster), timeout=timeout)
         finally:
             archive.unlink(missing_ok=True)
+        say(f"images: loaded {', '.join(map(str, missing))} into {', '.join(nodes)}")
 
     def verify_images(self, rendered: Rendered) -> None:
         """Every referenced image must be in every node before anything waits on it."""
@@ -163,8 +263,7 @@ class KindPlatform:
             return
         problems = []
         for node in self.nodes():
-            listing = json.loads(self.node_exec(node, "crictl", "images", "-o", "json") or "{}")
-            have = {t for img in listing.get("images", []) for t in img.get("repoTags") or []}
+            have = set(self.node_exec(node, *CTR, "images", "list", "--quiet").split())
             problems += [
                 f"{ref} (used by {who}) is not in node {node}"
                 for ref, who in sorted(wanted.items())
@@ -176,55 +275,55 @@ class KindPlatform:
                 "exactly as built (see `inv images`) and loaded with `inv load-image`"
             )
 
+    # -- workloads -------------------------------------------------------------------
     def deploy(self, service: str, docs: list[Doc]) -> None:
         for doc in docs:
             self.api.apply(doc, self.namespace)
             if doc["kind"] in WORKLOAD_KINDS:
-                self.deployments.setdefault(service, []).append(doc["metadata"]["name"])
-                self.replicas[doc["metadata"]["name"]] = int(doc["spec"].get("replicas", 1))
+                ident = workload_id(doc["kind"], doc["metadata"]["name"])
+                self.workloads.setdefault(service, []).append(ident)
+                self.replicas[ident] = int(doc["spec"].get("replicas", 1))
+
+    def _get(self, ident: str) -> dict[str, Any]:
+        kind, name = split_id(ident)
+        obj = self.api.workload(kind, name, self.namespace)
+        obj.setdefault("kind", kind)
+        return obj
 
     def wait_ready(self, service: str) -> None:
-        for name in self.deployments.get(service, []):
+        for ident in self.workloads.get(service, []):
+            kind, name = split_id(ident)
             waits.poll(
-                f"deployment {name} in namespace {self.namespace} to roll out",
-                lambda n=name: self._rollout(n),  # type: ignore[misc]
+                f"{kind.lower()} {name} in namespace {self.namespace} to roll out",
+                lambda i=ident: self._rollout(i),  # type: ignore[misc]
                 timeout=self.ctx.config.timeouts.ready,
                 interval=0.5,
-                hint=f"kubectl --kubeconfig {self.kubeconfig} -n {self.namespace} describe deployment {name}",
+                hint=f"{self.inspect_command().rsplit(' get ', 1)[0]} describe {kind.lower()} {name}",
             )
 
-    def _rollout(self, name: str) -> waits.Observation[None]:
-        dep = self.api.deployment(name, self.namespace)
-        spec, status = dep.get("spec", {}), dep.get("status", {})
-        want = int(spec.get("replicas", 1))
-        seen = (
-            f"replicas {status.get('replicas', 0)}, updated {status.get('updatedReplicas', 0)}, "
-            f"available {status.get('availableReplicas', 0)} of {want}"
-        )
-        done = (
-            status.get("observedGeneration", 0) >= dep.get("metadata", {}).get("generation", 0)
-            and status.get("updatedReplicas", 0) == want
-            and status.get("availableReplicas", 0) == want
-            and status.get("replicas", 0) == want
-        )
+    def _rollout(self, ident: str) -> waits.Observation[None]:
+        obj = self._get(ident)
+        done, seen = rollout(obj)
         if not done:
-            self._raise_if_stuck(name, spec)
+            self._raise_if_stuck(ident, obj.get("spec", {}))
         return waits.Observation(done, seen)
 
     def _selector(self, spec: dict[str, Any]) -> str:
         labels = spec.get("selector", {}).get("matchLabels", {})
         return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
-    def _raise_if_stuck(self, name: str, spec: dict[str, Any]) -> None:
+    def _raise_if_stuck(self, ident: str, spec: dict[str, Any]) -> None:
+        kind, name = split_id(ident)
         for pod in self.api.pods(self.namespace, self._selector(spec)):
             pod_name = pod["metadata"]["name"]
-            for cs in pod.get("status", {}).get("containerStatuses") or []:
+            status = pod.get("status", {})
+            for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
                 waiting = (cs.get("state") or {}).get("waiting") or {}
                 reason = waiting.get("reason", "")
                 if reason not in FATAL_REASONS:
                     continue
                 msg = (
-                    f"deployment {name}: pod {pod_name} container {cs.get('name')} is {reason}: "
+                    f"{kind.lower()} {name}: pod {pod_name} container {cs.get('name')} is {reason}: "
                     f"{waiting.get('message', '')} (image {cs.get('image')})"
                 )
                 if reason == "CrashLoopBackOff":
@@ -239,48 +338,98 @@ class KindPlatform:
             self.api.delete_namespace(self.namespace)
             return
         self.kind(
-            "delete",
-            "cluster",
-            "--name",
-            self.cluster,
-            "--kubeconfig",
-            str(self.kubeconfig),
+            "delete", "cluster", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig),
             timeout=self.ctx.config.timeouts.cluster,
-        )
+        )  # fmt: skip
         self.kubeconfig.unlink(missing_ok=True)
 
     # -- the handle the E2E suite uses -----------------------------------------
-    def _names(self, service: str) -> list[str]:
-        if service not in self.deployments:
-            raise PlatformError(f"no service {service!r} in this run; known: {sorted(self.deployments)}")
-        return self.deployments[service]
+    def _idents(self, service: str) -> list[str]:
+        if service not in self.workloads:
+            raise PlatformError(f"no service {service!r} in this run; known: {sorted(self.workloads)}")
+        return self.workloads[service]
+
+    @contextmanager
+    def _keeping_logs(self, service: str) -> Iterator[None]:
+        """Follow the logs of the pods a restart or stop is about to end, to their last line.
+
+        On podman a restarted container keeps its log; a replaced pod's log is
+        gone with the pod, so `logs()` would lose what the old process said.
+        """
+        pods = [
+            p["metadata"]["name"]
+            for ident in self._idents(service)
+            for p in self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {})))
+        ]
+        texts: dict[str, str] = {}
+        timeout = self.ctx.config.timeouts.stop + 30
+
+        def follow(pod: str) -> None:
+            try:
+                texts[pod] = self.api.follow_log(pod, self.namespace, timeout=timeout)
+            except Exception as err:  # noqa: BLE001 - a log we could not read is said, not fatal
+                texts[pod] = f"(log of {pod} unavailable: {err})\n"
+
+        threads = [threading.Thread(target=follow, args=(p,), daemon=True) for p in pods]
+        for t in threads:
+            t.start()
+        yield
+        for t in threads:
+            t.join(timeout)
+        self.past_logs.setdefault(service, []).extend(texts.get(p, "") for p in pods)
+        self._ended_pods.update(pods)
 
     def restart(self, service: str) -> None:
-        for name in self._names(service):
-            self.api.restart(name, self.namespace)
-        self.wait_ready(service)
+        with self._keeping_logs(service):
+            for ident in self._idents(service):
+                kind, name = split_id(ident)
+                self.api.restart(kind, name, self.namespace)
+            self.wait_ready(service)
+        self._wait_served(service)
+
+    def _stop_one(self, ident: str) -> None:
+        kind, name = split_id(ident)
+        if kind in SCALABLE:
+            self.api.scale(kind, name, self.namespace, 0)
+        else:
+            self.api.patch(kind, name, self.namespace, _node_selector("true"))
 
     def stop(self, service: str) -> None:
-        for name in self._names(service):
-            self.api.scale(name, self.namespace, 0)
-            self._wait_pods_gone(name)
+        with self._keeping_logs(service):
+            for ident in self._idents(service):
+                self._stop_one(ident)
+                self._wait_pods_gone(ident)
 
     def start(self, service: str) -> None:
-        for name in self._names(service):
-            self.api.scale(name, self.namespace, self.replicas.get(name, 1))
+        for ident in self._idents(service):
+            kind, name = split_id(ident)
+            if kind in SCALABLE:
+                self.api.scale(kind, name, self.namespace, self.replicas.get(ident, 1))
+            else:
+                self.api.patch(kind, name, self.namespace, _node_selector(None))
         self.wait_ready(service)
+        self._wait_served(service)
+
+    def _wait_served(self, service: str) -> None:
+        """Rolled out is not yet reachable: kube-proxy and the NodePort path follow a moment later."""
+        if service not in self.ctx.config.names():
+            return  # objects deployed outside a configured service have no endpoint
+        svc = self.ctx.config.service(service)
+        if svc.node_port and svc.ready_path:
+            url = self.ctx.endpoint(service) + svc.ready_path
+            waits.wait_http(url, timeout=self.ctx.config.timeouts.ready, what=f"service {service} at {url}")
 
     def logs(self, service: str) -> str:
-        out = []
-        for name in self._names(service):
-            spec = self.api.deployment(name, self.namespace).get("spec", {})
-            for pod in self.api.pods(self.namespace, self._selector(spec)):
-                out.append(self.api.pod_log(pod["metadata"]["name"], self.namespace))
+        """Everything the service's processes logged in this run, oldest pods first."""
+        out = list(self.past_logs.get(service, []))
+        for ident in self._idents(service):
+            for pod in self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {}))):
+                if pod["metadata"]["name"] not in self._ended_pods:
+                    out.append(self.api.pod_log(pod["metadata"]["name"], self.namespace))
         return "".join(out)
 
-    def _wait_pods_gone(self, name: str) -> None:
-        spec = self.api.deployment(name, self.namespace).get("spec", {})
-        selector = self._selector(spec)
+    def _wait_pods_gone(self, ident: str) -> None:
+        selector = self._selector(self._get(ident).get("spec", {}))
 
         def probe() -> waits.Observation[None]:
             pods = self.api.pods(self.namespace, selector)
@@ -288,40 +437,45 @@ class KindPlatform:
                 not pods, f"{len(pods)} pod(s) left: {[p['metadata']['name'] for p in pods]}"
             )
 
+        kind, name = split_id(ident)
         waits.poll(
-            f"pods of deployment {name} to be gone",
+            f"pods of {kind.lower()} {name} to be gone",
             probe,
             timeout=self.ctx.config.timeouts.stop + 30,
             interval=0.5,
         )
 
     def stop_gracefully(self) -> dict[str, str]:
-        """Scale every deployment to 0 and wait until its pods are gone (counters flush)."""
+        """Scale every workload to 0 (DaemonSets: no node matches) and wait until its pods are gone."""
         done = {}
-        for service, names in self.deployments.items():
-            for name in names:
-                self.api.scale(name, self.namespace, 0)
-            for name in names:
-                self._wait_pods_gone(name)
-            done[service] = f"scaled {', '.join(names)} to 0; pods gone"
+        for service, idents in self.workloads.items():
+            for ident in idents:
+                self._stop_one(ident)
+            for ident in idents:
+                self._wait_pods_gone(ident)
+            done[service] = f"stopped {', '.join(idents)}; pods gone"
         return done
 
     def collect_diagnostics(self, into: Path) -> None:
+        """Pods (describe-equivalent), events, current and previous logs, node logs: before teardown."""
         into.mkdir(parents=True, exist_ok=True)
         try:
             self.kind(
-                "export",
-                "logs",
-                str(into / "kind-logs"),
-                "--name",
-                self.cluster,
+                "export", "logs", str(into / "kind-logs"), "--name", self.cluster,
                 timeout=self.ctx.config.timeouts.cluster,
-            )
+            )  # fmt: skip
         except CommandError as err:
             (into / "kind-export-logs.error.txt").write_text(str(err))
         pods = self.api.pods(self.namespace, "")
         (into / "pods.json").write_text(json.dumps(pods, indent=2, default=str))
         (into / "events.json").write_text(json.dumps(self.api.events(self.namespace), indent=2, default=str))
+        workloads: dict[str, Any] = {}
+        for ident in (i for idents in self.workloads.values() for i in idents):
+            try:
+                workloads[ident] = self._get(ident)
+            except Exception as err:  # noqa: BLE001 - a missing object is itself a finding
+                workloads[ident] = f"(cannot read: {err})"
+        (into / "workloads.json").write_text(json.dumps(workloads, indent=2, default=str))
         for pod in pods:
             name = pod["metadata"]["name"]
             for previous in (False, True):
@@ -341,13 +495,19 @@ class KindPlatform:
             "reuse": self.ctx.reuse,
             "namespace": self.namespace,
             "kubeconfig": str(self.kubeconfig),
-            "deployments": self.deployments,
+            "node_image": self.node_image,
+            "workloads": self.workloads,
             "replicas": self.replicas,
         }
 
     @classmethod
     def from_state(cls, ctx: Context, state: dict[str, Any]) -> KindPlatform:
         plat = cls(ctx)  # cluster and namespace follow from ctx, as when the run made them
-        plat.deployments = {k: list(v) for k, v in state.get("deployments", {}).items()}
+        plat.workloads = {k: list(v) for k, v in state.get("workloads", {}).items()}
         plat.replicas = {k: int(v) for k, v in state.get("replicas", {}).items()}
+        plat.node_image = str(state.get("node_image", ""))
         return plat
+
+
+def _node_selector(value: str | None) -> dict[str, Any]:
+    return {"spec": {"template": {"spec": {"nodeSelector": {STOPPED_LABEL: value}}}}}

@@ -80,6 +80,7 @@ class Runner(Protocol):
         check: bool = True,
         capture: bool = True,
         hint: str = "",
+        stream_to: Path | None = None,
     ) -> Result: ...
 
 
@@ -93,6 +94,10 @@ def _checked(result: Result, check: bool, hint: str) -> Result:
     if check and result.returncode != 0:
         raise CommandError(result.argv, result.returncode, result.stdout + result.stderr, hint)
     return result
+
+
+def _read(path: Path | None) -> str:
+    return path.read_text(errors="replace") if path and path.exists() else ""
 
 
 def _as_text(data: str | bytes | None) -> str:
@@ -114,11 +119,14 @@ class SubprocessRunner:
         check: bool = True,
         capture: bool = True,
         hint: str = "",
+        stream_to: Path | None = None,
     ) -> Result:
+        """stream_to: write stdout+stderr to that file as they come (long steps tail it)."""
         args = _argv(argv)
         full_env = {**os.environ, **(env or {})}
         log.info("$ %s%s", shlex.join(args), f"  (cwd {cwd})" if cwd else "")
         start = time.monotonic()
+        sink = stream_to.open("w") if stream_to else None
         try:
             proc = subprocess.run(  # noqa: S603 - the one chokepoint; argv lists only
                 args,
@@ -128,7 +136,8 @@ class SubprocessRunner:
                 text=True,
                 errors="replace",
                 stdin=subprocess.DEVNULL,
-                capture_output=capture,
+                stdout=sink if sink else (subprocess.PIPE if capture else None),
+                stderr=subprocess.STDOUT if sink else (subprocess.PIPE if capture else None),
                 check=False,
             )
         except FileNotFoundError as exc:
@@ -138,8 +147,12 @@ class SubprocessRunner:
         except subprocess.TimeoutExpired as exc:
             out = _as_text(exc.stdout) + _as_text(exc.stderr)
             log.info("timed out after %.1fs: %s", timeout, args[0])
-            raise CommandTimeout(args, timeout, out) from exc
-        result = Result(args, proc.returncode, proc.stdout or "", proc.stderr or "", time.monotonic() - start)
+            raise CommandTimeout(args, timeout, out + _read(stream_to)) from exc
+        finally:
+            if sink:
+                sink.close()
+        stdout = _read(stream_to) if stream_to else proc.stdout or ""
+        result = Result(args, proc.returncode, stdout, proc.stderr or "", time.monotonic() - start)
         if capture and (result.stdout or result.stderr):
             log.debug("output of %s:\n%s%s", args[0], result.stdout, result.stderr)
         log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])
@@ -192,6 +205,7 @@ class RecordingRunner:
         check: bool = True,
         capture: bool = True,
         hint: str = "",
+        stream_to: Path | None = None,
     ) -> Result:
         args = _argv(argv)
         with self.lock:

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import waits
+from infra import hostfixes, waits
 from infra.build import ImagePlan
 from infra.config import Config
 from infra.images import ImageRef
 from infra.manifests import Rendered, load_docs, render
 from infra.names import LABEL, RUN_LABEL
+from infra.nodeimage import select
 from infra.paths import RunPaths
 from infra.platform import Context, ImageMissing, PlatformError
 from infra.platform_kind import KindPlatform
@@ -42,19 +43,27 @@ class FakeKube:
         self.deployment_status: Callable[[str], dict[str, Any]] = lambda name: READY
         self.pod_list: list[dict[str, Any]] = []
         self.log_text = ""
+        self.namespaces: set[str] = set()
+        self.kinds: dict[str, str] = {}  # name -> kind, when not a Deployment
 
     def ensure_namespace(self, name: str, labels: dict[str, str]) -> None:
         self.calls.append(("ensure_namespace", name, labels))
 
     def delete_namespace(self, name: str) -> None:
         self.calls.append(("delete_namespace", name))
+        self.namespaces.discard(name)
+
+    def namespace_exists(self, name: str) -> bool:
+        self.calls.append(("namespace_exists", name))
+        return name in self.namespaces
 
     def apply(self, doc: dict[str, Any], namespace: str) -> None:
         self.calls.append(("apply", f"{doc['kind']}/{doc['metadata']['name']}", namespace))
 
-    def deployment(self, name: str, namespace: str) -> dict[str, Any]:
-        self.calls.append(("deployment", name, namespace))
+    def workload(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        self.calls.append(("workload", kind, name, namespace))
         return {
+            "kind": kind,
             "metadata": {"name": name, "generation": 1},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}},
             "status": self.deployment_status(name),
@@ -68,12 +77,20 @@ class FakeKube:
         self.calls.append(("pod_log", name, namespace, previous, tail))
         return self.log_text
 
-    def scale(self, name: str, namespace: str, replicas: int) -> None:
-        self.calls.append(("scale", name, namespace, replicas))
+    def follow_log(self, name: str, namespace: str, *, timeout: float) -> str:
+        self.calls.append(("follow_log", name, namespace))
+        return f"last words of {name}\n"
+
+    def scale(self, kind: str, name: str, namespace: str, replicas: int) -> None:
+        self.calls.append(("scale", kind, name, namespace, replicas))
         self.pod_list = []
 
-    def restart(self, name: str, namespace: str) -> None:
-        self.calls.append(("restart", name, namespace))
+    def restart(self, kind: str, name: str, namespace: str) -> None:
+        self.calls.append(("restart", kind, name, namespace))
+
+    def patch(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None:
+        self.calls.append(("patch", kind, name, namespace, body))
+        self.pod_list = []
 
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return []
@@ -102,8 +119,23 @@ class Kit:
         return self.ctx.paths.run_dir
 
 
+NODE_IMAGE = "localhost/e2e-harness/kind-node:v1.37.2-0123456789abcdef"
+
+
 @pytest.fixture
-def kit(tmp_path: Path, make_cfg: Callable[..., Config]) -> Callable[..., Kit]:
+def kit(
+    tmp_path: Path, make_cfg: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Kit]:
+    chosen: list[str] = []
+
+    def node_image(runner: object, podman: object, configured: str) -> select.Choice:
+        chosen.append(configured)
+        return select.Choice(configured or NODE_IMAGE, "test")
+
+    monkeypatch.setattr(select, "node_image", node_image)
+    monkeypatch.setattr(hostfixes, "detect", lambda: [])
+    monkeypatch.setattr(hostfixes, "ensure_lib_modules", lambda: "")
+
     def make(*, coverage: bool = False, reuse: bool = False, cluster: str = "", **sections: Any) -> Kit:
         sections.setdefault("timeouts", {"ready": 3, "stop": 1})
         cfg = make_cfg(**sections)
@@ -142,6 +174,8 @@ def test_create_issues_get_clusters_then_create_with_run_files(kit: Callable[...
             str(cfg_file),
             "--kubeconfig",
             str(kubeconfig),
+            "--image",
+            NODE_IMAGE,
             "--wait",
             "120s",
         ),
@@ -180,7 +214,8 @@ def test_kind_config_mounts_the_runs_covdata_on_every_node(kit: Callable[..., Ki
 def test_create_passes_the_node_image(kit: Callable[..., Kit]) -> None:
     k = kit(platform={"kind_node_image": "kindest/node:v1.30.0"})
     k.plat.create()
-    assert k.runner.argvs()[1][-2:] == ("--image", "kindest/node:v1.30.0")
+    argv = k.runner.argvs()[1]
+    assert argv[argv.index("--image") + 1] == "kindest/node:v1.30.0"
 
 
 def test_the_kubeconfig_is_made_private(kit: Callable[..., Kit]) -> None:
@@ -212,15 +247,34 @@ def test_an_existing_cluster_of_the_same_name_is_refused(kit: Callable[..., Kit]
 def test_reuse_exports_the_kubeconfig_instead_of_creating(kit: Callable[..., Kit]) -> None:
     k = kit(reuse=True, cluster="team-dev")
     k.runner.on(["kind", "get", "clusters"], stdout="team-dev\n")
+    k.runner.on(["podman", "port", "team-dev-control-plane"], stdout=PORTS)
+    k.api.namespaces.add(NAMESPACE)  # left by an earlier run on this cluster
     k.plat.create()
     assert k.runner.argvs() == [
         ("kind", "get", "clusters"),
         ("kind", "export", "kubeconfig", "--name", "team-dev", "--kubeconfig", str(k.run_dir / "kubeconfig")),
+        ("podman", "port", "team-dev-control-plane"),
     ]
-    assert all(c.env == PROVIDER_ENV for c in k.runner.calls)
+    assert all(c.env == PROVIDER_ENV for c in k.runner.calls if c.argv[0] == "kind")
+    assert [c[0] for c in k.api.calls] == [
+        "namespace_exists",
+        "delete_namespace",
+        "namespace_exists",
+        "ensure_namespace",
+    ]  # reset: deleted and gone before it is made again
     assert k.api.of("ensure_namespace") == [
         ("ensure_namespace", NAMESPACE, {LABEL: "true", RUN_LABEL: RUN_ID})
     ]
+    assert k.ctx.host_ports == {30080: 45080, 30081: 45081}  # the cluster's own mappings
+
+
+def test_reuse_refuses_a_cluster_that_does_not_publish_a_node_port(kit: Callable[..., Kit]) -> None:
+    k = kit(reuse=True, cluster="team-dev")
+    k.runner.on(["kind", "get", "clusters"], stdout="team-dev\n")
+    k.runner.on(["podman", "port", "team-dev-control-plane"], stdout="30080/tcp -> 127.0.0.1:45080\n")
+    with pytest.raises(PlatformError, match=r"NodePort\(s\) \[30081\] are not published on 127.0.0.1"):
+        k.plat.create()
+    assert k.api.of("ensure_namespace") == []
 
 
 def test_reuse_of_a_missing_cluster_is_refused(kit: Callable[..., Kit]) -> None:
@@ -231,23 +285,35 @@ def test_reuse_of_a_missing_cluster_is_refused(kit: Callable[..., Kit]) -> None:
     assert len(k.runner.calls) == 1
 
 
+PORTS = "30080/tcp -> 127.0.0.1:45080\n30081/tcp -> 127.0.0.1:45081\n6443/tcp -> 127.0.0.1:39999\n"
+
+
 # -- load_images ----------------------------------------------------------------------------
 
 NODES = ("c-control-plane", "c-worker")
 
 
+CTR = ("ctr", "--namespace", "k8s.io")
+
+
 def script_images(
     runner: RecordingRunner, local: dict[str, str], node: dict[tuple[str, str], str | None]
 ) -> None:
+    """local: ref -> podman image ID; node: (node, ref) -> the config digest it holds (None: absent)."""
     runner.on(["kind", "get", "nodes", "--name", CLUSTER], stdout="\n".join(NODES) + "\n")
     for ref, image_id in local.items():
         runner.on(["podman", "image", "inspect", "--format", "{{.Id}}", ref], stdout=image_id + "\n")
-    for (name, ref), image_id in node.items():
-        argv = ["podman", "exec", name, "crictl", "inspecti", "-o", "json", ref]
-        if image_id is None:  # crictl: image not found
-            runner.on(argv, stdout="", returncode=1)
-        else:
-            runner.on(argv, stdout=json.dumps({"status": {"id": image_id, "repoTags": [ref]}}))
+    for name in NODES:
+        rows = ["REF TYPE DIGEST SIZE PLATFORMS LABELS"]
+        for (n, ref), config in node.items():
+            if n == name and config is not None:
+                manifest = f"sha256:m{abs(hash((n, ref))):x}"
+                rows.append(
+                    f"{ref} application/vnd.oci.image.manifest.v1+json {manifest} 1.2 MiB linux/amd64 -"
+                )
+                doc = {"config": {"digest": config}, "layers": []}
+                runner.on(["podman", "exec", name, *CTR, "content", "get", manifest], stdout=json.dumps(doc))
+        runner.on(["podman", "exec", name, *CTR, "images", "list"], stdout="\n".join(rows) + "\n")
 
 
 def test_load_is_skipped_when_every_node_has_the_same_ids(kit: Callable[..., Kit]) -> None:
@@ -258,16 +324,15 @@ def test_load_is_skipped_when_every_node_has_the_same_ids(kit: Callable[..., Kit
         {(n, DS): "sha256:aaa" for n in NODES} | {(n, GW): "sha256:bbb" for n in NODES},
     )
     k.plat.load_images([DS, GW])
-    assert k.runner.argvs() == [
+    argvs = k.runner.argvs()
+    assert argvs[:3] == [
         ("kind", "get", "nodes", "--name", CLUSTER),
-        ("podman", "image", "inspect", "--format", "{{.Id}}", DS),
-        ("podman", "exec", NODES[0], "crictl", "inspecti", "-o", "json", DS),
-        ("podman", "exec", NODES[1], "crictl", "inspecti", "-o", "json", DS),
-        ("podman", "image", "inspect", "--format", "{{.Id}}", GW),
-        ("podman", "exec", NODES[0], "crictl", "inspecti", "-o", "json", GW),
-        ("podman", "exec", NODES[1], "crictl", "inspecti", "-o", "json", GW),
+        ("podman", "exec", NODES[0], *CTR, "images", "list"),
+        ("podman", "exec", NODES[1], *CTR, "images", "list"),
     ]
-    assert k.runner.calls[2].env == {"CONTAINERS_CONF": "/c.conf"}
+    assert sum(a[:2] == ("podman", "exec") and "content" in a for a in argvs) == 4  # 2 images x 2 nodes
+    assert not any(a[:2] in (("podman", "save"), ("kind", "load")) for a in argvs)
+    assert k.runner.calls[1].env == {"CONTAINERS_CONF": "/c.conf"}
 
 
 def test_only_missing_or_changed_images_are_saved_and_loaded(kit: Callable[..., Kit]) -> None:
@@ -320,26 +385,26 @@ def rendered_stack(cfg: Config, coverage: bool = False) -> Rendered:
     return render(cfg, load_docs(cfg), plan, coverage=coverage)
 
 
-def crictl_images(*tags: str) -> str:
-    return json.dumps({"images": [{"id": f"sha256:{i}", "repoTags": [t]} for i, t in enumerate(tags)]})
+def ctr_refs(*refs: str) -> str:
+    return "".join(f"{r}\n" for r in refs)
 
 
 def test_verify_images_passes_when_every_node_has_them(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\nn2\n")
-    k.runner.on(["podman", "exec"], stdout=crictl_images(DS, GW, "registry.k8s.io/pause:3.9"))
+    k.runner.on(["podman", "exec"], stdout=ctr_refs(DS, GW, "registry.k8s.io/pause:3.9"))
     k.plat.verify_images(rendered_stack(k.ctx.config))
     assert k.runner.argvs()[1:] == [
-        ("podman", "exec", "n1", "crictl", "images", "-o", "json"),
-        ("podman", "exec", "n2", "crictl", "images", "-o", "json"),
+        ("podman", "exec", "n1", *CTR, "images", "list", "--quiet"),
+        ("podman", "exec", "n2", *CTR, "images", "list", "--quiet"),
     ]
 
 
 def test_verify_images_names_the_missing_ref_and_node(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\nn2\n")
-    k.runner.on(["podman", "exec", "n1"], stdout=crictl_images(DS, GW))
-    k.runner.on(["podman", "exec", "n2"], stdout=crictl_images(DS))
+    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, GW))
+    k.runner.on(["podman", "exec", "n2"], stdout=ctr_refs(DS))
     with pytest.raises(ImageMissing) as info:
         k.plat.verify_images(rendered_stack(k.ctx.config))
     msg = str(info.value)
@@ -351,7 +416,7 @@ def test_verify_images_names_the_missing_ref_and_node(kit: Callable[..., Kit]) -
 def test_verify_images_does_not_accept_a_ref_without_localhost(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\n")
-    k.runner.on(["podman", "exec", "n1"], stdout=crictl_images(DS, GW.removeprefix("localhost/")))
+    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, GW.removeprefix("localhost/")))
     with pytest.raises(ImageMissing, match=f"{GW} \\(used by Deployment/gateway\\) is not in node n1"):
         k.plat.verify_images(rendered_stack(k.ctx.config))
 
@@ -379,7 +444,7 @@ def test_deploy_applies_through_the_api_in_the_runs_namespace(kit: Callable[...,
             "Service/gateway",
         ]
     )
-    assert k.plat.deployments == {"datastore": ["datastore"], "gateway": ["gateway"]}
+    assert k.plat.workloads == {"datastore": ["Deployment/datastore"], "gateway": ["Deployment/gateway"]}
     assert k.runner.calls == []  # no kubectl shell-outs
 
 
@@ -387,7 +452,7 @@ def test_wait_ready_returns_when_rolled_out(kit: Callable[..., Kit]) -> None:
     k = kit()
     deployed(k)
     k.plat.wait_ready("datastore")
-    assert k.api.of("deployment") == [("deployment", "datastore", NAMESPACE)]
+    assert k.api.of("workload") == [("workload", "Deployment", "datastore", NAMESPACE)]
 
 
 def pod(reason: str, message: str = "") -> dict[str, Any]:
@@ -420,7 +485,7 @@ def test_wait_ready_fails_at_once_on_err_image_never_pull(kit: Callable[..., Kit
     assert "deployment datastore: pod datastore-7c9f-abcde container datastore is ErrImageNeverPull" in msg
     assert f"(image {DS})" in msg
     assert "localhost/ prefix" in msg
-    assert len(k.api.of("deployment")) == 1
+    assert len(k.api.of("workload")) == 1
     assert k.api.of("pods") == [("pods", NAMESPACE, "app=datastore")]
 
 
@@ -445,7 +510,7 @@ def test_a_non_fatal_wait_reason_keeps_waiting(kit: Callable[..., Kit]) -> None:
     k.api.deployment_status = lambda name: next(answers)
     k.api.pod_list = [pod("ContainerCreating")]
     k.plat.wait_ready("datastore")
-    assert len(k.api.of("deployment")) == 2
+    assert len(k.api.of("workload")) == 2
 
 
 def test_wait_ready_timeout_says_what_it_saw(kit: Callable[..., Kit]) -> None:
@@ -456,6 +521,7 @@ def test_wait_ready_timeout_says_what_it_saw(kit: Callable[..., Kit]) -> None:
         k.plat.wait_ready("datastore")
     msg = str(info.value)
     assert f"waiting for deployment datastore in namespace {NAMESPACE} to roll out" in msg
+    assert "describe deployment datastore" in msg
     assert "last seen: replicas 1, updated 1, available 0 of 1" in msg
 
 
@@ -465,8 +531,8 @@ def test_wait_ready_timeout_says_what_it_saw(kit: Callable[..., Kit]) -> None:
 def test_stop_gracefully_scales_to_zero_and_waits_for_pods(kit: Callable[..., Kit]) -> None:
     k = kit()
     deployed(k)
-    assert k.plat.stop_gracefully() == {"datastore": "scaled datastore to 0; pods gone"}
-    assert k.api.of("scale") == [("scale", "datastore", NAMESPACE, 0)]
+    assert k.plat.stop_gracefully() == {"datastore": "stopped Deployment/datastore; pods gone"}
+    assert k.api.of("scale") == [("scale", "Deployment", "datastore", NAMESPACE, 0)]
     assert k.api.of("pods") == [("pods", NAMESPACE, "app=datastore")]
 
 
@@ -498,11 +564,11 @@ def test_state_round_trip(kit: Callable[..., Kit], monkeypatch: pytest.MonkeyPat
     assert state["cluster"] == CLUSTER and state["namespace"] == NAMESPACE
     assert state["kubeconfig"] == str(k.run_dir / "kubeconfig")
     again = KindPlatform.from_state(k.ctx, state)
-    assert (again.cluster, again.namespace, again.deployments, again.replicas) == (
+    assert (again.cluster, again.namespace, again.workloads, again.replicas) == (
         CLUSTER,
         NAMESPACE,
-        {"datastore": ["datastore"]},
-        {"datastore": 1},
+        {"datastore": ["Deployment/datastore"]},
+        {"Deployment/datastore": 1},
     )
 
 

@@ -1,0 +1,251 @@
+"""The kind platform on a real cluster: one cluster for the module, made from the node image.
+
+Skipped where kind or a node image is missing (`nox -s node_image` makes one).
+What it shows for real: the run's kubeconfig (0600, never ~/.kube/config),
+image load and its skip by ID, presence checks through ctr, each workload kind
+through its own API, fast failures naming their cause, a reused cluster, the
+diagnostics, and that nothing is left once the cluster is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import config, waits
+from infra.images import ImageRef
+from infra.manifests import Rendered
+from infra.names import new_run_id, resource_name
+from infra.nodeimage import select
+from infra.paths import RunPaths
+from infra.platform import Context, ImageMissing
+from infra.platform_kind import KindPlatform
+from infra.podman_cli import Podman, podman_env
+from infra.proc import Result, SubprocessRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SLEEPER = """\
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "crash" {
+		fmt.Println("crashing on purpose")
+		os.Exit(1)
+	}
+	fmt.Println("started")
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	<-sigs
+	fmt.Println("stopped")
+}
+"""
+
+
+def _podman() -> Podman:
+    return Podman(SubprocessRunner(), podman_env(REPO / ".e2e"))
+
+
+def _node_image() -> str:
+    if shutil.which("kind") is None or shutil.which("podman") is None:
+        return ""
+    return select.available(_podman(), "")
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not _node_image(), reason="kind or a node image missing (`nox -s node_image`)"),
+]
+
+
+class Spy(SubprocessRunner):
+    """Runs for real and remembers every argv."""
+
+    def __init__(self) -> None:
+        self.argvs: list[tuple[str, ...]] = []
+
+    def run(self, argv: Any, **kw: Any) -> Result:
+        self.argvs.append(tuple(argv))
+        return super().run(argv, **kw)
+
+
+def _kube_home_digest() -> str:
+    path = Path.home() / ".kube" / "config"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+
+
+@pytest.fixture(scope="module")
+def sleeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageRef]:
+    """A tiny static image built here: logs 'started', and 'stopped' on SIGTERM."""
+    work = tmp_path_factory.mktemp("sleeper")
+    (work / "main.go").write_text(SLEEPER)
+    (work / "go.mod").write_text("module sleeper\n\ngo 1.22\n")
+    rootfs = work / "rootfs"
+    rootfs.mkdir()
+    runner = SubprocessRunner()
+    runner.run(["go", "build", "-o", str(rootfs / "sleeper"), "."], timeout=300, cwd=work,
+               env={"CGO_ENABLED": "0"})  # fmt: skip
+    runner.run(["tar", "-C", str(rootfs), "-cf", str(work / "rootfs.tar"), "."], timeout=60)
+    ref = ImageRef("localhost/e2eh-test/sleeper", new_run_id())
+    _podman()("import", "--change", 'ENTRYPOINT ["/sleeper"]', str(work / "rootfs.tar"), str(ref))
+    yield ref
+    _podman()("rmi", "--force", str(ref), check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindPlatform]:
+    root = tmp_path_factory.mktemp("kindrun")
+    cfg = config.load(REPO / "e2e.toml")
+    runner = Spy()
+    ctx = Context(cfg, RunPaths(root, new_run_id()), runner, _podman(), coverage=True,
+                  host_ports={30080: 41180, 30081: 41181})  # fmt: skip
+    before = _kube_home_digest()
+    plat = KindPlatform(ctx)
+    try:
+        plat.create()
+        yield plat
+    finally:
+        plat.teardown()
+        assert _node_containers(plat.cluster) == []  # nothing left behind
+        assert not plat.kubeconfig.exists()
+        assert _kube_home_digest() == before  # never ~/.kube/config
+
+
+def _node_containers(cluster: str) -> list[object]:
+    out = _podman()("ps", "--all", "--format", "json", "--filter",
+                    f"label=io.x-k8s.kind.cluster={cluster}").stdout  # fmt: skip
+    return list(json.loads(out or "[]") or [])
+
+
+def _workload(kind: str, name: str, ref: ImageRef, *args: str, replicas: int | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {
+                "terminationGracePeriodSeconds": 5,
+                "containers": [
+                    {"name": "main", "image": str(ref), "imagePullPolicy": "Never", "args": list(args)}
+                ],
+            },
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "labels": {"app": name}},
+            "spec": spec}  # fmt: skip
+
+
+def test_the_cluster_is_the_runs_own(cluster: KindPlatform) -> None:
+    assert cluster.cluster == resource_name(cluster.ctx.run_id) in cluster.clusters()
+    assert stat.S_IMODE(cluster.kubeconfig.stat().st_mode) == 0o600
+    assert len(cluster.nodes()) == 2  # control plane + the default worker
+    assert cluster.api.namespace_exists(cluster.namespace)
+    create = next(a for a in cluster.ctx.runner.argvs if a[:3] == ("kind", "create", "cluster"))  # type: ignore[attr-defined]
+    assert create[create.index("--kubeconfig") + 1] == str(cluster.kubeconfig)
+    rendered = (cluster.ctx.paths.run_dir / "kind-config.yaml").read_text()
+    assert "containerPath: /coverdata" in rendered and "hostPort: 41180" in rendered
+    if not Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        assert "failCgroupV1: false" in rendered  # applied because this host needs it
+
+
+def test_load_then_skip_by_image_id_and_verify_presence(cluster: KindPlatform, sleeper: ImageRef) -> None:
+    spy: Spy = cluster.ctx.runner  # type: ignore[assignment]
+    cluster.load_images([sleeper])
+    assert any(a[:3] == ("kind", "load", "image-archive") for a in spy.argvs)
+    spy.argvs.clear()
+    cluster.load_images([sleeper])  # unchanged: every node holds the same ID
+    assert not any(a[:2] in (("kind", "load"), ("podman", "save")) for a in spy.argvs)
+    assert not cluster.ctx.paths.archive.exists()
+    doc = _workload("Deployment", "present", sleeper)
+    cluster.verify_images(Rendered([doc]))  # localhost/ kept: found in every node
+
+
+def test_a_reference_that_was_not_loaded_fails_in_seconds_naming_it(
+    cluster: KindPlatform, sleeper: ImageRef
+) -> None:
+    wrong = ImageRef(sleeper.repository, "never-loaded")
+    start = time.monotonic()
+    with pytest.raises(ImageMissing) as info:
+        cluster.verify_images(Rendered([_workload("Deployment", "ghost", wrong)]))
+    assert time.monotonic() - start < 15
+    assert f"{wrong} (used by Deployment/ghost) is not in node" in str(info.value)
+    stripped = _workload("Deployment", "stripped", sleeper)
+    stripped["spec"]["template"]["spec"]["containers"][0]["image"] = str(sleeper).removeprefix("localhost/")
+    with pytest.raises(ImageMissing, match="is not in node"):  # containerd would look on docker.io
+        cluster.verify_images(Rendered([stripped]))
+
+
+def test_each_workload_kind_rolls_out_stops_and_starts_through_its_own_api(
+    cluster: KindPlatform, sleeper: ImageRef
+) -> None:
+    cluster.load_images([sleeper])
+    docs = [
+        _workload("Deployment", "dep", sleeper, replicas=1),
+        _workload("StatefulSet", "sts", sleeper, replicas=1),
+        _workload("DaemonSet", "ds", sleeper),
+    ]
+    cluster.deploy("workloads", docs)
+    cluster.wait_ready("workloads")
+    ds = cluster.api.workload("DaemonSet", "ds", cluster.namespace)
+    assert ds["status"]["numberReady"] == ds["status"]["desiredNumberScheduled"] >= 1
+    cluster.stop("workloads")
+    for name in ("dep", "sts", "ds"):
+        assert cluster.api.pods(cluster.namespace, f"app={name}") == []
+    logs = cluster.logs("workloads")
+    assert logs.count("stopped") >= 3  # every process ended gracefully and its last words were kept
+    cluster.start("workloads")
+    assert all(cluster.api.pods(cluster.namespace, f"app={n}") for n in ("dep", "sts", "ds"))
+    cluster.restart("workloads")
+    assert cluster.logs("workloads").count("stopped") >= 6
+
+
+def test_a_crash_loop_fails_fast_with_its_last_log_lines(cluster: KindPlatform, sleeper: ImageRef) -> None:
+    cluster.load_images([sleeper])
+    doc = _workload("Deployment", "crasher", sleeper, "crash", replicas=1)
+    # a readiness probe, as services have: without one a pod counts as available the moment it runs
+    doc["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": 8080},
+        "periodSeconds": 1,
+    }
+    cluster.deploy("crasher", [doc])
+    start = time.monotonic()
+    with pytest.raises(waits.Fatal) as info:
+        cluster.wait_ready("crasher")
+    assert time.monotonic() - start < cluster.ctx.config.timeouts.ready
+    assert "CrashLoopBackOff" in str(info.value) and "crashing on purpose" in str(info.value)
+
+
+def test_a_reused_cluster_gets_its_own_ports_and_a_fresh_namespace(cluster: KindPlatform) -> None:
+    ctx = cluster.ctx
+    again = Context(ctx.config, ctx.paths, ctx.runner, ctx.podman, host_ports={30080: 1, 30081: 2},
+                    cluster=cluster.cluster, reuse=True)  # fmt: skip
+    reused = KindPlatform(again)
+    reused.create()
+    assert again.host_ports == {30080: 41180, 30081: 41181}  # what the cluster publishes
+    assert reused.api.namespace_exists(reused.namespace)
+    assert reused.api.pods(reused.namespace, "") == []  # reset: the earlier tests' pods are gone
+
+
+def test_diagnostics_are_written_before_the_cluster_goes(cluster: KindPlatform, tmp_path: Path) -> None:
+    cluster.collect_diagnostics(tmp_path)
+    assert (tmp_path / "events.json").exists() and (tmp_path / "pods.json").exists()
+    exported = tmp_path / "kind-logs"
+    assert exported.is_dir() and any(exported.rglob("kubelet.log")), os.listdir(tmp_path)
