@@ -226,12 +226,22 @@ def _clean_lock_dir(live: set[str], report: Report, dry_run: bool) -> None:
 
 
 def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
+    from infra.nodeimage import recipe
+
     seen: set[str] = set()
+    current_node_image = recipe.cache_key()
     for img in podman.json("images", "--format", "json", "--filter", MANAGED) or []:
         if img["Id"] in seen:
             continue
         seen.add(img["Id"])
         names = img.get("Names") or [img["Id"][:12]]
+        if (img.get("Labels") or {}).get(recipe.KEY_LABEL) == current_node_image:
+            size = int(img.get("Size") or 0) // 2**20
+            report.left.append(
+                f"image {names[0]}: the current kind node image, a cache like Go's "
+                f"(`podman rmi {names[0]}` frees {size} MB; `nox -s node_image` brings it back)"
+            )
+            continue
         if img.get("Containers", 0):
             report.left.append(f"image {names[0]}: in use by a container")
             continue
