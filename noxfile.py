@@ -42,7 +42,7 @@ def node_image(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Time setup cold/warm and parallel/sequential on podman; writes artifacts/bench.json."""
+    """Time setup steps on podman, or on kind with `-- --platform kind`; writes artifacts/bench.json."""
     _harness(session, "bench")
 
 

@@ -1,4 +1,5 @@
-"""`nox -s bench`: setup timed cold and warm, parallel and sequential, on podman.
+"""`nox -s bench`: setup timed cold and warm, parallel and sequential, on podman; `--platform kind`:
+cluster create, image save, load cold and skipped, deploy, ready and delete.
 
 cold: every image rebuilt (Go's build cache is kept: a cold Go cache measures
 the compiler, not the harness); warm: nothing changed, so builds are skipped.
@@ -10,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import platform as host
+import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from infra import config as config_mod
+from infra import runlock
 from infra.console import say
 from infra.run import EXIT_OK, Options, Run
 
@@ -85,3 +88,66 @@ def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
     )
     say(f"wrote {out}")
     return result
+
+
+def _phase_seconds(run: Run, prefix: str) -> float:
+    return round(sum(t.seconds for t in run.timeline.timings if t.name.startswith(prefix)), 3)
+
+
+def _kind_run(
+    config: str | None, *, reuse: str = "", then: Literal["keep", "teardown"] = "teardown"
+) -> Run:
+    cfg = config_mod.load(config)
+    run = Run(cfg, Options(config=config, platform="kind", reuse=reuse, then=then))
+    code = run.execute()
+    if code != EXIT_OK:
+        raise RuntimeError(f"bench run {run.paths.run_id} on kind failed with exit {code}")
+    return run
+
+
+def kind_once(config: str | None) -> dict[str, Any]:
+    """A new cluster with a cold load, then a run that reuses it (load skipped), then its deletion."""
+    first = _kind_run(config, then="keep")
+    assert first.stack is not None
+    plat: Any = first.stack.platform
+    try:
+        second = _kind_run(config, reuse=plat.cluster)
+    finally:
+        start = time.monotonic()
+        plat.teardown()
+        deleted = time.monotonic() - start
+        runlock.unmark_kept(first.paths.run_id)
+        shutil.rmtree(first.paths.run_dir, ignore_errors=True)
+    steps = {k: round(v, 3) for k, v in plat.step_seconds.items()}
+    return {
+        "run_ids": [first.paths.run_id, second.paths.run_id],
+        "cluster_create_seconds": _phase_seconds(first, "cluster"),
+        "image_save_seconds": steps.get("image_save"),
+        "load_cold_seconds": _phase_seconds(first, "load"),
+        "kind_load_seconds": steps.get("kind_load"),
+        "load_skipped_seconds": _phase_seconds(second, "load"),
+        "deploy_seconds": _phase_seconds(first, "deploy:"),
+        "ready_seconds": _phase_seconds(first, "ready:"),
+        "setup_seconds": first.setup_seconds,
+        "reused_setup_seconds": second.setup_seconds,
+        "cluster_delete_seconds": round(deleted, 3),
+    }
+
+
+def bench_kind(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
+    """Each step of the kind platform, medians of `repeat` rounds, beside the podman figures."""
+    runs = [kind_once(config) for _ in range(repeat)]
+    keys = [k for k in runs[0] if k.endswith("_seconds")]
+    medians = {k: statistics.median(float(r[k] or 0) for r in runs) for k in keys}
+    data: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    data["kind"] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "repeat": repeat,
+        "median_seconds": medians,
+        "runs": runs,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    say(json.dumps({"kind": medians}, indent=2))
+    say(f"wrote {out}")
+    return data

@@ -138,7 +138,11 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     from infra import bench
 
     root = config_mod.load(ns.config).root
-    bench.bench(ns.config, ns.repeat, Path(ns.output) if ns.output else artifacts_dir(root) / "bench.json")
+    out = Path(ns.output) if ns.output else artifacts_dir(root) / "bench.json"
+    if ns.platform == "kind":
+        bench.bench_kind(ns.config, ns.repeat, out)
+    else:
+        bench.bench(ns.config, ns.repeat, out)
     return 0
 
 
@@ -210,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
     bp = command("bench", cmd_bench, "time setup cold/warm, parallel/sequential on podman")
     bp.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")
     bp.add_argument("--output", default="", help="default: artifacts/bench.json")
+    bp.add_argument("--platform", choices=["podman", "kind"], default="podman", help="what to time")
 
     for sp in sub.choices.values():  # `nox -s e2e -- --config X` puts it after the command
         sp.add_argument("--config", default=argparse.SUPPRESS, help="config file (default: e2e.toml)")

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from infra.kind_cli import load_archive_args, run_kind
 from infra.kube import KubeApi, RealKubeApi
 from infra.manifests import WORKLOAD_KINDS, Doc, Rendered
 from infra.names import LABEL, RUN_LABEL, check_dns_label, resource_name
-from infra.paths import make_open_dir
+from infra.paths import make_open_dir, scratch_dir
 from infra.platform import Context, ImageMissing, PlatformError
 from infra.proc import CommandError, tail
 
@@ -88,6 +89,7 @@ class KindPlatform:
         self.workloads: dict[str, list[str]] = {}  # service -> ["Deployment/name", ...]
         self.replicas: dict[str, int] = {}  # "Deployment/name" -> replicas as deployed
         self.node_image = ""
+        self.step_seconds: dict[str, float] = {}  # parts of a phase, for the bench
         self.past_logs: dict[str, list[str]] = {}  # service -> logs of pods a restart/stop ended
         self._ended_pods: set[str] = set()
         self._api_factory = api_factory
@@ -154,6 +156,7 @@ class KindPlatform:
             )
         from infra.nodeimage import select
 
+        self._remove_dead_runs_clusters()
         note = hostfixes.ensure_lib_modules()
         if note:
             say(f"host fix: {note}")
@@ -171,6 +174,17 @@ class KindPlatform:
             timeout=self.ctx.config.timeouts.cluster,
             hint=f"see `kind export logs --name {self.cluster}`; a leftover? `inv clean-stale-clusters`",
         )  # fmt: skip
+
+    def _remove_dead_runs_clusters(self) -> None:
+        """Clusters of the harness's own interrupted runs (no live lock, not kept); never anyone else's."""
+        from infra import cleanup
+
+        report = cleanup.clean_stale_clusters(
+            self.ctx.runner, self.ctx.podman, older_than=0, dry_run=False, all_=False,
+            provider=self.provider, scratch=scratch_dir(self.ctx.paths.root),
+        )  # fmt: skip
+        for line in report.removed:
+            say(f"removed a leftover of an interrupted run: {line}")
 
     def _reuse(self) -> None:
         """An existing cluster: its own port mappings, this run's namespace made afresh."""
@@ -234,6 +248,7 @@ class KindPlatform:
 
     def load_images(self, refs: Sequence[ImageRef]) -> None:
         """podman save + kind load image-archive, skipping images every node holds by ID."""
+        start = time.monotonic()
         nodes = self.nodes()
         if not nodes:
             raise PlatformError(f"kind cluster {self.cluster} has no nodes; next: `kind get clusters`")
@@ -244,14 +259,19 @@ class KindPlatform:
             ids = [self.config_digest(n, held[n][str(ref)]) if str(ref) in held[n] else "" for n in nodes]
             if not all(same_image_id(local, i) for i in ids):
                 missing.append(ref)
+        self.step_seconds["load_check"] = time.monotonic() - start
         if not missing:
             log.info("all %d images already in the nodes of %s: load skipped", len(refs), self.cluster)
             say(f"images: all {len(refs)} already in every node of {self.cluster} (same IDs): load skipped")
             return
         archive, timeout = self.ctx.paths.archive, self.ctx.config.timeouts.load
         try:
+            start = time.monotonic()
             save_images(self.ctx.podman, missing, archive, timeout)
+            self.step_seconds["image_save"] = time.monotonic() - start
+            start = time.monotonic()
             self.kind(*load_archive_args(archive, self.cluster), timeout=timeout)
+            self.step_seconds["kind_load"] = time.monotonic() - start
         finally:
             archive.unlink(missing_ok=True)
         say(f"images: loaded {', '.join(map(str, missing))} into {', '.join(nodes)}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from infra import config, waits
+from infra import config, runlock, waits
 from infra.images import ImageRef
 from infra.manifests import Rendered
 from infra.names import new_run_id, resource_name
@@ -116,11 +116,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindPlatform]:
                   host_ports={30080: 41180, 30081: 41181})  # fmt: skip
     before = _kube_home_digest()
     plat = KindPlatform(ctx)
+    lock = runlock.hold(ctx.run_id)  # a live run: another run's stale sweep leaves it alone
     try:
         plat.create()
         yield plat
     finally:
         plat.teardown()
+        runlock.release(lock, ctx.run_id)
         assert _node_containers(plat.cluster) == []  # nothing left behind
         assert not plat.kubeconfig.exists()
         assert _kube_home_digest() == before  # never ~/.kube/config

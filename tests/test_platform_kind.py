@@ -162,7 +162,7 @@ def test_create_issues_get_clusters_then_create_with_run_files(kit: Callable[...
     k = kit()
     k.plat.create()
     cfg_file, kubeconfig = k.run_dir / "kind-config.yaml", k.run_dir / "kubeconfig"
-    assert k.runner.argvs() == [
+    assert [a for a in k.runner.argvs() if a[0] == "kind"] == [
         ("kind", "get", "clusters"),
         (
             "kind",
@@ -180,8 +180,9 @@ def test_create_issues_get_clusters_then_create_with_run_files(kit: Callable[...
             "120s",
         ),
     ]
-    assert all(c.env == PROVIDER_ENV for c in k.runner.calls)
-    assert k.runner.calls[1].timeout == k.ctx.config.timeouts.cluster
+    kind_calls = [c for c in k.runner.calls if c.argv[0] == "kind"]
+    assert all(c.env == PROVIDER_ENV for c in kind_calls)
+    assert kind_calls[1].timeout == k.ctx.config.timeouts.cluster
     home_kube = str(Path.home() / ".kube")
     assert not any(home_kube in arg or arg.endswith("/.kube/config") for a in k.runner.argvs() for arg in a)
     assert k.factory_args == [kubeconfig]  # the API client uses the run's kubeconfig
@@ -214,8 +215,23 @@ def test_kind_config_mounts_the_runs_covdata_on_every_node(kit: Callable[..., Ki
 def test_create_passes_the_node_image(kit: Callable[..., Kit]) -> None:
     k = kit(platform={"kind_node_image": "kindest/node:v1.30.0"})
     k.plat.create()
-    argv = k.runner.argvs()[1]
+    argv = next(a for a in k.runner.argvs() if a[:3] == ("kind", "create", "cluster"))
     assert argv[argv.index("--image") + 1] == "kindest/node:v1.30.0"
+
+
+def test_clusters_of_dead_harness_runs_are_removed_and_foreign_ones_left(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    dead, foreign = "e2eh-20250101-000000-dead", "team-dev"
+    nodes = [
+        {"Names": [f"{c}-control-plane"], "Labels": {"io.x-k8s.kind.cluster": c}, "Created": 1}
+        for c in (dead, foreign)
+    ]
+    k.runner.on(["podman", "ps", "--format", "json", "--all", "--filter", "label=io.x-k8s.kind.cluster"],
+                stdout=json.dumps(nodes))  # fmt: skip
+    k.plat.create()
+    deletes = [a for a in k.runner.argvs() if a[:3] == ("kind", "delete", "cluster")]
+    assert [a[a.index("--name") + 1] for a in deletes] == [dead]  # never team-dev
+    assert all(str(Path.home() / ".kube") not in " ".join(a) for a in deletes)
 
 
 def test_the_kubeconfig_is_made_private(kit: Callable[..., Kit]) -> None:
