@@ -94,9 +94,7 @@ def _phase_seconds(run: Run, prefix: str) -> float:
     return round(sum(t.seconds for t in run.timeline.timings if t.name.startswith(prefix)), 3)
 
 
-def _kind_run(
-    config: str | None, *, reuse: str = "", then: Literal["keep", "teardown"] = "teardown"
-) -> Run:
+def _kind_run(config: str | None, *, reuse: str = "", then: Literal["keep", "teardown"] = "teardown") -> Run:
     cfg = config_mod.load(config)
     run = Run(cfg, Options(config=config, platform="kind", reuse=reuse, then=then))
     code = run.execute()

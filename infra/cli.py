@@ -128,9 +128,20 @@ def cmd_cleanup(ns: argparse.Namespace) -> int:
 
 def cmd_node_image(ns: argparse.Namespace) -> int:
     from infra.nodeimage import cache
+    from infra.run import EXIT_INTERRUPTED, Interrupted, interruptible
 
     cfg, runner, podman = _tools(ns)
-    cache.ensure(runner, podman, rebuild=ns.rebuild, report=artifacts_dir(cfg.root) / "node-image.json")
+    try:
+        with interruptible():  # Ctrl-C/SIGTERM: stop the step under way, remove what it left
+            cache.ensure(
+                runner, podman, rebuild=ns.rebuild, report=artifacts_dir(cfg.root) / "node-image.json"
+            )
+    except Interrupted as sig:
+        say(
+            f"interrupted ({sig}): the build container and intermediate image are removed; "
+            "run it again to start over"
+        )
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -96,6 +96,50 @@ def _checked(result: Result, check: bool, hint: str) -> Result:
     return result
 
 
+CANCEL = threading.Event()
+"""Set by a run on Ctrl-C/SIGTERM: commands and waits under way stop at once (see infra.waits)."""
+POLL_SECONDS = 0.25
+TERM_GRACE = 5.0
+
+
+class CommandCancelled(CommandError):
+    def __init__(self, argv: Sequence[str], returncode: int, output: str, hint: str = "") -> None:
+        super().__init__(argv, returncode, output + "\ncancelled: the run was interrupted", hint)
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.terminate()
+    try:
+        out, err = proc.communicate(timeout=TERM_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return out or "", err or ""
+
+
+def _communicate(
+    proc: subprocess.Popen[str],
+    args: tuple[str, ...],
+    timeout: float,
+    cancellable: bool,
+    stream_to: Path | None,
+) -> tuple[str, str]:
+    """Wait for the process; stop it when the deadline passes or the run is cancelled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            out, err = proc.communicate(timeout=POLL_SECONDS)
+            return out or "", err or ""
+        except subprocess.TimeoutExpired:
+            if cancellable and CANCEL.is_set():
+                out, err = _stop(proc)
+                raise CommandCancelled(args, proc.returncode, out + err + _read(stream_to)) from None
+            if time.monotonic() >= deadline:
+                proc.kill()
+                out, err = proc.communicate()
+                raise CommandTimeout(args, timeout, (out or "") + (err or "") + _read(stream_to)) from None
+
+
 def _read(path: Path | None) -> str:
     return path.read_text(errors="replace") if path and path.exists() else ""
 
@@ -126,33 +170,35 @@ class SubprocessRunner:
         full_env = {**os.environ, **(env or {})}
         log.info("$ %s%s", shlex.join(args), f"  (cwd {cwd})" if cwd else "")
         start = time.monotonic()
+        cancellable = not CANCEL.is_set()  # teardown after an interrupt must still run
         sink = stream_to.open("w") if stream_to else None
         try:
-            proc = subprocess.run(  # noqa: S603 - the one chokepoint; argv lists only
+            proc = subprocess.Popen(  # noqa: S603 - the one chokepoint; argv lists only
                 args,
                 cwd=cwd,
                 env=full_env,
-                timeout=timeout,
                 text=True,
                 errors="replace",
                 stdin=subprocess.DEVNULL,
                 stdout=sink if sink else (subprocess.PIPE if capture else None),
                 stderr=subprocess.STDOUT if sink else (subprocess.PIPE if capture else None),
-                check=False,
             )
         except FileNotFoundError as exc:
+            if sink:
+                sink.close()
             if cwd is not None and not Path(cwd).is_dir():
                 raise CommandError(args, 127, f"working directory {cwd} does not exist") from exc
             raise ExecutableNotFound(args) from exc
-        except subprocess.TimeoutExpired as exc:
-            out = _as_text(exc.stdout) + _as_text(exc.stderr)
-            log.info("timed out after %.1fs: %s", timeout, args[0])
-            raise CommandTimeout(args, timeout, out + _read(stream_to)) from exc
+        try:
+            out, err = _communicate(proc, args, timeout, cancellable, stream_to)
+        except CommandError as exc:
+            log.info("%s after %.1fs: %s", type(exc).__name__, time.monotonic() - start, args[0])
+            raise
         finally:
             if sink:
                 sink.close()
-        stdout = _read(stream_to) if stream_to else proc.stdout or ""
-        result = Result(args, proc.returncode, stdout, proc.stderr or "", time.monotonic() - start)
+        stdout = _read(stream_to) if stream_to else out or ""
+        result = Result(args, proc.returncode, stdout, err or "", time.monotonic() - start)
         if capture and (result.stdout or result.stderr):
             log.debug("output of %s:\n%s%s", args[0], result.stdout, result.stderr)
         log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])

@@ -10,6 +10,8 @@ from typing import Generic, TypeVar
 
 import requests
 
+from infra.proc import CANCEL as CANCEL  # one event: waits and commands stop together
+
 T = TypeVar("T")
 
 
@@ -18,10 +20,6 @@ class WaitTimeout(Exception):
         self.what, self.timeout, self.last = what, timeout, last
         msg = f"gave up after {timeout:g}s waiting for {what}; last seen: {last}"
         super().__init__(msg + (f"\nnext: {hint}" if hint else ""))
-
-
-CANCEL = threading.Event()
-"""Set by the run on Ctrl-C/SIGTERM: every wait in every thread gives up at once."""
 
 
 class Fatal(Exception):

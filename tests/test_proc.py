@@ -6,6 +6,8 @@ import logging
 import os
 import shlex
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,31 @@ def test_recording_runner_raises_on_scripted_failure_unless_unchecked() -> None:
 def test_recording_runner_refuses_a_shell_string() -> None:
     with pytest.raises(TypeError):
         RecordingRunner().run("kind get clusters", timeout=1)  # type: ignore[arg-type]
+
+
+def test_a_command_under_way_stops_when_the_run_is_cancelled() -> None:
+    from infra.proc import CANCEL, CommandCancelled
+
+    CANCEL.clear()
+    timer = threading.Timer(0.3, CANCEL.set)
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(CommandCancelled, match="cancelled: the run was interrupted"):
+            SubprocessRunner().run(["sleep", "30"], timeout=60)
+    finally:
+        timer.cancel()
+        CANCEL.clear()
+    assert time.monotonic() - start < 10  # not the 30 s of the command, nor its 60 s timeout
+
+
+def test_a_command_started_after_the_interrupt_runs_to_the_end() -> None:
+    """Teardown runs after Ctrl-C: its commands must not be cancelled."""
+    from infra.proc import CANCEL
+
+    CANCEL.set()
+    try:
+        res = SubprocessRunner().run(["sh", "-c", "sleep 0.5; echo done"], timeout=30)
+    finally:
+        CANCEL.clear()
+    assert res.stdout.strip() == "done"

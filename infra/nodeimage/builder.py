@@ -176,7 +176,7 @@ class Build:
         tarball = self.work / "node-rootfs.tar"
         self._tar(root, tarball)
         shutil.rmtree(root)
-        self.podman("import", str(tarball), self.build_image, timeout=600)
+        self.podman("import", "--change", f"LABEL {LABEL}=true", str(tarball), self.build_image, timeout=600)
         tarball.unlink()
 
     def preload(self) -> None:
@@ -252,7 +252,8 @@ class Build:
         return steps
 
     def run(self, timeline: Timeline) -> None:
-        shutil.rmtree(self.work, ignore_errors=True)  # a half build of an interrupted run
+        self.remove_leftovers()  # of a build that was killed before its own cleanup ran
+        shutil.rmtree(self.work, ignore_errors=True)
         self.logs.mkdir(parents=True)
         try:
             with PhaseReporter(live=False) as reporter:
