@@ -11,9 +11,18 @@ REQUIREMENTS = "requirements.txt"
 DEV_REQUIREMENTS = "requirements-dev.txt"
 
 
+# Ctrl-C reaches the harness too; nox's SIGTERM 0.3 s later and SIGKILL 0.2 s after
+# that would cut its teardown short. Pass the interrupt on after 1 s (for a signal
+# that reached nox alone), then give the teardown its time.
+INTERRUPT_TIMEOUT, TERMINATE_TIMEOUT = 1.0, 600.0
+
+
 def _harness(session: nox.Session, *args: str) -> None:
     session.install("-r", REQUIREMENTS)
-    session.run("python", "-m", "infra", *args, *session.posargs)
+    session.run(
+        "python", "-m", "infra", *args, *session.posargs,
+        interrupt_timeout=INTERRUPT_TIMEOUT, terminate_timeout=TERMINATE_TIMEOUT,
+    )  # fmt: skip
 
 
 @nox.session

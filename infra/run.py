@@ -54,16 +54,23 @@ class Interrupted(KeyboardInterrupt):
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGTERM acts like Ctrl-C; a second signal exits at once (cleanup finds the rest)."""
-    count = 0
+    """SIGTERM acts like Ctrl-C; the same signal again exits at once (cleanup finds the rest).
+
+    A different second signal is the same interrupt passed on: nox answers Ctrl-C
+    by sending SIGTERM to its child a moment later, and the teardown must go on.
+    """
+    first: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal count
-        count += 1
-        waits.CANCEL.set()  # every wait, and the setup DAG, stop at once
-        if count > 1:
+        waits.CANCEL.set()  # every wait, command and the setup DAG stop at once
+        if first and signum == first[0]:
             sys.stderr.write("\ninterrupted twice: exiting now; `nox -s cleanup` removes what is left\n")
             os._exit(EXIT_INTERRUPTED)
+        if first:
+            sys.stderr.write(f"\n{signal.Signals(signum).name} after {signal.Signals(first[0]).name}: "
+                             "already tearing down\n")  # fmt: skip
+            return
+        first.append(signum)
         raise Interrupted(signal.Signals(signum).name)
 
     waits.CANCEL.clear()

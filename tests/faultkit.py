@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from infra import runlock
-from infra.names import RUN_LABEL
+from infra.names import KIND_CLUSTER_LABEL, PREFIX, RUN_LABEL
 from infra.podman_cli import podman_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -315,6 +315,12 @@ class Root:
         out = self.podman("network", "ls", "--filter", f"label={RUN_LABEL}={run_id}", "--format", "{{.Name}}")
         return sorted(out.split())
 
+    def kind_nodes(self, run_id: str) -> list[str]:
+        """Node containers of the run's own kind cluster (e2eh-<run id>)."""
+        out = self.podman("ps", "--all", "--filter", f"label={KIND_CLUSTER_LABEL}={PREFIX}-{run_id}",
+                          "--format", "{{.Names}}")  # fmt: skip
+        return sorted(out.split())
+
     def run_dir(self, run_id: str) -> Path:
         return self.path / ".e2e" / "runs" / run_id
 
@@ -322,6 +328,7 @@ class Root:
         """Everything run_id left behind that a finished run must not leave."""
         assert run_id, "no run id"
         found = [f"container {c}" for c in self.containers(run_id)]
+        found += [f"kind node {n}" for n in self.kind_nodes(run_id)]
         found += [f"network {n}" for n in self.networks(run_id)]
         found += [f"archive {a}" for a in sorted((self.path / ".e2e" / "archives").glob("*.tar"))]
         if self.run_dir(run_id).exists():
@@ -344,6 +351,8 @@ class Root:
         for run_id in sorted(self.run_ids):
             for name in self.containers(run_id):  # one per call: see test_stale_clusters.stand_ins
                 self.podman("rm", "--force", "--time", "0", name, check=False, timeout=120)
+            for node in self.kind_nodes(run_id):
+                self.podman("rm", "--force", "--volumes", node, check=False, timeout=120)
             for net in self.networks(run_id):
                 self.podman("network", "rm", "--force", net, check=False)
             runlock.unmark_kept(run_id)

@@ -244,6 +244,26 @@ def test_interrupt_while_the_suite_runs_tears_everything_down(
     assert_nothing_leaked(root, out.run_id)
 
 
+def test_sigint_then_sigterm_is_one_interrupt_and_still_tears_down(roots: RootFactory) -> None:
+    """What nox does on Ctrl-C: the harness gets SIGINT, then SIGTERM from nox a moment later."""
+    root = roots.make("interrupt-nox")
+    started_marker, release = root.add_blocking_suite()
+    run = root.start("e2e", "--platform", "podman", "--", "-n", "0")
+    try:
+        run.wait_until("the E2E suite to start", started_marker.exists)
+        run.signal(signal.SIGINT)
+        time.sleep(0.3)  # nox's interrupt timeout: the gap is the point of this case
+        run.signal(signal.SIGTERM)
+        out = run.wait(timeout=120)
+    finally:
+        release.touch()
+        run.kill()
+    assert out.code == EXIT_INTERRUPTED, str(out)
+    assert "SIGTERM after SIGINT: already tearing down" in out.output, str(out)
+    assert "interrupted twice" not in out.output
+    assert_nothing_leaked(root, out.run_id)
+
+
 def test_interrupt_during_a_readiness_wait_stops_at_once(roots: RootFactory) -> None:
     """SIGINT while the harness waits (up to 24 s) for a readiness probe that never passes."""
     ready = 24

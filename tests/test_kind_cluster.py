@@ -33,28 +33,8 @@ from infra.podman_cli import Podman, podman_env
 from infra.proc import Result, SubprocessRunner
 
 REPO = Path(__file__).resolve().parents[1]
-SLEEPER = """\
-package main
-
-import (
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
-
-func main() {
-	if len(os.Args) > 1 && os.Args[1] == "crash" {
-		fmt.Println("crashing on purpose")
-		os.Exit(1)
-	}
-	fmt.Println("started")
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	<-sigs
-	fmt.Println("stopped")
-}
-"""
+PROBE = Path(__file__).resolve().parent / "kindprobe"
+"""A tiny static program: logs, serves, fetches or crashes on demand (see main.go)."""
 
 
 def _podman() -> Podman:
@@ -93,8 +73,7 @@ def _kube_home_digest() -> str:
 def sleeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageRef]:
     """A tiny static image built here: logs 'started', and 'stopped' on SIGTERM."""
     work = tmp_path_factory.mktemp("sleeper")
-    (work / "main.go").write_text(SLEEPER)
-    (work / "go.mod").write_text("module sleeper\n\ngo 1.22\n")
+    shutil.copytree(PROBE, work, dirs_exist_ok=True)
     rootfs = work / "rootfs"
     rootfs.mkdir()
     runner = SubprocessRunner()
@@ -233,6 +212,77 @@ def test_a_crash_loop_fails_fast_with_its_last_log_lines(cluster: KindPlatform, 
         cluster.wait_ready("crasher")
     assert time.monotonic() - start < cluster.ctx.config.timeouts.ready
     assert "CrashLoopBackOff" in str(info.value) and "crashing on purpose" in str(info.value)
+
+
+def test_never_ready_gives_up_at_the_deadline_saying_what_it_saw(
+    cluster: KindPlatform, sleeper: ImageRef
+) -> None:
+    cluster.load_images([sleeper])
+    doc = _workload("Deployment", "never-ready", sleeper, replicas=1)
+    doc["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": 8080},
+        "periodSeconds": 1,
+    }
+    cluster.deploy("never-ready", [doc])
+    saved = cluster.ctx.config
+    timeouts = saved.timeouts.model_copy(update={"ready": 8})
+    cluster.ctx.config = saved.model_copy(update={"timeouts": timeouts})
+    try:
+        with pytest.raises(waits.WaitTimeout) as info:
+            cluster.wait_ready("never-ready")
+    finally:
+        cluster.ctx.config = saved
+    msg = str(info.value)
+    assert "gave up after 8s waiting for deployment never-ready" in msg
+    assert "available 0 of 1" in msg and "describe deployment never-ready" in msg
+
+
+def test_pods_on_different_nodes_reach_each_other_by_service_name(
+    cluster: KindPlatform, sleeper: ImageRef
+) -> None:
+    """The pod network of the node image across nodes: control plane -> Service -> a worker's pod."""
+    cluster.load_images([sleeper])
+    nodes = cluster.nodes()
+    plane = next(n for n in nodes if n.endswith("-control-plane"))
+    worker = next(n for n in nodes if n != plane)
+    server = _workload("Deployment", "pong", sleeper, "serve", replicas=1)
+    server["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": worker}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "pong"},
+        "spec": {"selector": {"app": "pong"}, "ports": [{"port": 8080, "targetPort": 8080}]},
+    }
+    client = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "ping", "labels": {"app": "ping"}},
+        "spec": {
+            "nodeName": plane,  # placed by hand: the control plane's taint keeps the scheduler away
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "ping",
+                    "image": str(sleeper),
+                    "imagePullPolicy": "Never",
+                    "args": ["fetch", "http://pong:8080/"],
+                }
+            ],
+        },
+    }
+    cluster.deploy("pong", [server, service])
+    cluster.wait_ready("pong")
+    cluster.deploy("ping", [client])
+
+    def finished() -> waits.Observation[str]:
+        pods = cluster.api.pods(cluster.namespace, "app=ping")
+        phase = pods[0].get("status", {}).get("phase", "") if pods else "not created"
+        return waits.Observation(phase in ("Succeeded", "Failed"), phase, phase)
+
+    phase = waits.poll("pod ping to finish", finished, timeout=90, interval=0.5)
+    log = cluster.api.pod_log("ping", cluster.namespace)
+    assert phase == "Succeeded", log
+    assert "fetched: pong from pong-" in log and plane != worker
 
 
 def test_a_reused_cluster_gets_its_own_ports_and_a_fresh_namespace(cluster: KindPlatform) -> None:

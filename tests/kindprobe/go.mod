@@ -1,0 +1,3 @@
+module kindprobe
+
+go 1.22

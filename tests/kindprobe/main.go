@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "crash" {
+		fmt.Println("crashing on purpose")
+		os.Exit(1)
+	}
+	if len(os.Args) > 2 && os.Args[1] == "fetch" {
+		deadline := time.Now().Add(60 * time.Second)
+		for ; time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			resp, err := http.Get(os.Args[2])
+			if err != nil {
+				fmt.Println("fetch:", err)
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			fmt.Printf("fetched: %s\n", body)
+			os.Exit(0)
+		}
+		os.Exit(1)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		host, _ := os.Hostname()
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "pong from %s", host)
+		})
+		go http.ListenAndServe(":8080", nil)
+	}
+	fmt.Println("started")
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	<-sigs
+	fmt.Println("stopped")
+}
