@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -267,9 +268,8 @@ class Run:
         say(f"kept the stack of run {self.paths.run_id} ({self.stack.platform.name}):")
         for name, url in self.stack.endpoints().items():
             say(f"  {name}: {url}")
-        say(f"  run the suite:  E2E_STATE_FILE={self.paths.state_file} pytest {self.cfg.tests.path}")
-        say(f"  inspect:        {self.stack.platform.inspect_command()}")
-        say(f"  remove it:      inv down --run-id {self.paths.run_id}")
+        for line in kept_hints(self.cfg, self.paths, self.stack.platform.inspect_command()):
+            say(f"  {line}")
 
     def _write_timings(self) -> None:
         total = self.timeline.now()
@@ -317,6 +317,22 @@ class Run:
         say("")
         say(text.rstrip())
         say(f"artifacts: {self.paths.artifacts}")
+
+
+def kept_hints(cfg: Config, paths: RunPaths, inspect: str) -> list[str]:
+    """Commands that work as printed, from any directory: absolute paths, this Python."""
+    harness_root = Path(__file__).resolve().parents[1]
+    python = shlex.quote(sys.executable)
+    suite = shlex.quote(str(cfg.path(cfg.tests.path).resolve()))
+    state_file = shlex.quote(str(paths.state_file.resolve()))
+    config = shlex.quote(str(cfg.source_file))
+    return [
+        f"run the suite:  E2E_STATE_FILE={state_file} PYTHONPATH={shlex.quote(str(harness_root))} "
+        f"{python} -m pytest {suite}",
+        f"inspect:        {inspect}",
+        f"remove it:      PYTHONPATH={shlex.quote(str(harness_root))} {python} -m infra --config {config} "
+        f"down --run-id {paths.run_id}",
+    ]
 
 
 def _first_lines(err: BaseException | None, count: int = 4) -> str:
