@@ -97,7 +97,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
     from infra.platform import choose
 
     cfg, runner, podman = _tools(ns)
-    platform = choose(ns.platform or cfg.platform.default, cfg, podman)
+    platform = choose(ns.platform, cfg, podman)
     say(f"platform: {platform.name} ({platform.reason})")
     checks = doctor.run_checks(cfg, runner, podman, cfg.root, platform.name)
     for check in checks:

@@ -72,10 +72,12 @@ class Choice:
     reason: str
 
 
-def choose(requested: str, config: Config, podman: Podman) -> Choice:
-    """auto: kind when the kind binary and a usable node image are here, else podman."""
+def choose(flag: str | None, config: Config, podman: Podman) -> Choice:
+    """--platform, else platform.default; auto: kind when kind and a usable node image are here."""
+    requested = flag or config.platform.default
     if requested in ("kind", "podman"):
-        return Choice(requested, "requested with --platform")
+        where = "--platform" if flag else f"platform.default in {config.source_file}"
+        return Choice(requested, f"requested with {where}")
     from infra.nodeimage import select
 
     kind = shutil.which("kind")

@@ -139,7 +139,7 @@ class Run:
 
     def _main(self) -> int:
         cfg, opts = self.cfg, self.opts
-        choice = choose(opts.platform or cfg.platform.default, cfg, self.podman)
+        choice = choose(opts.platform, cfg, self.podman)
         self.platform_name = choice.name
         say(f"platform: {choice.name} ({choice.reason})")
         if choice.name == "kind" and opts.reuse and opts.coverage:

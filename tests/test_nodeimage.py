@@ -9,6 +9,7 @@ import json
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -342,3 +343,30 @@ def test_a_failed_step_names_its_log(cache_home: Path) -> None:
     with pytest.raises(CommandError) as info:
         build.go_build(recipe.go_modules()[1])
     assert str(build.logs / "go-etcd.log") in str(info.value)
+
+
+# -- the platform choice ------------------------------------------------------------------------
+
+
+def test_the_choice_says_where_the_platform_came_from(make_cfg: Any, cache_home: Path) -> None:
+    from infra.platform import choose
+
+    cfg = make_cfg(platform={"default": "podman"})
+    _, podman = _podman(exists=True)
+    assert choose("kind", cfg, podman).reason == "requested with --platform"
+    assert choose(None, cfg, podman).reason == f"requested with platform.default in {cfg.source_file}"
+
+
+def test_auto_falls_back_to_podman_naming_the_node_image_command(
+    make_cfg: Any, cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra import platform
+
+    monkeypatch.setattr(platform.shutil, "which", lambda name: f"/usr/bin/{name}")
+    cfg = make_cfg(platform={"default": "auto"})
+    _, absent = _podman(exists=False)
+    choice = platform.choose(None, cfg, absent)
+    assert choice.name == "podman" and "`nox -s node_image`" in choice.reason
+    _, present = _podman(exists=True)
+    choice = platform.choose(None, cfg, present)
+    assert choice.name == "kind" and str(recipe.image_ref()) in choice.reason
