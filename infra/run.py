@@ -31,6 +31,15 @@ from infra.stack import Stack, bring_up, make_platform, make_podman, render_stac
 log = logging.getLogger("infra.run")
 
 EXIT_OK, EXIT_USAGE, EXIT_INFRA, EXIT_COVERAGE, EXIT_INTERRUPTED = 0, 2, 4, 6, 130
+EXIT_CATEGORIES = {
+    EXIT_OK: "passed",
+    1: "tests failed",
+    EXIT_USAGE: "usage or config error",
+    EXIT_INFRA: "infrastructure failure",
+    EXIT_COVERAGE: "coverage failure",
+    EXIT_INTERRUPTED: "interrupted",
+}
+"""nox turns every non-zero exit into 1: the category is also the last line and in result.json."""
 KEEP_ENV = "E2E_KEEP_ON_FAILURE"
 
 
@@ -135,7 +144,14 @@ class Run:
         finally:
             logging.getLogger().removeHandler(handler)
             runlock.release(lock, self.paths.run_id)
+        self._write_result(code)
         return code
+
+    def _write_result(self, code: int) -> None:
+        category = EXIT_CATEGORIES.get(code, f"pytest exit {code}")
+        result = {"run_id": self.paths.run_id, "exit_code": code, "category": category}
+        (self.paths.artifacts / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        say(f"exit {code}: {category} ({self.paths.artifacts / 'result.json'})")
 
     def _main(self) -> int:
         cfg, opts = self.cfg, self.opts

@@ -112,6 +112,10 @@ def test_build_failure_names_the_service_and_the_go_build(roots: RootFactory) ->
     assert f"next: fix the Go build of service 'gateway' ({services})" in out.output, str(out)
     assert_setup_diagnostics(out)
     assert "build:gateway" in (out.artifacts / "diagnostics" / "error.txt").read_text()
+    # what nox cannot pass on (it exits 1), the last line and result.json say
+    assert out.output.strip().splitlines()[-1].startswith("exit 4: infrastructure failure"), str(out)
+    result = json.loads((out.artifacts / "result.json").read_text())
+    assert (result["exit_code"], result["category"]) == (4, "infrastructure failure")
     assert_nothing_leaked(root, out.run_id)
 
 
