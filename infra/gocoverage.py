@@ -146,7 +146,7 @@ def collect_run(platform: Platform, runner: Runner) -> CoverageReport:
     cfg, paths = platform.ctx.config, platform.ctx.paths
     dirs = {s.name: paths.covdata / s.name for s in cfg.services}
     check_counters(dirs, stops)
-    report = build_reports(dirs, paths.coverage_run, cfg.path(cfg.coverage.go_module), runner)
+    report = build_reports(dirs, paths.coverage_run, cfg.coverage_module(), runner)
     write_summary(report, paths.run_id)
     publish_latest(report.out_dir, report.out_dir.parent)
     return report

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from infra.build import ImagePlan
-from infra.config import Config
+from infra.config import Config, ConfigError
 from infra.images import ImageRef, qualify
 
 Doc = dict[str, Any]
@@ -41,6 +41,38 @@ def load_docs(config: Config) -> list[Doc]:
             doc["metadata"]["annotations"]["e2e-harness/source"] = str(rel)
             docs.append(doc)
     return docs
+
+
+def check(config: Config, docs: list[Doc], *, coverage: bool) -> None:
+    """What would otherwise fail late, found before anything is built: exit 2, in well under a second."""
+    problems = []
+    used = {
+        ImageRef.parse(c["image"].split("@", 1)[0]).repository
+        for d in docs
+        for c in containers(d)
+        if isinstance(c.get("image"), str)
+    }
+    for svc in config.services:
+        if qualify(svc.image) not in used:
+            problems.append(
+                f"service {svc.name!r}: no workload in the manifests uses its image {qualify(svc.image)} "
+                "(it would be built, then waited for, and never run); next: reference "
+                f"{qualify(svc.image)}:<any tag> in a manifest, or fix services[].image"
+            )
+    for svc in config.services:
+        source = config.path(svc.source)
+        if not (source / "go.mod").is_file() and svc.containerfile is None:
+            problems.append(f"service {svc.name!r}: source {source} is not a Go module (no go.mod)")
+    if coverage:
+        try:
+            module = config.coverage_module()
+        except ConfigError as err:
+            problems.append(str(err).split("\n", 1)[-1].strip())
+        else:
+            if not (module / "go.mod").is_file():
+                problems.append(f"coverage.go_module: {module} is not a Go module (no go.mod)")
+    if problems:
+        raise ManifestError(f"the stack of {config.source_file} cannot run:\n  " + "\n  ".join(problems))
 
 
 def pod_spec(doc: Doc) -> Doc:

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Literal
 
 from infra import config as config_mod
-from infra import diagnostics, doctor, gocoverage, ports, runlock, state, testrun, waits
+from infra import diagnostics, doctor, gocoverage, manifests, ports, runlock, state, testrun, waits
 from infra.build import go_version, plan_images
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
@@ -103,9 +103,10 @@ def _setup_logging(paths: RunPaths) -> logging.Handler:
 
 
 def e2e(opts: Options) -> int:
-    try:
+    try:  # config and manifest mistakes: exit 2 before a run starts or anything is built
         cfg = config_mod.load(opts.config)
-    except ConfigError as err:
+        manifests.check(cfg, manifests.load_docs(cfg), coverage=opts.coverage)
+    except (ConfigError, manifests.ManifestError) as err:
         say(str(err))
         return EXIT_USAGE
     return Run(cfg, opts).execute()

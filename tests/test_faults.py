@@ -225,6 +225,34 @@ def test_unknown_config_key_names_the_key_path_and_the_file(roots: RootFactory) 
     assert not out.run_id and not (root.path / "artifacts").exists(), "a config error must not start a run"
 
 
+@pytest.mark.parametrize(
+    ("case", "expect"),
+    [
+        ("missing-manifest", "manifest {root}/manifests/gone.yaml not found (listed in {cfg})"),
+        ("image-unused", "service 'gateway': no workload in the manifests uses its image"),
+        ("no-go-module", "coverage.go_module: {root}/nowhere is not a Go module (no go.mod)"),
+    ],
+)
+def test_stack_mistakes_exit_2_before_anything_is_built(roots: RootFactory, case: str, expect: str) -> None:
+    root = roots.make(case)
+    args: tuple[str, ...] = ()
+    if case == "missing-manifest":
+        root.data["manifests"] = [*root.data["manifests"], str(root.path / "manifests" / "gone.yaml")]
+    elif case == "image-unused":
+        root.service("gateway", image="localhost/e2e-harness/nobody-uses-this")
+    else:
+        root.set("coverage", go_module=str(root.path / "nowhere"))
+        args = ("--coverage",)
+    root.write_config()
+
+    out = root.harness("e2e", "--platform", "podman", *args, timeout=60)
+
+    assert out.code == EXIT_USAGE, str(out)
+    assert out.seconds < 5, str(out)  # loading the config and manifests, nothing more
+    assert expect.format(root=root.path, cfg=root.cfg) in out.output, str(out)
+    assert not out.run_id and not (root.path / "artifacts").exists(), "nothing may start"
+
+
 # -- 7. interrupted runs -----------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_while_the_suite_runs_tears_everything_down(
