@@ -91,6 +91,31 @@ def kind_clusters(podman: Podman) -> list[Cluster]:
     ]
 
 
+_NODE_VOLUME = re.compile(rf"^({PREFIX}-.+)-(control-plane|worker\d*)$")
+
+
+def node_volumes(podman: Podman) -> dict[str, list[str]]:
+    """Harness cluster -> the /var volumes kind's podman provider made for its nodes.
+
+    kind labels each with `<node name>=true`; a create that fails half-way
+    removes the node containers but leaves these behind.
+    """
+    found: dict[str, list[str]] = {}
+    for vol in podman.json("volume", "ls", "--format", "json") or []:
+        for key, value in (vol.get("Labels") or {}).items():
+            match = _NODE_VOLUME.match(key)
+            if match and value == "true":
+                found.setdefault(match.group(1), []).append(str(vol["Name"]))
+    return found
+
+
+def remove_node_volumes(podman: Podman, cluster: str) -> list[str]:
+    volumes = node_volumes(podman).get(cluster, [])
+    if volumes:
+        podman("volume", "rm", "--force", *volumes, check=False)
+    return volumes
+
+
 def clean_stale_clusters(
     runner: Runner,
     podman: Podman,
@@ -142,14 +167,11 @@ def _delete_cluster(runner: Runner, podman: Podman, cluster: Cluster, provider: 
         finally:
             kubeconfig.unlink(missing_ok=True)
         if not podman.containers(f"label={KIND_CLUSTER_LABEL}={cluster.name}"):
+            remove_node_volumes(podman, cluster.name)
             return "kind delete cluster"
     for node in cluster.nodes:
         podman("rm", "--force", "--volumes", node, timeout=300, check=False)
-    volumes = podman(
-        "volume", "ls", "--quiet", "--filter", f"label={KIND_CLUSTER_LABEL}={cluster.name}", check=False
-    ).stdout.split()
-    if volumes:
-        podman("volume", "rm", "--force", *volumes, check=False)
+    remove_node_volumes(podman, cluster.name)
     why = "kind could not" if shutil.which("kind") else "kind is not installed"
     return f"removing its node containers and volumes ({why})"
 
@@ -180,6 +202,15 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
     networks = podman.json("network", "ls", "--format", "json", "--filter", MANAGED) or []
     _sweep(report, "networks", networks, lambda n: str(n.get("name") or n.get("Name")),
            lambda names: podman("network", "rm", "--force", *names, check=False), dry_run)  # fmt: skip
+    clusters = {c.name for c in kind_clusters(podman)}
+    for cluster, volumes in sorted(node_volumes(podman).items()):
+        if cluster in clusters or _settled(run_id_of(cluster)):
+            continue  # a cluster that still exists, or a live or kept run's
+        if not dry_run:
+            podman("volume", "rm", "--force", *volumes, check=False)
+        report.removed.append(
+            f"volumes {', '.join(v[:12] for v in volumes)} of the nodes of {cluster} (gone)"
+        )
     if images:
         _clean_images(podman, report, dry_run)
     _clean_files(root, report, dry_run)

@@ -357,10 +357,13 @@ class KindPlatform:
         if self.ctx.reuse:
             self.api.delete_namespace(self.namespace)
             return
+        from infra.cleanup import remove_node_volumes
+
         self.kind(
             "delete", "cluster", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig),
             timeout=self.ctx.config.timeouts.cluster,
         )  # fmt: skip
+        remove_node_volumes(self.ctx.podman, self.cluster)  # left by a create that failed half-way
         self.kubeconfig.unlink(missing_ok=True)
 
     # -- the handle the E2E suite uses -----------------------------------------

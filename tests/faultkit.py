@@ -329,6 +329,12 @@ class Root:
         assert run_id, "no run id"
         found = [f"container {c}" for c in self.containers(run_id)]
         found += [f"kind node {n}" for n in self.kind_nodes(run_id)]
+        vols = json.loads(self.podman("volume", "ls", "--format", "json") or "[]") or []
+        found += [
+            f"volume {v['Name']} of a kind node"
+            for v in vols
+            if any(key.startswith(f"{PREFIX}-{run_id}-") for key in (v.get("Labels") or {}))
+        ]
         found += [f"network {n}" for n in self.networks(run_id)]
         found += [f"archive {a}" for a in sorted((self.path / ".e2e" / "archives").glob("*.tar"))]
         if self.run_dir(run_id).exists():

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from infra import config, runlock, waits
+from infra import cleanup, config, runlock, waits
 from infra.images import ImageRef
 from infra.manifests import Rendered
 from infra.names import new_run_id, resource_name
@@ -103,6 +103,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindPlatform]:
         plat.teardown()
         runlock.release(lock, ctx.run_id)
         assert _node_containers(plat.cluster) == []  # nothing left behind
+        assert cleanup.node_volumes(_podman()).get(plat.cluster) is None
         assert not plat.kubeconfig.exists()
         assert _kube_home_digest() == before  # never ~/.kube/config
 

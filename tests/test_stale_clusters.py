@@ -12,6 +12,7 @@ installed, and with kind hidden from PATH (the podman fallback).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -180,3 +181,34 @@ def test_clean_stale_clusters_rejects_a_bad_age(roots: RootFactory) -> None:
     out = root.harness("clean-stale-clusters", "--older-than", "two hours", "--dry-run", timeout=60)
     assert out.code == 2, str(out)
     assert re.search(r"--older-than 'two hours': use a number with s, m, h or d", out.output), str(out)
+
+
+def test_volumes_of_nodes_that_are_gone_are_removed_and_others_left(tmp_path: Path) -> None:
+    """kind's podman provider labels each node's /var volume `<node>=true`; a failed create leaves them."""
+    from infra import cleanup
+    from infra.podman_cli import Podman
+    from infra.proc import RecordingRunner
+
+    volumes = [
+        {"Name": "v1", "Labels": {"e2eh-20250101-000000-dead-control-plane": "true"}},
+        {"Name": "v2", "Labels": {"e2eh-20250101-000000-dead-worker2": "true"}},
+        {"Name": "v3", "Labels": {"team-dev-control-plane": "true"}},  # not ours
+        {"Name": "v4", "Labels": {"e2eh-20250101-000000-live-worker": "true"}},  # its cluster exists
+    ]
+    runner = RecordingRunner()
+    runner.on(["podman", "volume", "ls", "--format", "json"], stdout=json.dumps(volumes))
+    live_node = {
+        "Names": ["e2eh-20250101-000000-live-worker"],
+        "Created": 1,
+        "Labels": {"io.x-k8s.kind.cluster": "e2eh-20250101-000000-live"},
+    }
+    kind_filter = ["podman", "ps", "--format", "json", "--all", "--filter", "label=io.x-k8s.kind.cluster"]
+    runner.on(kind_filter, stdout=json.dumps([live_node]))
+    assert cleanup.node_volumes(Podman(runner)) == {
+        "e2eh-20250101-000000-dead": ["v1", "v2"],
+        "e2eh-20250101-000000-live": ["v4"],
+    }
+    report = cleanup.clean_podman(Podman(runner), tmp_path, dry_run=False, images=False)
+    removes = [a for a in runner.argvs() if a[:3] == ("podman", "volume", "rm")]
+    assert removes == [("podman", "volume", "rm", "--force", "v1", "v2")]
+    assert any("of the nodes of e2eh-20250101-000000-dead (gone)" in line for line in report.removed)
