@@ -12,6 +12,7 @@ from pathlib import Path
 from infra.config import Config, Service
 from infra.images import ImageRef, content_tag, qualify, tree_digest
 from infra.names import COVERAGE_LABEL, SERVICE_LABEL
+from infra.paths import output_dirs
 from infra.podman_cli import Podman
 from infra.proc import Runner
 
@@ -45,7 +46,8 @@ def go_version(runner: Runner, timeout: float = 30) -> str:
 
 
 def plan_images(config: Config, *, coverage: bool, toolchain: str) -> ImagePlan:
-    trees = {src: tree_digest(src) for src in {config.path(s.source) for s in config.services}}
+    outputs = output_dirs(config.root)
+    trees = {src: tree_digest(src, outputs) for src in {config.path(s.source) for s in config.services}}
     refs = {}
     for svc in config.services:
         extra = [config.path(svc.containerfile)] if svc.containerfile else []

@@ -60,10 +60,13 @@ BUILD_INPUT_NAMES = ("Containerfile", "Dockerfile", "go.work", "go.work.sum")
 SKIP_DIRS = {".git", "bin", "testdata", "vendor-cache", "__pycache__"}
 
 
-def build_inputs(source: Path) -> list[Path]:
-    """Files whose content decides the image: Go sources and build files."""
+def build_inputs(source: Path, outputs: Iterable[Path] = ()) -> list[Path]:
+    """Files whose content decides the image: Go sources and build files, never the harness's outputs."""
     files = []
+    skip = [o.resolve() for o in outputs]
     for path in sorted(source.rglob("*")):
+        if skip and any(path.resolve().is_relative_to(o) for o in skip):
+            continue  # e2e.toml inside the module: artifacts/ and coverage/ would churn the tag
         rel = path.relative_to(source)
         if any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts[:-1]):
             continue
@@ -79,10 +82,10 @@ def _hash_files(digest: Any, files: Iterable[tuple[str, Path]]) -> None:
         digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
 
 
-def tree_digest(source: Path) -> str:
+def tree_digest(source: Path, outputs: Iterable[Path] = ()) -> str:
     """One hash of every build input under source (services sharing a module read it once)."""
     digest = hashlib.sha256()
-    _hash_files(digest, ((p.relative_to(source).as_posix(), p) for p in build_inputs(source)))
+    _hash_files(digest, ((p.relative_to(source).as_posix(), p) for p in build_inputs(source, outputs)))
     return digest.hexdigest()
 
 

@@ -37,6 +37,15 @@ def artifacts_dir(root: Path) -> Path:
     return root / "artifacts"
 
 
+def coverage_dir(root: Path) -> Path:
+    return root / "coverage"
+
+
+def output_dirs(root: Path) -> tuple[Path, ...]:
+    """What the harness writes under a config's root: never a build input."""
+    return (state_dir(root), artifacts_dir(root), coverage_dir(root))
+
+
 @dataclass(frozen=True)
 class RunPaths:
     root: Path
@@ -72,7 +81,7 @@ class RunPaths:
 
     @property
     def coverage_run(self) -> Path:
-        return self.root / "coverage" / "e2e" / self.run_id
+        return coverage_dir(self.root) / "e2e" / self.run_id
 
     @property
     def covdata(self) -> Path:

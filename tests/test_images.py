@@ -174,3 +174,20 @@ def test_content_tag_covers_an_extra_file_outside_the_source(src: Path, tmp_path
 def test_build_inputs_lists_sources_not_tests(src: Path) -> None:
     rel = [p.relative_to(src).as_posix() for p in build_inputs(src)]
     assert rel == ["cmd/api/main.go", "go.mod", "internal/lib.go"]
+
+
+def test_the_harness_outputs_are_never_build_inputs(tmp_path: Path) -> None:
+    """e2e.toml inside the Go module: artifacts/, coverage/ and .e2e/ must not churn the tag."""
+    from infra.images import tree_digest
+    from infra.paths import output_dirs
+
+    (tmp_path / "go.mod").write_text("module m\n\ngo 1.22\n")
+    (tmp_path / "main.go").write_text("package main\n\nfunc main() {}\n")
+    before = tree_digest(tmp_path, output_dirs(tmp_path))
+    for out in ("artifacts/20260101-000000-abcd/timings.json", "coverage/e2e/x/summary.json", ".e2e/a.yaml"):
+        (tmp_path / out).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / out).write_text("{}")
+    assert tree_digest(tmp_path, output_dirs(tmp_path)) == before
+    assert tree_digest(tmp_path) != before  # the same files do count when they are not outputs
+    (tmp_path / "main.go").write_text("package main\n\nfunc main() { println() }\n")
+    assert tree_digest(tmp_path, output_dirs(tmp_path)) != before
