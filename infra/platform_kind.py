@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infra import hostfixes, kind_config, waits
+from infra import hostfixes, kind_config, runlock, waits
 from infra.build import save_images
 from infra.console import say
 from infra.images import ImageRef, same_image_id
@@ -192,11 +192,26 @@ class KindPlatform:
             raise PlatformError(f"--reuse {self.cluster}: no such kind cluster; next: `kind get clusters`")
         self.kind("export", "kubeconfig", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig))
         self.ctx.host_ports = self._mapped_ports()
-        if self.api.namespace_exists(self.namespace):
-            self.api.delete_namespace(self.namespace)
+        # reset: the stack an earlier run left holds the same NodePorts; a live run's is refused
+        stale = []
+        for ns in self.api.namespaces(f"{LABEL}=true"):
+            name, run = ns["metadata"]["name"], (ns["metadata"].get("labels") or {}).get(RUN_LABEL, "")
+            if name != self.namespace and run and runlock.is_alive(run):
+                raise PlatformError(
+                    f"--reuse {self.cluster}: run {run} is using it (namespace {name}) and the same "
+                    "NodePorts; next: wait for that run, or give this one a cluster of its own"
+                )
+            stale.append(name)
+        for name in stale:
+            self.api.delete_namespace(name)
+            if name != self.namespace:
+                say(f"--reuse {self.cluster}: removed namespace {name} of an earlier run (reset)")
+        if stale:
             waits.poll(
-                f"namespace {self.namespace} of cluster {self.cluster} to be deleted (reset for this run)",
-                lambda: waits.Observation(not self.api.namespace_exists(self.namespace), "still terminating"),
+                f"namespace(s) {', '.join(stale)} of cluster {self.cluster} to be deleted (reset)",
+                lambda: waits.Observation(
+                    not any(self.api.namespace_exists(n) for n in stale), "still terminating"
+                ),
                 timeout=self.ctx.config.timeouts.deploy,
                 interval=0.5,
             )

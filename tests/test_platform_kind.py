@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import hostfixes, waits
+from infra import hostfixes, runlock, waits
 from infra.build import ImagePlan
 from infra.config import Config
 from infra.images import ImageRef
@@ -43,7 +43,8 @@ class FakeKube:
         self.deployment_status: Callable[[str], dict[str, Any]] = lambda name: READY
         self.pod_list: list[dict[str, Any]] = []
         self.log_text = ""
-        self.namespaces: set[str] = set()
+        self.ns_set: set[str] = set()
+        self.ns_labels: dict[str, dict[str, str]] = {}
         self.kinds: dict[str, str] = {}  # name -> kind, when not a Deployment
 
     def ensure_namespace(self, name: str, labels: dict[str, str]) -> None:
@@ -51,11 +52,15 @@ class FakeKube:
 
     def delete_namespace(self, name: str) -> None:
         self.calls.append(("delete_namespace", name))
-        self.namespaces.discard(name)
+        self.ns_set.discard(name)
 
     def namespace_exists(self, name: str) -> bool:
         self.calls.append(("namespace_exists", name))
-        return name in self.namespaces
+        return name in self.ns_set
+
+    def namespaces(self, selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("namespaces", selector))
+        return [{"metadata": {"name": n, "labels": self.ns_labels.get(n, {})}} for n in sorted(self.ns_set)]
 
     def apply(self, doc: dict[str, Any], namespace: str) -> None:
         self.calls.append(("apply", f"{doc['kind']}/{doc['metadata']['name']}", namespace))
@@ -264,7 +269,9 @@ def test_reuse_exports_the_kubeconfig_instead_of_creating(kit: Callable[..., Kit
     k = kit(reuse=True, cluster="team-dev")
     k.runner.on(["kind", "get", "clusters"], stdout="team-dev\n")
     k.runner.on(["podman", "port", "team-dev-control-plane"], stdout=PORTS)
-    k.api.namespaces.add(NAMESPACE)  # left by an earlier run on this cluster
+    k.api.ns_set.add(NAMESPACE)  # left by an earlier run of the same id (state reuse)
+    k.api.ns_set.add("e2eh-20250101-000000-kept-e2e")  # a kept stack on the cluster holds the NodePorts
+    k.api.ns_labels["e2eh-20250101-000000-kept-e2e"] = {RUN_LABEL: "20250101-000000-kept"}
     k.plat.create()
     assert k.runner.argvs() == [
         ("kind", "get", "clusters"),
@@ -273,15 +280,36 @@ def test_reuse_exports_the_kubeconfig_instead_of_creating(kit: Callable[..., Kit
     ]
     assert all(c.env == PROVIDER_ENV for c in k.runner.calls if c.argv[0] == "kind")
     assert [c[0] for c in k.api.calls] == [
-        "namespace_exists",
+        "namespaces",
+        "delete_namespace",
         "delete_namespace",
         "namespace_exists",
+        "namespace_exists",
         "ensure_namespace",
-    ]  # reset: deleted and gone before it is made again
+    ]  # reset: the run's own and the kept stack's namespaces deleted and gone before it is made again
+    assert sorted(c[1] for c in k.api.of("delete_namespace")) == sorted(
+        [NAMESPACE, "e2eh-20250101-000000-kept-e2e"]
+    )
     assert k.api.of("ensure_namespace") == [
         ("ensure_namespace", NAMESPACE, {LABEL: "true", RUN_LABEL: RUN_ID})
     ]
     assert k.ctx.host_ports == {30080: 45080, 30081: 45081}  # the cluster's own mappings
+
+
+def test_reuse_refuses_a_cluster_a_live_run_is_using(kit: Callable[..., Kit]) -> None:
+    k = kit(reuse=True, cluster="team-dev")
+    k.runner.on(["kind", "get", "clusters"], stdout="team-dev\n")
+    k.runner.on(["podman", "port", "team-dev-control-plane"], stdout=PORTS)
+    live = "20250101-000000-live"
+    k.api.ns_set.add(f"e2eh-{live}-e2e")
+    k.api.ns_labels[f"e2eh-{live}-e2e"] = {RUN_LABEL: live}
+    lock = runlock.hold(live)
+    try:
+        with pytest.raises(PlatformError, match=f"run {live} is using it"):
+            k.plat.create()
+    finally:
+        runlock.release(lock, live)
+    assert k.api.of("delete_namespace") == []
 
 
 def test_reuse_refuses_a_cluster_that_does_not_publish_a_node_port(kit: Callable[..., Kit]) -> None:
@@ -559,7 +587,8 @@ def test_teardown_deletes_the_cluster_with_its_kubeconfig(kit: Callable[..., Kit
     kubeconfig.write_text("x")
     k.plat.teardown()
     assert k.runner.argvs() == [
-        ("kind", "delete", "cluster", "--name", CLUSTER, "--kubeconfig", str(kubeconfig))
+        ("kind", "delete", "cluster", "--name", CLUSTER, "--kubeconfig", str(kubeconfig)),
+        ("podman", "volume", "ls", "--format", "json"),  # what a half-made create left
     ]
     assert k.runner.calls[0].env == PROVIDER_ENV
     assert not kubeconfig.exists()
