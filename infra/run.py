@@ -17,7 +17,18 @@ from types import FrameType
 from typing import Literal
 
 from infra import config as config_mod
-from infra import diagnostics, doctor, gocoverage, manifests, ports, runlock, state, testrun, waits
+from infra import (
+    diagnostics,
+    doctor,
+    gocoverage,
+    manifests,
+    podman_fields,
+    ports,
+    runlock,
+    state,
+    testrun,
+    waits,
+)
 from infra.build import go_version, plan_images
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
@@ -159,6 +170,14 @@ class Run:
         choice = choose(opts.platform, cfg, self.podman)
         self.platform_name = choice.name
         say(f"platform: {choice.name} ({choice.reason})")
+        if choice.name == "podman":
+            try:
+                for notice in podman_fields.check(manifests.load_docs(cfg)):
+                    say(notice)
+            except (podman_fields.PodmanRefusal, manifests.ManifestError) as err:
+                self.failure = err
+                say(f"error: {err}")
+                return EXIT_USAGE
         if choice.name == "kind" and opts.reuse and opts.coverage:
             # a reused cluster's extraMount points at the run that created it
             say(

@@ -253,6 +253,27 @@ def test_stack_mistakes_exit_2_before_anything_is_built(roots: RootFactory, case
     assert not out.run_id and not (root.path / "artifacts").exists(), "nothing may start"
 
 
+def test_a_field_podman_cannot_honour_is_refused_before_anything_starts(roots: RootFactory) -> None:
+    root = roots.make("podman-refuses").edit_manifest(
+        "gateway.yaml",
+        "      containers:\n",
+        "      initContainers:\n        - {name: migrate, image: localhost/e2e-harness/gateway:dev}\n"
+        "      containers:\n",
+    )
+
+    out = root.e2e(*SMOKE, timeout=60)
+
+    assert out.code == EXIT_USAGE, str(out)
+    assert out.seconds < 5, str(out)
+    assert (
+        f"Deployment/gateway ({root.path}/manifests/gateway.yaml): spec.template.spec.initContainers "
+        "is not supported on podman" in out.output
+    ), str(out)
+    assert "next: run them on a real cluster with `--platform kind`" in out.output, str(out)
+    assert not lines_with(out.output, "> build:"), "nothing may be built"
+    assert_nothing_leaked(root, out.run_id)
+
+
 # -- 7. interrupted runs -----------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_while_the_suite_runs_tears_everything_down(

@@ -1,0 +1,267 @@
+"""What the podman platform does with every object and field of a manifest.
+
+Each is honoured (translated into `podman run`), inert (has no effect on one
+podman host, and skipped with a one-line notice), or refused before anything
+starts, naming the field, the object and its file, with `--platform kind` as
+the way out. A field in none of the lists (a typo, or a field of a newer
+Kubernetes) is refused too: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from infra.manifests import Doc, ident
+
+OK, INERT, REFUSED = "honoured", "inert", "refused"
+Schema = Mapping[str, Any]  # field -> OK | INERT | REFUSED | Schema | [Schema] (a list of them)
+
+META: Schema = {"name": OK, "labels": OK, "annotations": INERT, "namespace": INERT}
+
+# the harness polls readiness itself, more often than any period: timing changes nothing
+PROBE_TIMING = {
+    k: OK
+    for k in (
+        "initialDelaySeconds",
+        "periodSeconds",
+        "timeoutSeconds",
+        "successThreshold",
+        "failureThreshold",
+    )
+}
+PROBE_TIMING["terminationGracePeriodSeconds"] = INERT
+READINESS: Schema = {
+    "httpGet": {"path": OK, "port": OK, "scheme": REFUSED, "host": REFUSED, "httpHeaders": REFUSED},
+    "exec": REFUSED,
+    "tcpSocket": REFUSED,
+    "grpc": REFUSED,
+    **PROBE_TIMING,
+}
+CONTAINER: Schema = {
+    "name": OK,
+    "image": OK,
+    "imagePullPolicy": OK,
+    "command": OK,
+    "args": OK,
+    "env": [
+        {
+            "name": OK,
+            "value": OK,
+            "valueFrom": {
+                "configMapKeyRef": {"name": OK, "key": OK, "optional": REFUSED},
+                "secretKeyRef": REFUSED,
+                "fieldRef": REFUSED,
+                "resourceFieldRef": REFUSED,
+                "fileKeyRef": REFUSED,
+            },
+        }
+    ],
+    "envFrom": [{"configMapRef": {"name": OK, "optional": REFUSED}, "secretRef": REFUSED, "prefix": REFUSED}],
+    "ports": [{"containerPort": OK, "name": OK, "protocol": OK, "hostPort": REFUSED, "hostIP": REFUSED}],
+    "volumeMounts": [
+        {
+            "name": OK,
+            "mountPath": OK,
+            "readOnly": OK,
+            "subPath": REFUSED,
+            "subPathExpr": REFUSED,
+            "mountPropagation": REFUSED,
+            "recursiveReadOnly": REFUSED,
+        }
+    ],
+    "readinessProbe": READINESS,
+    # podman never restarts a container on a probe, and does not limit what it uses
+    "livenessProbe": INERT,
+    "startupProbe": INERT,
+    "resources": INERT,
+    "resizePolicy": INERT,
+    "terminationMessagePath": INERT,
+    "terminationMessagePolicy": INERT,
+    "securityContext": REFUSED,
+    "lifecycle": REFUSED,
+    "workingDir": REFUSED,
+    "stdin": REFUSED,
+    "stdinOnce": REFUSED,
+    "tty": REFUSED,
+    "volumeDevices": REFUSED,
+    "restartPolicy": REFUSED,
+    "restartPolicyRules": REFUSED,
+}
+VOLUME: Schema = {
+    "name": OK,
+    "hostPath": {"path": OK, "type": OK},  # a per-run directory, always created
+    "emptyDir": {"medium": REFUSED, "sizeLimit": INERT},
+    "configMap": {"name": OK, "items": REFUSED, "defaultMode": REFUSED, "optional": REFUSED},
+    # every other volume source
+    **{
+        k: REFUSED
+        for k in (
+            "secret", "persistentVolumeClaim", "projected", "downwardAPI", "csi", "ephemeral", "nfs",
+            "image", "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "fc", "flexVolume",
+            "flocker", "gcePersistentDisk", "gitRepo", "glusterfs", "iscsi", "photonPersistentDisk",
+            "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume",
+        )
+    },
+}  # fmt: skip
+POD_SPEC: Schema = {
+    "containers": [CONTAINER],
+    "volumes": [VOLUME],
+    "terminationGracePeriodSeconds": OK,
+    # scheduling and identity: one podman host, no API server
+    **{
+        k: INERT
+        for k in (
+            "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeSelector",
+            "affinity", "tolerations", "priorityClassName", "priority", "topologySpreadConstraints",
+            "schedulerName", "enableServiceLinks", "imagePullSecrets", "preemptionPolicy", "dnsPolicy",
+            "runtimeClassName", "overhead", "readinessGates", "schedulingGates", "nodeName",
+            "schedulingGroup", "evictionResponders",
+        )
+    },
+    # behaviour podman would not reproduce: a run that passes there would mean nothing
+    **{
+        k: REFUSED
+        for k in (
+            "initContainers", "ephemeralContainers", "securityContext", "hostNetwork", "hostPID", "hostIPC",
+            "hostUsers", "shareProcessNamespace", "hostname", "subdomain", "hostAliases", "dnsConfig",
+            "setHostnameAsFQDN", "activeDeadlineSeconds", "os", "resourceClaims", "resources",
+            "restartPolicy", "hostnameOverride",
+        )
+    },
+}  # fmt: skip
+WORKLOAD_SPEC: Schema = {
+    "replicas": OK,  # more than 1 is refused below: one podman container per workload
+    "selector": {"matchLabels": OK, "matchExpressions": REFUSED},
+    "template": {"metadata": META, "spec": POD_SPEC},
+    **{
+        k: INERT
+        for k in (
+            "strategy", "updateStrategy", "revisionHistoryLimit", "minReadySeconds",
+            "progressDeadlineSeconds", "paused", "serviceName", "podManagementPolicy", "ordinals",
+        )
+    },
+    "volumeClaimTemplates": REFUSED,
+    "persistentVolumeClaimRetentionPolicy": REFUSED,
+}  # fmt: skip
+TOP = {"apiVersion": OK, "kind": OK, "metadata": META}
+KINDS: dict[str, Schema] = {
+    "Deployment": {**TOP, "spec": WORKLOAD_SPEC, "status": INERT},
+    "StatefulSet": {**TOP, "spec": WORKLOAD_SPEC, "status": INERT},
+    "DaemonSet": {**TOP, "spec": WORKLOAD_SPEC, "status": INERT},
+    "ConfigMap": {**TOP, "data": OK, "binaryData": REFUSED, "immutable": INERT},
+    "Service": {
+        **TOP,
+        "spec": {
+            "type": OK,
+            "selector": OK,
+            "ports": [
+                {
+                    "name": OK,
+                    "port": OK,
+                    "targetPort": OK,
+                    "nodePort": OK,
+                    "protocol": OK,
+                    "appProtocol": INERT,
+                }
+            ],
+            **{
+                k: INERT
+                for k in (
+                    "clusterIP",
+                    "clusterIPs",
+                    "sessionAffinity",
+                    "ipFamilies",
+                    "ipFamilyPolicy",
+                    "internalTrafficPolicy",
+                    "externalTrafficPolicy",
+                    "publishNotReadyAddresses",
+                )
+            },
+        },
+        "status": INERT,
+    },
+}
+INERT_KINDS = frozenset(
+    {
+        "ServiceAccount", "PodDisruptionBudget", "NetworkPolicy", "Role", "RoleBinding", "ClusterRole",
+        "ClusterRoleBinding", "HorizontalPodAutoscaler", "Namespace", "LimitRange", "ResourceQuota",
+        "PriorityClass",
+    }
+)  # fmt: skip
+"""Objects that change nothing on one podman host: skipped with a notice."""
+
+
+class PodmanRefusal(Exception):
+    """Manifests the podman platform cannot honour; the message lists every field and the way out."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    policy: str
+    where: str  # Deployment/gateway (manifests/gateway.yaml)
+    path: str  # spec.template.spec.initContainers
+
+    def line(self) -> str:
+        if self.policy == INERT:
+            return f"podman: {self.where}: {self.path} has no effect on podman (skipped)"
+        return f"{self.where}: {self.path} is not supported on podman"
+
+
+def _walk(value: Any, schema: Any, path: str) -> Iterator[tuple[str, str]]:
+    if schema in (OK, INERT, REFUSED):
+        if schema != OK:
+            yield schema, path
+        return
+    if isinstance(schema, list):
+        for i, item in enumerate(value if isinstance(value, list) else []):
+            yield from _walk(item, schema[0], f"{path}[{i}]")
+        return
+    if not isinstance(value, dict):
+        return
+    for key, sub in value.items():
+        where = f"{path}.{key}" if path else key
+        if key not in schema:
+            yield REFUSED, f"{where} (a field the harness does not know)"
+        else:
+            yield from _walk(sub, schema[key], where)
+
+
+def findings(docs: list[Doc]) -> list[Finding]:
+    out: list[Finding] = []
+    for doc in docs:
+        source = (doc.get("metadata", {}).get("annotations") or {}).get("e2e-harness/source", "?")
+        where = f"{ident(doc)} ({source})"
+        kind = doc.get("kind", "")
+        if kind in INERT_KINDS:
+            out.append(Finding(INERT, where, "the whole object"))
+            continue
+        if kind not in KINDS:
+            out.append(Finding(REFUSED, where, f"kind {kind}"))
+            continue
+        plain = {k: v for k, v in doc.items()}
+        annotations = dict(plain.get("metadata", {}).get("annotations") or {})
+        annotations.pop("e2e-harness/source", None)  # the harness's own bookkeeping
+        plain["metadata"] = {**plain.get("metadata", {}), "annotations": annotations}
+        if not annotations:
+            plain["metadata"].pop("annotations")
+        out += [Finding(p, where, path) for p, path in _walk(plain, KINDS[kind], "")]
+        replicas = doc.get("spec", {}).get("replicas", 1) if kind in ("Deployment", "StatefulSet") else 1
+        if int(replicas) > 1:
+            out.append(Finding(REFUSED, where, f"spec.replicas: {replicas} (podman runs one container)"))
+    return out
+
+
+def check(docs: list[Doc]) -> list[str]:
+    """Refuse what podman cannot honour; return the notices for what it skips."""
+    found = findings(docs)
+    refused = [f.line() for f in found if f.policy == REFUSED]
+    if refused:
+        raise PodmanRefusal(
+            "the podman platform cannot honour these manifests:\n  "
+            + "\n  ".join(refused)
+            + "\nnext: run them on a real cluster with `--platform kind`, or change the manifests "
+            "(README: What the podman platform honours)"
+        )
+    return sorted({f.line() for f in found if f.policy == INERT})

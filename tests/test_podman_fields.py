@@ -1,0 +1,100 @@
+"""Every field the podman platform could meet is honoured, inert or refused: none is dropped silently."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from infra import podman_fields as pf
+from infra.config import Config
+from infra.manifests import load_docs
+
+
+def _keys(model: Any) -> set[str]:
+    return set(model.attribute_map.values())
+
+
+@pytest.mark.parametrize(
+    ("schema", "model"),
+    [
+        (pf.POD_SPEC, client.V1PodSpec),
+        (pf.CONTAINER, client.V1Container),
+        (pf.VOLUME, client.V1Volume),
+        (pf.READINESS, client.V1Probe),
+    ],
+    ids=["PodSpec", "Container", "Volume", "Probe"],
+)
+def test_every_field_of_the_kubernetes_schema_has_a_decision(schema: pf.Schema, model: Any) -> None:
+    """The kubernetes client's own field list: a new field fails here until it is placed."""
+    undecided = sorted(_keys(model) - set(schema))
+    assert undecided == [], f"{model.__name__} fields neither honoured, inert nor refused: {undecided}"
+
+
+def test_the_example_stack_is_honoured_with_notices_only(repo_cfg: Config) -> None:
+    notices = pf.check(load_docs(repo_cfg))
+    assert notices and all("has no effect on podman (skipped)" in n for n in notices)
+    assert any("livenessProbe" in n for n in notices)
+
+
+def _stack(repo_cfg: Config) -> list[dict[str, Any]]:
+    return copy.deepcopy(load_docs(repo_cfg))
+
+
+def _gateway_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gateway")
+    spec: dict[str, Any] = dep["spec"]["template"]["spec"]
+    return spec
+
+
+CASES = {
+    "initContainers": (
+        lambda spec: spec.update(initContainers=[{"name": "migrate", "image": "x"}]),
+        "spec.template.spec.initContainers",
+    ),
+    "secret envFrom": (
+        lambda spec: spec["containers"][0]["envFrom"].append({"secretRef": {"name": "token"}}),
+        "spec.template.spec.containers[0].envFrom[1].secretRef",
+    ),
+    "exec readiness": (
+        lambda spec: spec["containers"][0].update(readinessProbe={"exec": {"command": ["true"]}}),
+        "spec.template.spec.containers[0].readinessProbe.exec",
+    ),
+    "a typo": (
+        lambda spec: spec["containers"][0].update(imagePullPolicyy="Never"),
+        "spec.template.spec.containers[0].imagePullPolicyy (a field the harness does not know)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_field_podman_cannot_honour_is_refused_naming_it_the_object_and_the_file(
+    repo_cfg: Config, case: str
+) -> None:
+    docs = _stack(repo_cfg)
+    change, path = CASES[case]
+    change(_gateway_pod(docs))
+    with pytest.raises(pf.PodmanRefusal) as info:
+        pf.check(docs)
+    msg = str(info.value)
+    assert f"Deployment/gateway (manifests/gateway.yaml): {path} is not supported on podman" in msg
+    assert "--platform kind" in msg
+
+
+def test_objects_are_refused_or_skipped_by_kind(repo_cfg: Config) -> None:
+    docs = _stack(repo_cfg)
+    src = {"annotations": {"e2e-harness/source": "manifests/extra.yaml"}}
+    docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", **src}})
+    docs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "api", **src}})
+    found = {(f.policy, f.where, f.path) for f in pf.findings(docs)}
+    assert (pf.REFUSED, "Job/migrate (manifests/extra.yaml)", "kind Job") in found
+    assert (pf.INERT, "ServiceAccount/api (manifests/extra.yaml)", "the whole object") in found
+
+
+def test_more_than_one_replica_is_refused(repo_cfg: Config) -> None:
+    docs = _stack(repo_cfg)
+    next(d for d in docs if d["kind"] == "Deployment")["spec"]["replicas"] = 3
+    with pytest.raises(pf.PodmanRefusal, match=r"spec.replicas: 3 \(podman runs one container\)"):
+        pf.check(docs)
