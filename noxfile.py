@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -15,6 +18,13 @@ DEV_REQUIREMENTS = "requirements-dev.txt"
 # that would cut its teardown short. Pass the interrupt on after 1 s (for a signal
 # that reached nox alone), then give the teardown its time.
 INTERRUPT_TIMEOUT, TERMINATE_TIMEOUT = 1.0, 600.0
+
+
+def _terminate_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # a SIGTERM to nox alone must not orphan the harness it runs
+
+
+signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
 
 
 def _harness(session: nox.Session, *args: str) -> None:

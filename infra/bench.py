@@ -136,7 +136,7 @@ def bench_kind(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
     """Each step of the kind platform, medians of `repeat` rounds, beside the podman figures."""
     runs = [kind_once(config) for _ in range(repeat)]
     keys = [k for k in runs[0] if k.endswith("_seconds")]
-    medians = {k: statistics.median(float(r[k] or 0) for r in runs) for k in keys}
+    medians = {k: round(statistics.median(float(r[k] or 0) for r in runs), 2) for k in keys}
     data: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     data["kind"] = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -194,6 +194,10 @@ class SubprocessRunner:
         except CommandError as exc:
             log.info("%s after %.1fs: %s", type(exc).__name__, time.monotonic() - start, args[0])
             raise
+        except BaseException:  # an interrupt raised while waiting: the child must not outlive it
+            if proc.poll() is None:
+                _stop(proc)
+            raise
         finally:
             if sink:
                 sink.close()

@@ -202,3 +202,24 @@ def test_a_command_started_after_the_interrupt_runs_to_the_end() -> None:
     finally:
         CANCEL.clear()
     assert res.stdout.strip() == "done"
+
+
+def test_an_interrupt_while_waiting_stops_the_child_too(tmp_path: Path) -> None:
+    """Ctrl-C lands in the harness while it waits: the command must not outlive it (no orphans)."""
+    import signal
+
+    pidfile = tmp_path / "pid"
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            SubprocessRunner().run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], timeout=60)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)
