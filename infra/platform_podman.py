@@ -68,7 +68,9 @@ class PodmanPlatform:
                 "images not present in podman's store: "
                 + "; ".join(missing)
                 + ". next: the manifest must reference the image the harness built"
-                " (localhost/<name>:<tag>, see `inv images`) or a service in e2e.toml must build it"
+                " (localhost/<name>:<tag>, see `inv images`), a service in e2e.toml must build it, or,"
+                " for an image the harness does not build: `podman pull` it, `podman load -i` an archive,"
+                " or `podman tag` a local image with that name"
             )
 
     def deploy(self, service: str, docs: list[Doc]) -> None:

@@ -274,6 +274,28 @@ def test_a_field_podman_cannot_honour_is_refused_before_anything_starts(roots: R
     assert_nothing_leaked(root, out.run_id)
 
 
+def test_runs_with_the_config_inside_the_go_module_build_each_image_once(roots: RootFactory) -> None:
+    """The outputs a run writes (artifacts/, coverage/, .e2e/) land in the module: never build inputs."""
+    root = roots.make("config-in-module")
+    for item in (REPO / "services").iterdir():
+        if item.is_dir():
+            shutil.copytree(item, root.path / item.name, ignore=shutil.ignore_patterns("bin"))
+        else:
+            shutil.copy2(item, root.path / item.name)
+    for name in ("datastore", "gateway"):
+        root.service(name, source=str(root.path))
+    tags: dict[str, set[str]] = {"datastore": set(), "gateway": set()}
+    built = []
+    for _ in range(3):
+        out = root.e2e(*SMOKE)
+        assert out.code == EXIT_OK, str(out)
+        for name, ref in re.findall(r"^image (\w+): (\S+)$", out.output, re.MULTILINE):
+            tags[name].add(ref)
+        built.append(json.loads((out.artifacts / "timings.json").read_text())["built"])
+    assert {k: len(v) for k, v in tags.items()} == {"datastore": 1, "gateway": 1}, tags
+    assert not any(any(b.values()) for b in built[1:]), f"later runs rebuilt images: {built}"
+
+
 # -- 7. interrupted runs -----------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_while_the_suite_runs_tears_everything_down(
