@@ -9,6 +9,7 @@ import nox
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
+nox.options.default_venv_backend = "uv|virtualenv"  # uv when installed: seconds, not a minute, per venv
 
 REQUIREMENTS = "requirements.txt"
 DEV_REQUIREMENTS = "requirements-dev.txt"

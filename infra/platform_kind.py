@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -333,7 +334,7 @@ class KindPlatform:
                 lambda i=ident: self._rollout(i),  # type: ignore[misc]
                 timeout=self.ctx.config.timeouts.ready,
                 interval=0.5,
-                hint=f"{self.inspect_command().rsplit(' get ', 1)[0]} describe {kind.lower()} {name}",
+                hint=f"{self.kubectl()} describe {kind.lower()} {name}",
             )
 
     def _rollout(self, ident: str) -> waits.Observation[None]:
@@ -524,8 +525,17 @@ class KindPlatform:
                 path = into / f"{name}{'.previous' if previous else ''}.log"
                 path.write_text(text)
 
+    def kubectl(self) -> str:
+        """A kubectl that works as printed: the host's with the run's kubeconfig, else the node's."""
+        if shutil.which("kubectl"):
+            return f"kubectl --kubeconfig {self.kubeconfig} -n {self.namespace}"
+        node = f"{self.cluster}-control-plane"
+        return (
+            f"{self.provider} exec {node} kubectl --kubeconfig /etc/kubernetes/admin.conf -n {self.namespace}"
+        )
+
     def inspect_command(self) -> str:
-        return f"kubectl --kubeconfig {self.kubeconfig} -n {self.namespace} get pods"
+        return f"{self.kubectl()} get pods"
 
     def state(self) -> dict[str, object]:
         return {

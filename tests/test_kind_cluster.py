@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,14 @@ def test_the_cluster_is_the_runs_own(cluster: KindPlatform) -> None:
     assert "containerPath: /coverdata" in rendered and "hostPort: 41180" in rendered
     if not Path("/sys/fs/cgroup/cgroup.controllers").exists():
         assert "failCgroupV1: false" in rendered  # applied because this host needs it
+
+
+def test_the_printed_inspect_command_works_as_printed(cluster: KindPlatform) -> None:
+    """Printed after --keep and in wait hints: the host may have no kubectl (this one has none)."""
+    res = subprocess.run(["bash", "-c", cluster.inspect_command()], capture_output=True, text=True,
+                         timeout=60, check=False, cwd="/")  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "No resources found" in res.stdout + res.stderr or "NAME" in res.stdout
 
 
 def test_load_then_skip_by_image_id_and_verify_presence(cluster: KindPlatform, sleeper: ImageRef) -> None:
