@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import Config, Service
+from infra.config import Config
 from infra.images import ImageRef, content_tag, qualify, tree_digest
 from infra.names import COVERAGE_LABEL, SERVICE_LABEL
 from infra.paths import output_dirs
@@ -63,9 +66,87 @@ def plan_images(config: Config, *, coverage: bool, toolchain: str) -> ImagePlan:
     return ImagePlan(refs, coverage)
 
 
-def go_build_argv(svc: Service, output: Path, *, coverage: bool) -> list[str]:
+def go_build_argv(mains: Sequence[str], output: Path, *, coverage: bool) -> list[str]:
+    """One go build for every main of a module: the standard library and shared packages compile once.
+
+    With several mains, output is a directory (`-o dir/`): each binary is named
+    after the last element of its package path.
+    """
     cover = list(COVER_FLAGS) if coverage else []
-    return ["go", "build", "-trimpath", *cover, "-o", str(output), svc.main]
+    target = f"{output}/" if len(mains) > 1 else str(output)
+    return ["go", "build", "-trimpath", *cover, "-o", target, *mains]
+
+
+@dataclass(frozen=True)
+class GoBatch:
+    """The services built from one Go module on the host (not from a Containerfile)."""
+
+    name: str  # for the phase: go:<name>
+    source: Path
+    services: tuple[str, ...]
+
+
+def go_batches(config: Config) -> list[GoBatch]:
+    by_source: dict[Path, list[str]] = {}
+    for svc in config.services:
+        if svc.containerfile is None:
+            by_source.setdefault(config.path(svc.source).resolve(), []).append(svc.name)
+    batches, used = [], set()
+    for source, names in sorted(by_source.items()):
+        name = source.name or "module"
+        while name in used:
+            name += "-"
+        used.add(name)
+        batches.append(GoBatch(name, source, tuple(names)))
+    return batches
+
+
+def module_path(source: Path) -> str:
+    for line in (source / "go.mod").read_text().splitlines():
+        if line.startswith("module "):
+            return line.split()[1].strip('"')
+    raise ValueError(f"{source / 'go.mod'} has no module line")
+
+
+def binary_name(module: str, main: str) -> str:
+    """What `go build -o dir/` calls a main package's binary (a /vN suffix is skipped)."""
+    rel = main.strip().removeprefix("./").strip("/")
+    parts = (module if rel in ("", ".") else f"{module}/{rel}").split("/")
+    if len(parts) > 1 and re.fullmatch(r"v[2-9][0-9]*", parts[-1]):
+        return parts[-2]
+    return parts[-1]
+
+
+def compile_batch(
+    config: Config,
+    plan: ImagePlan,
+    batch: GoBatch,
+    *,
+    runner: Runner,
+    podman: Podman,
+    build_root: Path,
+    force: bool = False,
+) -> dict[str, Path]:
+    """Build every service of the batch whose image is missing with ONE go build; service -> binary."""
+    todo = [n for n in batch.services if force or not podman.image_exists(plan.ref(n))]
+    if not todo:
+        return {}
+    mains = {n: config.service(n).main for n in todo}
+    names = {n: binary_name(module_path(batch.source), m) for n, m in mains.items()}
+    build_root.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f"go-{batch.name}-", dir=build_root))
+    groups = [todo] if len(set(names.values())) == len(todo) else [[n] for n in todo]  # same binary names
+    for group in groups:
+        target = out if len(group) > 1 else out / names[group[0]]
+        who = ", ".join(repr(n) for n in group)
+        runner.run(
+            go_build_argv([mains[n] for n in group], target, coverage=plan.coverage),
+            timeout=config.timeouts.build,
+            cwd=batch.source,
+            env=GO_ENV,
+            hint=f"fix the Go build of service{'s' if len(group) > 1 else ''} {who} ({batch.source})",
+        )
+    return {n: out / names[n] for n in todo}
 
 
 GO_ENV = {"CGO_ENABLED": "0", "GOOS": "linux"}
@@ -83,43 +164,41 @@ def build_image(
     plan: ImagePlan,
     service: str,
     *,
-    runner: Runner,
     podman: Podman,
     build_root: Path,
+    binary: Path | None = None,
     force: bool = False,
 ) -> BuildOutcome:
-    """Build one service image of the plan unless an image with its content tag exists."""
+    """The image of one service: from its Containerfile, or FROM scratch + the binary its batch built.
+
+    A host-built service without a binary was found up to date by its batch.
+    """
     svc, ref, coverage = config.service(service), plan.ref(service), plan.coverage
-    if not force and podman.image_exists(ref):
-        log.debug("%s: %s is up to date, not rebuilt", svc.name, ref)
-        return BuildOutcome(svc.name, ref, built=False)
     timeout = config.timeouts.build
     labels = {SERVICE_LABEL: svc.name, COVERAGE_LABEL: str(coverage).lower()}
-    source = config.path(svc.source)
     if svc.containerfile:
+        if not force and podman.image_exists(ref):
+            return BuildOutcome(svc.name, ref, built=False)
         args = dict(svc.build_args)
         if coverage:
             args["GOFLAGS"] = " ".join([args.get("GOFLAGS", ""), *COVER_FLAGS]).strip()
         podman.build(
             ref,
-            source,
+            config.path(svc.source),
             config.path(svc.containerfile),
             build_args=args,
             labels=labels,
             timeout=timeout,
         )
         return BuildOutcome(svc.name, ref, built=True)
+    if binary is None:
+        log.debug("%s: %s is up to date, not rebuilt", svc.name, ref)
+        return BuildOutcome(svc.name, ref, built=False)
     build_root.mkdir(parents=True, exist_ok=True)
     # unique per build: two concurrent runs may build the same tag at once
     context = Path(tempfile.mkdtemp(prefix=f"{svc.name}-{ref.tag}-", dir=build_root))
     try:
-        runner.run(
-            go_build_argv(svc, context / BINARY, coverage=coverage),
-            timeout=timeout,
-            cwd=source,
-            env=GO_ENV,
-            hint=f"fix the Go build of service {svc.name!r} ({source})",
-        )
+        shutil.move(binary, context / BINARY)
         (context / "Containerfile").write_text(SCRATCH_CONTAINERFILE)
         podman.build(
             ref,
@@ -131,7 +210,37 @@ def build_image(
         )
     finally:
         shutil.rmtree(context, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the batch's output dir, once its last binary is packaged
+            binary.parent.rmdir()
     return BuildOutcome(svc.name, ref, built=True)
+
+
+def build_services(
+    config: Config,
+    plan: ImagePlan,
+    names: Sequence[str],
+    *,
+    runner: Runner,
+    podman: Podman,
+    build_root: Path,
+    force: bool = False,
+) -> list[BuildOutcome]:
+    """`inv images`: one go build per module, then the image builds in parallel."""
+    binaries: dict[str, Path] = {}
+    for batch in go_batches(config):
+        wanted = tuple(n for n in batch.services if n in names)
+        if wanted:
+            binaries |= compile_batch(
+                config, plan, GoBatch(batch.name, batch.source, wanted),
+                runner=runner, podman=podman, build_root=build_root, force=force,
+            )  # fmt: skip
+
+    def one(name: str) -> BuildOutcome:
+        return build_image(config, plan, name, podman=podman, build_root=build_root,
+                           binary=binaries.get(name), force=force)  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return list(pool.map(one, names))
 
 
 def save_images(podman: Podman, refs: Sequence[ImageRef], archive: Path, timeout: float) -> Path:

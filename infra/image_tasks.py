@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from infra import build
@@ -35,19 +34,9 @@ def build_all(
     the_plan = plan(cfg, runner, coverage)
     names = services or cfg.names()
 
-    def one(name: str) -> BuildOutcome:
-        return build.build_image(
-            cfg,
-            the_plan,
-            name,
-            runner=runner,
-            podman=podman,
-            build_root=build_dir(root).resolve(),
-            force=force,
-        )
-
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        outcomes = list(pool.map(one, names))
+    outcomes = build.build_services(
+        cfg, the_plan, names, runner=runner, podman=podman, build_root=build_dir(root).resolve(), force=force
+    )
     for o in outcomes:
         say(f"{o.service}: {o.ref} " + ("built" if o.built else "up to date, not rebuilt"))
     if not any(o.built for o in outcomes):

@@ -91,18 +91,33 @@ def setup_phases(
     kind = plat.name == "kind"
     first: tuple[str, ...] = ("preflight",) if preflight else ()
 
+    build_root = build_dir(stack.paths.root).resolve()
+    binaries: dict[str, Path] = {}  # service -> the binary its module's one go build made
+    batch_of = {name: f"go:{b.name}" for b in build.go_batches(cfg) for name in b.services}
+
+    def compiler(batch: build.GoBatch) -> Phase:
+        def run() -> None:
+            binaries.update(
+                build.compile_batch(
+                    cfg, plan, batch, runner=runner, podman=podman, build_root=build_root, force=force_build
+                )
+            )
+
+        return Phase(f"go:{batch.name}", run, first)
+
     def builder(name: str) -> Phase:
         def run() -> None:
             outcome = build.build_image(
-                cfg, plan, name, runner=runner, podman=podman,
-                build_root=build_dir(stack.paths.root).resolve(), force=force_build,
+                cfg, plan, name, podman=podman, build_root=build_root,
+                binary=binaries.get(name), force=force_build,
             )  # fmt: skip
             stack.built[name] = outcome.built
 
-        return Phase(f"build:{name}", run, first)
+        return Phase(f"build:{name}", run, (batch_of[name],) if name in batch_of else first)
 
     phases = [Phase("preflight", preflight)] if preflight else []
-    phases += [Phase("cluster", plat.create, first), *[builder(s.name) for s in cfg.services]]
+    phases += [Phase("cluster", plat.create, first), *map(compiler, build.go_batches(cfg))]
+    phases += [builder(s.name) for s in cfg.services]
     if kind:
         phases.append(
             Phase(

@@ -42,3 +42,19 @@ def make_cfg() -> Callable[..., Config]:
         return config_mod.parse(data, REPO_CONFIG)
 
     return make
+
+
+def go_build_writes_binaries(argv: tuple[str, ...]) -> None:
+    """A RecordingRunner responder: `go build -o` leaves its binaries, as the real one would.
+
+    Returns None, so the call is still recorded and answered by the next responder.
+    """
+    if argv[:2] != ("go", "build"):
+        return None
+    i = argv.index("-o")
+    target, mains = argv[i + 1], argv[i + 2 :]
+    outputs = [Path(target) / Path(m).name for m in mains] if target.endswith("/") else [Path(target)]
+    for out in outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"\x7fELF")
+    return None

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from infra import build
-from infra.build import BuildOutcome, ImagePlan, build_image, go_build_argv, plan_images, save_images
+from infra.build import BuildOutcome, ImagePlan, build_services, go_build_argv, plan_images, save_images
 from infra.config import Config
 from infra.config import parse as parse_config
 from infra.images import ImageRef, content_tag, tree_digest
 from infra.podman_cli import Podman
 from infra.proc import CommandError, RecordingRunner
+from tests.conftest import go_build_writes_binaries
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = REPO / "services"
@@ -21,7 +22,7 @@ LABELS_ON = ["--label", "io.e2e-harness.coverage=true", "--label", "io.e2e-harne
 
 
 def missing_images_runner() -> RecordingRunner:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["podman", "image", "exists"], returncode=1)
     return runner
 
@@ -47,7 +48,7 @@ def test_go_version_asks_go(repo_cfg: Config) -> None:
 
 def test_go_build_argv(repo_cfg: Config, tmp_path: Path) -> None:
     svc = repo_cfg.service("gateway")
-    assert go_build_argv(svc, tmp_path / "app", coverage=False) == [
+    assert go_build_argv([svc.main], tmp_path / "app", coverage=False) == [
         "go",
         "build",
         "-trimpath",
@@ -55,7 +56,10 @@ def test_go_build_argv(repo_cfg: Config, tmp_path: Path) -> None:
         str(tmp_path / "app"),
         "./gateway",
     ]
-    assert go_build_argv(svc, tmp_path / "app", coverage=True) == [
+    assert go_build_argv(["./datastore", "./gateway"], tmp_path, coverage=False) == [
+        "go", "build", "-trimpath", "-o", f"{tmp_path}/", "./datastore", "./gateway",
+    ]  # fmt: skip
+    assert go_build_argv([svc.main], tmp_path / "app", coverage=True) == [
         "go",
         "build",
         "-trimpath",
@@ -72,10 +76,10 @@ def build_one(
     cfg: Config, name: str, ref: ImageRef, runner: RecordingRunner, build_root: Path, *,
     coverage: bool = False, podman: Podman | None = None, force: bool = False,
 ) -> BuildOutcome:  # fmt: skip
-    """build_image of a one-service plan: the ref and coverage the plan says."""
+    """build_services of a one-service plan: the ref and coverage the plan says."""
     plan = ImagePlan({name: ref}, coverage=coverage)
-    return build_image(cfg, plan, name, runner=runner, podman=podman or Podman(runner),
-                       build_root=build_root, force=force)  # fmt: skip
+    return build_services(cfg, plan, [name], runner=runner, podman=podman or Podman(runner),
+                          build_root=build_root, force=force)[0]  # fmt: skip
 
 
 @pytest.mark.parametrize("coverage", [False, True])
@@ -90,14 +94,16 @@ def test_build_image_runs_go_build_then_podman_build(
     root = tmp_path / "build"
     outcome = build_one(repo_cfg, "gateway", ref, runner, root, coverage=coverage, podman=podman)
     assert outcome == BuildOutcome("gateway", ref, built=True)
-    # a fresh context dir per build (concurrent runs may build the same tag)
-    ctx = Path(runner.calls[1].argv[-2]).parent
+    # fresh dirs per build (concurrent runs may build the same tag): the module's, then the image's
+    go_out = Path(runner.calls[1].argv[runner.calls[1].argv.index("-o") + 1])
+    assert go_out.parent.parent == root and go_out.parent.name.startswith("go-services-")
+    ctx = Path(runner.calls[2].argv[-1])
     assert ctx.parent == root and ctx.name.startswith(f"gateway-{ref.tag}-")
     cover = ["-cover", "-covermode=atomic", "-coverpkg=./..."] if coverage else []
     labels = LABELS_ON if coverage else LABELS_OFF
     assert runner.argvs() == [
         ("podman", "image", "exists", str(ref)),
-        ("go", "build", "-trimpath", *cover, "-o", str(ctx / "app"), "./gateway"),
+        ("go", "build", "-trimpath", *cover, "-o", str(go_out.parent / "gateway"), "./gateway"),
         (
             "podman",
             "build",
@@ -118,7 +124,7 @@ def test_build_image_runs_go_build_then_podman_build(
     assert go.timeout == repo_cfg.timeouts.build
     assert runner.calls[2].env == {"CONTAINERS_CONF": "/x/containers.conf"}
     assert runner.calls[2].timeout == repo_cfg.timeouts.build
-    assert not ctx.exists()  # the build context is temporary
+    assert not ctx.exists() and not go_out.parent.exists()  # both are temporary
 
 
 def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path) -> None:
@@ -130,7 +136,7 @@ def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path
 
 
 def test_force_builds_without_asking(repo_cfg: Config, tmp_path: Path) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     ref = ImageRef("localhost/e2e-harness/datastore", "abc")
     build_one(repo_cfg, "datastore", ref, runner, tmp_path, force=True)
     assert [a[:2] for a in runner.argvs()] == [("go", "build"), ("podman", "build")]
@@ -249,3 +255,76 @@ def test_image_plan_lookup() -> None:
     assert [str(r) for r in plan.all()] == ["localhost/x/a:1", "localhost/x/b:1"]
     with pytest.raises(KeyError):
         plan.ref("c")
+
+
+# -- one go build per module -------------------------------------------------------------------
+
+
+def test_services_are_grouped_by_module_and_containerfile_builds_stay_apart(tmp_path: Path) -> None:
+    for mod in ("api", "tools"):
+        (tmp_path / mod).mkdir()
+        (tmp_path / mod / "go.mod").write_text(f"module example.com/{mod}\n\ngo 1.22\n")
+    (tmp_path / "tools" / "Containerfile").write_text("FROM scratch\n")
+    svc = {"image": "localhost/t/x", "main": "."}
+    data = {
+        "manifests": ["m.yaml"],
+        "services": [
+            {**svc, "name": "a", "source": "api", "main": "./cmd/a", "image": "localhost/t/a"},
+            {**svc, "name": "b", "source": "api", "main": "./cmd/b", "image": "localhost/t/b"},
+            {**svc, "name": "c", "source": "tools", "image": "localhost/t/c"},
+            {
+                **svc,
+                "name": "d",
+                "source": "tools",
+                "image": "localhost/t/d",
+                "containerfile": "tools/Containerfile",
+            },
+        ],
+    }
+    cfg = parse_config(data, tmp_path / "e2e.toml")
+    batches = build.go_batches(cfg)
+    assert [(b.name, b.source, b.services) for b in batches] == [
+        ("api", tmp_path / "api", ("a", "b")),
+        ("tools", tmp_path / "tools", ("c",)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("module", "main", "binary"),
+    [
+        ("example.com/e2e-services", "./gateway", "gateway"),
+        ("example.com/svc", ".", "svc"),
+        ("example.com/svc/v2", ".", "svc"),
+        ("example.com/mono", "./cmd/api/", "api"),
+    ],
+)
+def test_binary_names_follow_go_build(module: str, main: str, binary: str) -> None:
+    assert build.binary_name(module, main) == binary
+
+
+def test_an_empty_cache_builds_every_main_of_a_module_in_one_go_invocation(
+    repo_cfg: Config, tmp_path: Path
+) -> None:
+    runner = missing_images_runner()
+    plan = plan_images(repo_cfg, coverage=True, toolchain="go1.22.5")
+    (batch,) = build.go_batches(repo_cfg)
+    binaries = build.compile_batch(repo_cfg, plan, batch, runner=runner, podman=Podman(runner),
+                                   build_root=tmp_path)  # fmt: skip
+    go = [a for a in runner.argvs() if a[0] == "go"]
+    assert len(go) == 1
+    assert go[0][-2:] == ("./datastore", "./gateway") and "-cover" in go[0]
+    assert {n: p.name for n, p in binaries.items()} == {"datastore": "datastore", "gateway": "gateway"}
+    assert all(p.exists() for p in binaries.values())
+
+
+def test_a_change_in_one_service_rebuilds_only_it(repo_cfg: Config, tmp_path: Path) -> None:
+    plan = plan_images(repo_cfg, coverage=False, toolchain="go1.22.5")
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
+    runner.on(["podman", "image", "exists", str(plan.ref("gateway"))], returncode=1)  # datastore exists
+    (batch,) = build.go_batches(repo_cfg)
+    binaries = build.compile_batch(repo_cfg, plan, batch, runner=runner, podman=Podman(runner),
+                                   build_root=tmp_path)  # fmt: skip
+    assert list(binaries) == ["gateway"]
+    assert [a for a in runner.argvs() if a[0] == "go"] == [
+        ("go", "build", "-trimpath", "-o", str(binaries["gateway"]), "./gateway")
+    ]

@@ -17,6 +17,7 @@ from infra.kind_cli import load_archive_args
 from infra.names import InvalidName
 from infra.podman_cli import Podman
 from infra.proc import CommandError, RecordingRunner, Result
+from tests.conftest import go_build_writes_binaries
 
 
 def write_archive(path: Path, repo_tags: list[list[str] | None]) -> Path:
@@ -52,7 +53,7 @@ def test_archive_repotags_reads_every_entry(tmp_path: Path) -> None:
 
 
 def test_load_runs_kind_with_the_provider_and_podmans_conf(tmp_path: Path) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     podman = Podman(runner, env={"CONTAINERS_CONF": "/c.conf"})
     image_tasks.load(runner, podman, tmp_path / "a.tar", "e2eh-x", "podman", timeout=33)
     assert runner.argvs() == [("kind", "load", "image-archive", str(tmp_path / "a.tar"), "--name", "e2eh-x")]
@@ -61,14 +62,14 @@ def test_load_runs_kind_with_the_provider_and_podmans_conf(tmp_path: Path) -> No
 
 
 def test_load_failure_hints_at_the_cluster(tmp_path: Path) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["kind", "load"], returncode=1, stdout="ERROR: no nodes found for cluster")
     with pytest.raises(CommandError, match=r"is kind cluster 'e2eh-x' running\? `kind get clusters`"):
         image_tasks.load(runner, Podman(runner), tmp_path / "a.tar", "e2eh-x", "podman", timeout=1)
 
 
 def test_save_reports_the_archives_repotags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
 
     def podman_save(argv: tuple[str, ...]) -> Result | None:
         if argv[:2] == ("podman", "save"):
@@ -87,7 +88,7 @@ def test_save_reports_the_archives_repotags(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_build_all_plans_once_and_builds_each_service(repo_cfg: Config, tmp_path: Path) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["go", "env", "GOVERSION"], stdout="go1.22.5\n")
 
     def gateway_missing(argv: tuple[str, ...]) -> Result | None:

@@ -20,6 +20,7 @@ from infra.platform import Context
 from infra.podman_cli import Podman
 from infra.proc import RecordingRunner
 from infra.stack import Stack, bring_up, render_stack, setup_phases
+from tests.conftest import go_build_writes_binaries
 
 RUN_ID = "20260101-000000-abcd"
 HOST_PORTS = {30080: 41080, 30081: 41081}
@@ -124,7 +125,7 @@ def make_stack(
 def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     repo_cfg: Config, tmp_path: Path, tag_spy: list[dict[str, Any]], http_waits: list[str], parallel: bool
 ) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["podman", "image", "exists"], returncode=1)  # nothing built yet
     st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=True)
     reporter = Reporter()
@@ -147,7 +148,9 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     tags = sorted(a[a.index("--tag") + 1] for a in runner.argvs() if a[:2] == ("podman", "build"))
     assert tags == sorted(want.values())
     go_builds = [a for a in runner.argvs() if a[:2] == ("go", "build")]
-    assert len(go_builds) == 2 and all("-cover" in a for a in go_builds)
+    # one go build for both mains of the module, with the cover flags
+    assert len(go_builds) == 1 and "-cover" in go_builds[0]
+    assert go_builds[0][-2:] == ("./datastore", "./gateway") and go_builds[0][-3].endswith("/")
     assert st.built == {"datastore": True, "gateway": True}
 
     # the platform loads, verifies and deploys exactly those refs
@@ -174,6 +177,7 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     assert sorted(reporter.started_names) == sorted(
         [
             "cluster",
+            "go:services",
             "build:datastore",
             "build:gateway",
             "load",
@@ -205,7 +209,7 @@ def test_run_main_computes_the_tag_once_per_run(
     monkeypatch.setattr(run_mod, "make_platform", fake_make_platform)
     preflights: list[str] = []
     monkeypatch.setattr(run_mod.doctor, "preflight", lambda *a: preflights.append(a[-1]))
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["go", "env", "GOVERSION"], stdout="go1.22.5\n")
     runner.on(["podman", "image", "exists"], returncode=1)
     run = run_mod.Run(repo_cfg, run_mod.Options(platform="kind", then="keep", root=tmp_path))
@@ -233,18 +237,19 @@ def test_run_main_computes_the_tag_once_per_run(
 
 
 def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert "load" not in phases
     assert phases["cluster"] == ()
-    assert phases["build:gateway"] == ()
+    assert phases["go:services"] == ()
+    assert phases["build:gateway"] == ("go:services",)
     assert phases["deploy:gateway"] == ("cluster", "build:gateway", "ready:datastore")
     assert phases["ready:gateway"] == ("deploy:gateway",)
 
 
 def test_kind_deploy_needs_the_load(repo_cfg: Config, tmp_path: Path) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert phases["load"] == ("cluster", "build:datastore", "build:gateway")
@@ -252,7 +257,7 @@ def test_kind_deploy_needs_the_load(repo_cfg: Config, tmp_path: Path) -> None:
 
 
 def test_an_existing_image_is_not_rebuilt(repo_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:
-    runner = RecordingRunner()  # `podman image exists` succeeds
+    runner = RecordingRunner(responders=[go_build_writes_binaries])  # `podman image exists` succeeds
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
     bring_up(
         st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=Reporter(), parallel=True
@@ -262,7 +267,7 @@ def test_an_existing_image_is_not_rebuilt(repo_cfg: Config, tmp_path: Path, http
 
 
 def test_a_failed_build_stops_the_dependents(repo_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["podman", "image", "exists"], returncode=1)
     runner.on(["go", "build"], returncode=2, stdout="compile error")
     st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=False)
@@ -271,7 +276,7 @@ def test_a_failed_build_stops_the_dependents(repo_cfg: Config, tmp_path: Path, h
         bring_up(
             st, runner=runner, podman=Podman(runner), timeline=timeline, reporter=Reporter(), parallel=False
         )
-    assert info.value.phase.startswith("build:")
+    assert info.value.phase == "go:services"
     assert plat.of("deploy") == [] and plat.of("load") == []
     status = {t.name: t.status for t in timeline.timings}
     assert status["deploy:datastore"] == status["ready:gateway"] == "skipped"
@@ -285,7 +290,7 @@ def test_coverage_with_a_reused_kind_cluster_is_refused(
 
     opts = run_mod.Options(platform="kind", reuse="team-x", coverage=True, root=tmp_path)
     run = run_mod.Run(repo_cfg, opts)
-    run.runner = RecordingRunner()
+    run.runner = RecordingRunner(responders=[go_build_writes_binaries])
     assert run.execute() == run_mod.EXIT_USAGE
     assert "--coverage with --reuse is not supported on kind" in capsys.readouterr().out
     assert [c.argv for c in run.runner.calls] == []  # type: ignore[attr-defined]
