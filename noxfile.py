@@ -63,6 +63,7 @@ def node_image(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Time setup steps on podman, or on kind with `-- --platform kind`; writes artifacts/bench.json."""
+    session.install("-r", DEV_REQUIREMENTS)  # nox itself: the bench measures what it adds
     _harness(session, "bench")
 
 

@@ -1,9 +1,15 @@
-"""`nox -s bench`: setup timed cold and warm, parallel and sequential, on podman; `--platform kind`:
+"""`nox -s bench`: the harness against the floor of the same work, on podman; `--platform kind`:
 cluster create, image save, load cold and skipped, deploy, ready and delete.
 
-cold: every image rebuilt (Go's build cache is kept: a cold Go cache measures
-the compiler, not the harness); warm: nothing changed, so builds are skipped.
-Each mode runs `repeat` times; the median is reported.
+Each figure is the median of `repeat` runs of `python -m infra e2e` as a user
+runs it (a process of its own, timed from outside):
+- true_cold: an empty Go build cache of its own and every image rebuilt, against
+  the floor: one `go build` of all mains (empty cache) plus the image builds;
+- cold: images rebuilt with Go's cache warm, parallel and sequential;
+- warm: nothing changed: from the command's start to the first test, and from
+  the last test to the command's end;
+- peak RSS of the harness and its children; what `nox -s e2e` adds on top.
+Targets are reported beside the figures, never asserted in tests.
 """
 
 from __future__ import annotations
@@ -11,83 +17,224 @@ from __future__ import annotations
 import json
 import os
 import platform as host
+import re
+import resource
 import shutil
 import statistics
+import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from infra import build, runlock
 from infra import config as config_mod
-from infra import runlock
 from infra.console import say
+from infra.images import ImageRef
+from infra.paths import state_dir
+from infra.podman_cli import Podman
+from infra.proc import SubprocessRunner
 from infra.run import EXIT_OK, Options, Run
+from infra.stack import make_podman
 
-MODES = [("cold", "parallel"), ("cold", "sequential"), ("warm", "parallel"), ("warm", "sequential")]
+TARGETS = {
+    "true_cold.ratio": ("<=", 1.15),
+    "cold.sequential_over_parallel": (">=", 1.25),
+    "warm.start_to_first_test_seconds": ("<=", 4.0),
+    "warm.last_test_to_end_seconds": ("<=", 2.0),
+}
+"""The figures the issue asks for: reported with the bench, never asserted in a test."""
+SMOKE = ("--", "-k", "smoke", "-p", "no:randomly")
 
 
-def one(config: str | None, cache: str, mode: str) -> dict[str, Any]:
+@dataclass
+class Harness:
+    """Runs `python -m infra e2e` as a user would: a process of its own, timed from outside."""
+
+    config: str | None
+    root: Path
+    runner: SubprocessRunner = field(default_factory=SubprocessRunner)
+
+    def e2e(self, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+        argv = [sys.executable, "-m", "infra", *(["--config", self.config] if self.config else []), "e2e",
+                "--platform", "podman", *args, *SMOKE]  # fmt: skip
+        log_file = self.root / "artifacts" / f"bench-{time.time_ns()}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        res = self.runner.run(argv, timeout=1200, env=env, check=False, stream_to=log_file)
+        ended = time.time()
+        run_id = _run_id(res.stdout)
+        if res.returncode != EXIT_OK or not run_id:
+            raise RuntimeError(f"bench run failed (exit {res.returncode}); see {log_file}")
+        log_file.unlink()
+        artifacts = self.root / "artifacts" / run_id
+        timings = json.loads((artifacts / "timings.json").read_text())
+        tests = [json.loads(line) for line in (artifacts / "results.jsonl").read_text().splitlines()]
+        first = min(t["start"] for t in tests if t.get("start"))
+        last = max(t["stop"] for t in tests if t.get("stop"))
+        return {
+            "run_id": run_id,
+            "setup_seconds": timings["setup_seconds"],
+            "built": timings["built"],
+            "start_to_first_test_seconds": round(first - started, 3),
+            "last_test_to_end_seconds": round(ended - last, 3),
+            "wall_seconds": round(ended - started, 3),
+        }
+
+
+def _run_id(output: str) -> str:
+    match = re.search(r"^run (\S+): artifacts in", output, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+def floor_seconds(config: str | None, runner: SubprocessRunner, podman: Podman, work: Path) -> float:
+    """The same work with nothing around it: one go build per module (empty cache), the image builds."""
     cfg = config_mod.load(config)
-    run = Run(
-        cfg,
-        Options(
-            config=config,
-            platform="podman",
-            sequential=mode == "sequential",
-            force_build=cache == "cold",
-            then="teardown",
-        ),
-    )
-    code = run.execute()
-    if code != EXIT_OK:
-        raise RuntimeError(f"bench run {run.paths.run_id} ({cache}, {mode}) failed with exit {code}")
-    timings = json.loads((run.paths.artifacts / "timings.json").read_text())
+    gocache = Path(tempfile.mkdtemp(prefix="bench-floor-gocache-", dir=work))
+    out = Path(tempfile.mkdtemp(prefix="bench-floor-", dir=work))
+    refs = []
+    try:
+        start = time.monotonic()
+        for batch in build.go_batches(cfg):
+            mains = [cfg.service(n).main for n in batch.services]
+            runner.run(["go", "build", "-trimpath", "-o", f"{out}/", *mains], timeout=1200,
+                       cwd=batch.source, env={**build.GO_ENV, "GOCACHE": str(gocache)})  # fmt: skip
+
+        def image(name: str) -> None:
+            svc = cfg.service(name)
+            ctx = out / f"ctx-{name}"
+            ctx.mkdir()
+            binary = build.binary_name(build.module_path(cfg.path(svc.source).resolve()), svc.main)
+            shutil.copy2(out / binary, ctx / build.BINARY)
+            (ctx / "Containerfile").write_text(build.SCRATCH_CONTAINERFILE)
+            ref = ImageRef(f"localhost/e2e-harness/bench-floor-{name}", str(time.time_ns()))
+            refs.append(ref)
+            podman.build(ref, ctx, ctx / "Containerfile", build_args={}, labels={}, timeout=600)
+
+        with ThreadPoolExecutor(max_workers=len(cfg.services)) as pool:
+            list(pool.map(image, [s.name for s in cfg.services if s.containerfile is None]))
+        return round(time.monotonic() - start, 3)
+    finally:
+        for ref in refs:
+            podman("rmi", "--force", str(ref), check=False)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(gocache, ignore_errors=True)
+
+
+def nox_overhead(root: Path, runner: SubprocessRunner) -> float:
+    """What `nox -s e2e` adds before the harness starts: the same `-h`, with and without nox."""
+    noxfile = Path(__file__).resolve().parents[1] / "noxfile.py"
+    via_nox = [sys.executable, "-m", "nox", "-f", str(noxfile), "-s", "e2e", "--", "-h"]
+    direct = [sys.executable, "-m", "infra", "e2e", "-h"]
+    runner.run(via_nox, timeout=600, cwd=noxfile.parent)  # the session's venv exists from here on
+    nox_s = runner.run(via_nox, timeout=600, cwd=noxfile.parent).seconds
+    return round(nox_s - runner.run(direct, timeout=60, cwd=noxfile.parent).seconds, 3)
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def _versions(runner: SubprocessRunner) -> dict[str, str]:
+    def out(*argv: str) -> str:
+        res = runner.run(list(argv), timeout=30, check=False)
+        return (res.stdout or res.stderr).strip().splitlines()[0] if res.ok else "absent"
+
     return {
-        "run_id": run.paths.run_id,
-        "cache": cache,
-        "mode": mode,
-        "setup_seconds": timings["setup_seconds"],
-        "built": timings["built"],
+        "go": out("go", "env", "GOVERSION"),
+        "podman": out("podman", "--version"),
+        "python": host.python_version(),
+        "nox": out(sys.executable, "-m", "nox", "--version"),
     }
 
 
 def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
-    runs = []
-    one(config, "warm", "parallel")  # prime: images exist, so "warm" below is warm from the start
+    cfg = config_mod.load(config)
+    root = cfg.root
+    work = state_dir(root) / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    harness = Harness(config, root)
+    runner = SubprocessRunner()
+    podman = make_podman(cfg, runner, root)
+    harness.e2e()  # prime: the warm runs below are warm from the start
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in ("true_cold", "cold_par", "cold_seq", "warm")}
+    floors, overheads = [], []
     for _ in range(repeat):
-        for cache, mode in MODES:
-            runs.append(one(config, cache, mode))
+        gocache = Path(tempfile.mkdtemp(prefix="bench-gocache-", dir=work))
+        try:  # an empty Go build cache of its own, never the user's
+            runs["true_cold"].append(harness.e2e("--rebuild", env={"GOCACHE": str(gocache)}))
+        finally:
+            shutil.rmtree(gocache, ignore_errors=True)
+        runs["cold_par"].append(harness.e2e("--rebuild"))
+        runs["cold_seq"].append(harness.e2e("--rebuild", "--sequential"))
+        runs["warm"].append(harness.e2e())
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the harness runs and their children
+    for _ in range(repeat):
+        floors.append(floor_seconds(config, runner, podman, work))
+        overheads.append(nox_overhead(root, runner))
 
-    def median(cache: str, mode: str) -> float:
-        values = [float(r["setup_seconds"]) for r in runs if r["cache"] == cache and r["mode"] == mode]
-        return statistics.median(values)
+    def med(kind: str, key: str) -> float:
+        return _median([float(r[key]) for r in runs[kind]])
 
-    med = {f"{c}_{m}": median(c, m) for c, m in MODES}
-    result = {
+    true_cold, floor = med("true_cold", "setup_seconds"), _median(floors)
+    cold_par, cold_seq = med("cold_par", "setup_seconds"), med("cold_seq", "setup_seconds")
+    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    result = {k: v for k, v in result.items() if k == "kind"}  # the kind figures stay beside these
+    result |= {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": host.python_version(), "system": host.platform()},
-        "repeat": repeat,
-        "median_setup_seconds": med,
-        "ratios": {
-            "sequential_over_parallel_cold": round(med["cold_sequential"] / med["cold_parallel"], 3),
-            "sequential_over_parallel_warm": round(med["warm_sequential"] / med["warm_parallel"], 3),
-            "cold_over_warm_parallel": round(med["cold_parallel"] / med["warm_parallel"], 3),
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_gb": round(_memory_bytes() / 2**30, 1),
+            "system": host.platform(),
         },
-        "warm_runs_skipped_all_builds": all(
-            not any(r["built"].values()) for r in runs if r["cache"] == "warm"
+        "tools": _versions(runner),
+        "repeat": repeat,
+        "true_cold": {
+            "setup_seconds": true_cold,
+            "floor_seconds": floor,
+            "ratio": round(true_cold / floor, 3),
+        },
+        "cold": {
+            "parallel": {"setup_seconds": cold_par},
+            "sequential": {"setup_seconds": cold_seq},
+            "sequential_over_parallel": round(cold_seq / cold_par, 3),
+        },
+        "warm": {
+            "setup_seconds": med("warm", "setup_seconds"),
+            "start_to_first_test_seconds": med("warm", "start_to_first_test_seconds"),
+            "last_test_to_end_seconds": med("warm", "last_test_to_end_seconds"),
+        },
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "nox_overhead_seconds": _median(overheads),
+        "warm_runs_skipped_all_builds": all(not any(r["built"].values()) for r in runs["warm"]),
+        "cold_runs_built_every_image": all(
+            all(r["built"].values()) for k in ("true_cold", "cold_par", "cold_seq") for r in runs[k]
         ),
-        "cold_runs_built_every_image": all(all(r["built"].values()) for r in runs if r["cache"] == "cold"),
         "runs": runs,
+        "floor_runs": floors,
+        "nox_overhead_runs": overheads,
     }
+    result["targets"] = {name: _target(result, name, op, limit) for name, (op, limit) in TARGETS.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    say(
-        json.dumps(
-            {k: result[k] for k in ("median_setup_seconds", "ratios", "warm_runs_skipped_all_builds")},
-            indent=2,
-        )
-    )
+    shown = ("true_cold", "cold", "warm", "peak_rss_mb", "nox_overhead_seconds", "targets")
+    say(json.dumps({k: result[k] for k in shown}, indent=2))
     say(f"wrote {out}")
     return result
+
+
+def _target(result: dict[str, Any], name: str, op: str, limit: float) -> dict[str, Any]:
+    value: Any = result
+    for part in name.split("."):
+        value = value[part]
+    met = value <= limit if op == "<=" else value >= limit
+    return {"value": value, "target": f"{op} {limit:g}", "met": bool(met)}
+
+
+def _memory_bytes() -> int:
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def _phase_seconds(run: Run, prefix: str) -> float:

@@ -37,6 +37,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         "when": report.when,
         "outcome": outcome,
         "duration": round(report.duration, 3),
+        "start": round(getattr(report, "start", 0.0), 3),  # epoch seconds: the bench's first/last test
+        "stop": round(getattr(report, "stop", 0.0), 3),
         "message": _message(report) if report.failed else "",
     }
     with open(path, "a") as fh:
