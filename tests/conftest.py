@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import shutil
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,16 @@ def go_build_writes_binaries(argv: tuple[str, ...]) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"\x7fELF")
     return None
+
+
+@pytest.fixture(scope="session")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Isolated roots for harness runs (tests/faultkit.py); what a failed case left is swept at the end."""
+    from tests.faultkit import RootFactory
+
+    for tool in ("podman", "go"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not on PATH")
+    factory = RootFactory(tmp_path_factory.mktemp("roots"))
+    yield factory
+    factory.sweep()

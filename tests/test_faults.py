@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -61,16 +60,6 @@ spec:
           image: localhost/e2e-harness/ghost:1
           imagePullPolicy: Never
 """
-
-
-@pytest.fixture(scope="session")
-def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RootFactory]:
-    for tool in ("podman", "go"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not on PATH")
-    factory = RootFactory(tmp_path_factory.mktemp("faults"))
-    yield factory
-    factory.sweep()  # only matters when a case failed half-way
 
 
 def assert_nothing_leaked(root: Root, run_id: str) -> None:

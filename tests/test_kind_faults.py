@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -32,13 +31,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not _node_image(), reason="kind or a node image missing (`nox -s node_image`)"),
 ]
-
-
-@pytest.fixture
-def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RootFactory]:
-    factory = RootFactory(tmp_path_factory.mktemp("kindfaults"))
-    yield factory
-    factory.sweep()
 
 
 def test_interrupt_while_the_cluster_is_made(roots: RootFactory) -> None:

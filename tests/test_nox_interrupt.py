@@ -9,11 +9,9 @@ left: no container, network, run dir, lock, nor a pytest still running.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,16 +19,6 @@ from infra import runlock, waits
 from tests.faultkit import REPO, RootFactory, harness_env, run_id_in
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
-
-
-@pytest.fixture
-def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RootFactory]:
-    for tool in ("podman", "go"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not on PATH")
-    factory = RootFactory(tmp_path_factory.mktemp("nox-interrupt"))
-    yield factory
-    factory.sweep()
 
 
 @pytest.mark.parametrize(
