@@ -91,13 +91,11 @@ def go_batches(config: Config) -> list[GoBatch]:
     for svc in config.services:
         if svc.containerfile is None:
             by_source.setdefault(config.path(svc.source).resolve(), []).append(svc.name)
-    batches, used = [], set()
+    batches: list[GoBatch] = []
     for source, names in sorted(by_source.items()):
-        name = source.name or "module"
-        while name in used:
-            name += "-"
-        used.add(name)
-        batches.append(GoBatch(name, source, tuple(names)))
+        base = source.name or "module"
+        same = sum(1 for b in batches if b.name.split("#")[0] == base)
+        batches.append(GoBatch(f"{base}#{same + 1}" if same else base, source, tuple(names)))
     return batches
 
 

@@ -328,3 +328,18 @@ def test_a_change_in_one_service_rebuilds_only_it(repo_cfg: Config, tmp_path: Pa
     assert [a for a in runner.argvs() if a[0] == "go"] == [
         ("go", "build", "-trimpath", "-o", str(binaries["gateway"]), "./gateway")
     ]
+
+
+def test_modules_in_directories_of_the_same_name_get_distinct_phases(tmp_path: Path) -> None:
+    for mod in ("a/services", "b/services"):
+        (tmp_path / mod).mkdir(parents=True)
+        (tmp_path / mod / "go.mod").write_text("module example.com/services\n\ngo 1.22\n")
+    data = {
+        "manifests": ["m.yaml"],
+        "services": [
+            {"name": "x", "source": "a/services", "image": "localhost/t/x"},
+            {"name": "y", "source": "b/services", "image": "localhost/t/y"},
+        ],
+    }
+    batches = build.go_batches(parse_config(data, tmp_path / "e2e.toml"))
+    assert [b.name for b in batches] == ["services", "services#2"]
