@@ -238,6 +238,32 @@ class Root:
         path.write_text(path.read_text().rstrip("\n") + "\n---\n" + text.lstrip("\n"))
         return self
 
+    def interrupt_suite(
+        self,
+        platform: str,
+        *signals: signal.Signals,
+        gap: float = 0.0,
+        check: Callable[[Started], None] = lambda run: None,
+        start_timeout: float = WAIT_TIMEOUT,
+    ) -> Outcome:
+        """Start e2e with a suite that blocks, signal the harness once it runs, wait for the end.
+
+        `gap` sleeps between signals on purpose: it reproduces a sender's own delay (nox's).
+        """
+        started_marker, release = self.add_blocking_suite()
+        run = self.start("e2e", "--platform", platform, "--", "-n", "0")
+        try:
+            run.wait_until("the E2E suite to start", started_marker.exists, timeout=start_timeout)
+            check(run)
+            for i, sig in enumerate(signals):
+                if i:
+                    time.sleep(gap)
+                run.signal(sig)
+            return run.wait(timeout=180)
+        finally:
+            release.touch()  # lets the blocking test end should anything still run it
+            run.kill()
+
     def add_blocking_suite(self) -> tuple[Path, Path]:
         """A test suite whose one test signals it started and then waits for a release file.
 

@@ -26,6 +26,7 @@ from tests.faultkit import (
     Outcome,
     Root,
     RootFactory,
+    Started,
     diagnostics_files,
     free_listening_socket,
     lines_with,
@@ -293,16 +294,11 @@ def test_interrupt_while_the_suite_runs_tears_everything_down(
     roots: RootFactory, sig: signal.Signals
 ) -> None:
     root = roots.make(f"interrupt-{sig.name.lower()}")
-    started_marker, release = root.add_blocking_suite()
-    run = root.start("e2e", "--platform", "podman", "--", "-n", "0")
-    try:
-        run.wait_until("the E2E suite to start", started_marker.exists)
+
+    def both_containers_up(run: Started) -> None:
         assert len(root.containers(run.run_id)) == 2, run.output()
-        run.signal(sig)
-        out = run.wait(timeout=120)
-    finally:
-        release.touch()  # lets the blocking test end should anything still run it
-        run.kill()
+
+    out = root.interrupt_suite("podman", sig, check=both_containers_up)
 
     assert out.code == EXIT_INTERRUPTED, str(out)
     assert f"interrupted ({sig.name}): tearing down what this run created" in out.output, str(out)
@@ -314,17 +310,7 @@ def test_interrupt_while_the_suite_runs_tears_everything_down(
 def test_sigint_then_sigterm_is_one_interrupt_and_still_tears_down(roots: RootFactory) -> None:
     """What nox does on Ctrl-C: the harness gets SIGINT, then SIGTERM from nox a moment later."""
     root = roots.make("interrupt-nox")
-    started_marker, release = root.add_blocking_suite()
-    run = root.start("e2e", "--platform", "podman", "--", "-n", "0")
-    try:
-        run.wait_until("the E2E suite to start", started_marker.exists)
-        run.signal(signal.SIGINT)
-        time.sleep(0.3)  # nox's interrupt timeout: the gap is the point of this case
-        run.signal(signal.SIGTERM)
-        out = run.wait(timeout=120)
-    finally:
-        release.touch()
-        run.kill()
+    out = root.interrupt_suite("podman", signal.SIGINT, signal.SIGTERM, gap=0.3)  # nox's interrupt timeout
     assert out.code == EXIT_INTERRUPTED, str(out)
     assert "SIGTERM after SIGINT: already tearing down" in out.output, str(out)
     assert "interrupted twice" not in out.output

@@ -16,7 +16,7 @@ import pytest
 from infra.nodeimage import select
 from infra.podman_cli import Podman, podman_env
 from infra.proc import SubprocessRunner
-from tests.faultkit import REPO, RootFactory
+from tests.faultkit import REPO, RootFactory, Started
 
 EXIT_INTERRUPTED = 130
 
@@ -53,16 +53,11 @@ def test_interrupt_while_the_cluster_is_made(roots: RootFactory) -> None:
 
 def test_sigterm_while_the_suite_runs_on_kind(roots: RootFactory) -> None:
     root = roots.make("kind-int-tests")
-    started_marker, release = root.add_blocking_suite()
-    run = root.start("e2e", "--platform", "kind", "--", "-n", "0")
-    try:
-        run.wait_until("the E2E suite to start", started_marker.exists, timeout=240)
+
+    def on_kind(run: Started) -> None:
         assert root.kind_nodes(run.run_id), run.output()
-        run.signal(signal.SIGTERM)
-        out = run.wait(timeout=180)
-    finally:
-        release.touch()
-        run.kill()
+
+    out = root.interrupt_suite("kind", signal.SIGTERM, check=on_kind, start_timeout=240)
     assert out.code == EXIT_INTERRUPTED, str(out)
     assert "INTERRUPTED" in (out.artifacts / "summary.md").read_text()
     assert (out.artifacts / "diagnostics" / "kind" / "pods.json").is_file()  # written before the delete
