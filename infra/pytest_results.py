@@ -13,6 +13,24 @@ from typing import Any
 import pytest
 
 RESULTS_ENV = "E2E_RESULTS_FILE"
+DEFER_ENV = "E2E_DEFER_MARKER"
+"""Tests with this marker are left for the serial run; how many is written to DEFERRED_ENV's file."""
+DEFERRED_ENV = "E2E_DEFERRED_FILE"
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m: what is deferred is what the serial run will select
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marker = os.environ.get(DEFER_ENV)
+    if not marker:
+        return
+    deferred = [item for item in items if item.get_closest_marker(marker)]
+    if deferred:
+        items[:] = [item for item in items if not item.get_closest_marker(marker)]
+        config.hook.pytest_deselected(items=deferred)
+    count_file = os.environ.get(DEFERRED_ENV)
+    if count_file:  # every xdist worker collects the same items: the same count
+        with open(count_file, "w") as fh:
+            fh.write(str(len(deferred)))
 
 
 def _message(report: pytest.TestReport) -> str:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from infra import testrun
 from infra.config import Config
 from infra.proc import RecordingRunner
-from infra.pytest_results import RESULTS_ENV
+from infra.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
 from infra.state import STATE_ENV
 from infra.testrun import classify, merge_junit, pytest_argv, run_suite
 
@@ -150,11 +153,13 @@ def test_run_suite_runs_parallel_then_serial(repo_cfg: Config, tmp_path: Path) -
     assert list(par) == pytest_argv(
         repo_cfg,
         junit=tmp_path / "junit-parallel.xml",
-        marker="not disruptive",
+        marker="",  # the results plugin leaves the serial tests out and counts them
         workers="auto",
         reruns=1,
         extra=["-x"],
     )
+    assert runner.calls[0].env[DEFER_ENV] == "disruptive"
+    assert DEFER_ENV not in runner.calls[1].env
     assert list(ser) == pytest_argv(
         repo_cfg,
         junit=tmp_path / "junit-serial.xml",
@@ -208,3 +213,41 @@ def test_user_workers_are_not_combined_with_no_xdist(repo_cfg: Config, tmp_path:
     assert parallel.count("-n") == 1 and parallel[-2:] == ("-n", "2")
     # the serial group stays in one process whatever -n the user asked for
     assert "no:xdist" in serial and "-n" not in serial
+
+
+@pytest.mark.parametrize(("deferred", "runs"), [("0", 1), ("2", 2)])
+def test_no_serial_run_when_the_parallel_run_deferred_nothing(
+    repo_cfg: Config, tmp_path: Path, deferred: str, runs: int
+) -> None:
+    def parallel_run_counts(argv: tuple[str, ...]) -> None:
+        if "disruptive" not in argv:  # the parallel run
+            (tmp_path / "serial-count").write_text(deferred)  # what the plugin writes
+
+    runner = RecordingRunner(responders=[parallel_run_counts])  # type: ignore[list-item]
+    run_suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=[])
+    assert len(runner.calls) == runs
+
+
+def test_the_plugin_defers_the_serial_tests_that_survive_k(tmp_path: Path) -> None:
+    """For real: pytest with the results plugin, a serial-marked test, and -k."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text(
+        "def pytest_configure(config):\n    config.addinivalue_line('markers', 'disruptive: serial')\n"
+    )
+    (suite / "test_x.py").write_text(
+        "import pytest\n\ndef test_plain():\n    pass\n\n"
+        "@pytest.mark.disruptive\ndef test_restart():\n    pass\n"
+    )
+    count = tmp_path / "count"
+    env = {**os.environ, DEFER_ENV: "disruptive", DEFERRED_ENV: str(count), "PYTHONPATH": str(REPO)}
+
+    def pytest_run(*args: str) -> str:
+        plugins = ["-p", "infra.pytest_results", "-p", "no:cacheprovider"]
+        argv = [sys.executable, "-m", "pytest", str(suite), *plugins, "-q", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=False).stdout
+
+    out = pytest_run()
+    assert count.read_text() == "1" and "1 passed, 1 deselected" in out, out
+    out = pytest_run("-k", "plain")
+    assert count.read_text() == "0", out  # -k left no serial test: the serial run is skipped
