@@ -99,7 +99,7 @@ def floor_seconds(config: str | None, runner: SubprocessRunner, podman: Podman, 
         start = time.monotonic()
         for batch in build.go_batches(cfg):
             mains = [cfg.service(n).main for n in batch.services]
-            runner.run(["go", "build", "-trimpath", "-o", f"{out}/", *mains], timeout=1200,
+            runner.run(build.go_build_argv(mains, out, coverage=False), timeout=1200,
                        cwd=batch.source, env={**build.GO_ENV, "GOCACHE": str(gocache)})  # fmt: skip
 
         def image(name: str) -> None:

@@ -66,15 +66,13 @@ def plan_images(config: Config, *, coverage: bool, toolchain: str) -> ImagePlan:
     return ImagePlan(refs, coverage)
 
 
-def go_build_argv(mains: Sequence[str], output: Path, *, coverage: bool) -> list[str]:
+def go_build_argv(mains: Sequence[str], out_dir: Path, *, coverage: bool) -> list[str]:
     """One go build for every main of a module: the standard library and shared packages compile once.
 
-    With several mains, output is a directory (`-o dir/`): each binary is named
-    after the last element of its package path.
+    `-o dir/`: each binary is named after its package path (see binary_name).
     """
     cover = list(COVER_FLAGS) if coverage else []
-    target = f"{output}/" if len(mains) > 1 else str(output)
-    return ["go", "build", "-trimpath", *cover, "-o", target, *mains]
+    return ["go", "build", "-trimpath", *cover, "-o", f"{out_dir}/", *mains]
 
 
 @dataclass(frozen=True)
@@ -133,9 +131,12 @@ def compile_batch(
     names = {n: binary_name(module_path(batch.source), m) for n, m in mains.items()}
     build_root.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=f"go-{batch.name}-", dir=build_root))
-    groups = [todo] if len(set(names.values())) == len(todo) else [[n] for n in todo]  # same binary names
-    for group in groups:
-        target = out if len(group) > 1 else out / names[group[0]]
+    # two mains whose binaries would share a name: one build (and directory) each
+    groups = [(out, todo)] if len(set(names.values())) == len(todo) else [(out / n, [n]) for n in todo]
+    binaries: dict[str, Path] = {}
+    for target, group in groups:
+        target.mkdir(exist_ok=True)
+        binaries |= {n: target / names[n] for n in group}
         who = ", ".join(repr(n) for n in group)
         runner.run(
             go_build_argv([mains[n] for n in group], target, coverage=plan.coverage),
@@ -144,7 +145,7 @@ def compile_batch(
             env=GO_ENV,
             hint=f"fix the Go build of service{'s' if len(group) > 1 else ''} {who} ({batch.source})",
         )
-    return {n: out / names[n] for n in todo}
+    return binaries
 
 
 GO_ENV = {"CGO_ENABLED": "0", "GOOS": "linux"}

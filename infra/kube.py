@@ -75,10 +75,10 @@ class RealKubeApi:
     def namespaces(self, selector: str) -> list[dict[str, Any]]:
         return [self._dict(n) for n in self._core.list_namespace(label_selector=selector).items]
 
-    def _apps_call(self, verb: str, kind: str) -> Any:
+    def _apps_call(self, verb: str, kind: str, suffix: str = "") -> Any:
         if kind not in API_NAME:
             raise ValueError(f"{kind} is not a workload kind the harness manages: {sorted(API_NAME)}")
-        return getattr(self._apps, f"{verb}_namespaced_{API_NAME[kind]}")
+        return getattr(self._apps, f"{verb}_namespaced_{API_NAME[kind]}{suffix}")
 
     def apply(self, doc: dict[str, Any], namespace: str) -> None:
         res = self._dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
@@ -123,9 +123,7 @@ class RealKubeApi:
     def scale(self, kind: str, name: str, namespace: str, replicas: int) -> None:
         if kind == "DaemonSet":
             raise ValueError(f"DaemonSet {name} cannot be scaled; the kind platform patches its nodeSelector")
-        self._apps_call("patch", kind)  # refuses an unknown kind
-        scale = getattr(self._apps, f"patch_namespaced_{API_NAME[kind]}_scale")
-        scale(name, namespace, {"spec": {"replicas": replicas}})
+        self._apps_call("patch", kind, "_scale")(name, namespace, {"spec": {"replicas": replicas}})
 
     def restart(self, kind: str, name: str, namespace: str) -> None:
         now = dt.datetime.now(dt.UTC).isoformat()

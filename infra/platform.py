@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from infra import waits
 from infra.config import Config
 from infra.images import ImageRef
 from infra.manifests import Doc, Rendered
@@ -44,6 +45,20 @@ class Context:
         if not svc.node_port:
             raise PlatformError(f"service {service!r} has no node_port in {self.config.source_file}")
         return f"http://127.0.0.1:{self.host_ports[svc.node_port]}"
+
+    def wait_served(self, service: str) -> None:
+        """The service answers its ready_path on its published port (rolled out is not yet served)."""
+        if service not in self.config.names():
+            return  # objects deployed outside a configured service have no endpoint
+        svc = self.config.service(service)
+        if svc.node_port and svc.ready_path:
+            url = self.endpoint(service) + svc.ready_path
+            waits.wait_http(
+                url,
+                timeout=self.config.timeouts.ready,
+                what=f"service {service} at {url}",
+                hint=f"inspect the logs of {service}",
+            )
 
 
 class Platform(Protocol):

@@ -126,10 +126,9 @@ class KindPlatform:
         return self.kind("get", "nodes", "--name", self.cluster).split()
 
     # -- lifecycle -------------------------------------------------------------
-    def config_doc(self) -> dict[str, Any]:
+    def config_doc(self, fixes: Sequence[hostfixes.HostFix]) -> dict[str, Any]:
         cfg = self.ctx.config
         mounts = {self.ctx.paths.covdata.resolve(): cfg.coverage.mount} if self.ctx.coverage else {}
-        fixes = hostfixes.detect()
         return kind_config.render(
             kind_config.load_base(cfg.path(cfg.platform.kind_config)),
             workers=cfg.platform.kind_workers,
@@ -161,14 +160,15 @@ class KindPlatform:
         note = hostfixes.ensure_lib_modules()
         if note:
             say(f"host fix: {note}")
-        for fix in hostfixes.detect():
+        fixes = hostfixes.detect()
+        for fix in fixes:
             say(f"host fix: {fix.name} ({fix.detected}) -> {fix.remedy}")
         choice = select.node_image(self.ctx.runner, self.ctx.podman, self.ctx.config.platform.kind_node_image)
         self.node_image = choice.image
         say(f"kind node image: {choice.image} ({choice.reason})")
         if self.ctx.coverage:  # kind refuses an extraMount whose host directory is missing
             make_open_dir(self.ctx.paths.covdata)
-        cfg_file = kind_config.dump(self.config_doc(), self.ctx.paths.run_dir / "kind-config.yaml")
+        cfg_file = kind_config.dump(self.config_doc(fixes), self.ctx.paths.run_dir / "kind-config.yaml")
         self.kind(
             "create", "cluster", "--name", self.cluster, "--config", str(cfg_file),
             "--kubeconfig", str(self.kubeconfig), "--image", choice.image, "--wait", "120s",
@@ -424,7 +424,7 @@ class KindPlatform:
                 kind, name = split_id(ident)
                 self.api.restart(kind, name, self.namespace)
             self.wait_ready(service)
-        self._wait_served(service)
+        self.ctx.wait_served(service)
 
     def _stop_one(self, ident: str) -> None:
         kind, name = split_id(ident)
@@ -447,16 +447,7 @@ class KindPlatform:
             else:
                 self.api.patch(kind, name, self.namespace, _node_selector(None))
         self.wait_ready(service)
-        self._wait_served(service)
-
-    def _wait_served(self, service: str) -> None:
-        """Rolled out is not yet reachable: kube-proxy and the NodePort path follow a moment later."""
-        if service not in self.ctx.config.names():
-            return  # objects deployed outside a configured service have no endpoint
-        svc = self.ctx.config.service(service)
-        if svc.node_port and svc.ready_path:
-            url = self.ctx.endpoint(service) + svc.ready_path
-            waits.wait_http(url, timeout=self.ctx.config.timeouts.ready, what=f"service {service} at {url}")
+        self.ctx.wait_served(service)
 
     def logs(self, service: str) -> str:
         """Everything the service's processes logged in this run, oldest pods first."""

@@ -37,7 +37,7 @@ from infra.paths import RunPaths, point_latest
 from infra.phases import Timeline
 from infra.platform import Context, choose
 from infra.proc import SubprocessRunner
-from infra.stack import Stack, bring_up, make_platform, make_podman, render_stack
+from infra.stack import Stack, bring_up, make_platform, make_podman
 
 log = logging.getLogger("infra.run")
 
@@ -116,16 +116,18 @@ def _setup_logging(paths: RunPaths) -> logging.Handler:
 def e2e(opts: Options) -> int:
     try:  # config and manifest mistakes: exit 2 before a run starts or anything is built
         cfg = config_mod.load(opts.config)
-        manifests.check(cfg, manifests.load_docs(cfg), coverage=opts.coverage)
+        docs = manifests.load_docs(cfg)
+        manifests.check(cfg, docs, coverage=opts.coverage)
     except (ConfigError, manifests.ManifestError) as err:
         say(str(err))
         return EXIT_USAGE
-    return Run(cfg, opts).execute()
+    return Run(cfg, opts, docs).execute()
 
 
 class Run:
-    def __init__(self, cfg: Config, opts: Options) -> None:
+    def __init__(self, cfg: Config, opts: Options, docs: list[manifests.Doc] | None = None) -> None:
         self.cfg, self.opts = cfg, opts
+        self.docs = docs  # loaded once, when the caller has them already
         self.paths = RunPaths((opts.root or cfg.root).resolve(), new_run_id())
         self.timeline = Timeline()
         self.runner = SubprocessRunner()
@@ -172,7 +174,7 @@ class Run:
         say(f"platform: {choice.name} ({choice.reason})")
         if choice.name == "podman":
             try:
-                for notice in podman_fields.check(manifests.load_docs(cfg)):
+                for notice in podman_fields.check(self._docs()):
                     say(notice)
             except (podman_fields.PodmanRefusal, manifests.ManifestError) as err:
                 self.failure = err
@@ -189,7 +191,7 @@ class Run:
             with self.timeline.timed("plan"):
                 host_ports = ports.allocate(cfg)
                 plan = plan_images(cfg, coverage=opts.coverage, toolchain=go_version(self.runner))
-                rendered = render_stack(cfg, plan, opts.coverage)
+                rendered = manifests.render(cfg, self._docs(), plan, coverage=opts.coverage)
             for name, ref in plan.refs.items():
                 say(f"image {name}: {ref}")
             ctx = Context(
@@ -245,6 +247,11 @@ class Run:
         if opts.coverage:
             code = self._coverage(code)
         return code
+
+    def _docs(self) -> list[manifests.Doc]:
+        if self.docs is None:
+            self.docs = manifests.load_docs(self.cfg)
+        return self.docs
 
     def _coverage(self, code: int) -> int:
         assert self.stack is not None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import build, manifests, waits
+from infra import build
 from infra import config as config_mod
 from infra.build import ImagePlan
 from infra.config import Config
@@ -149,15 +149,7 @@ def setup_phases(
     def waiter(name: str) -> Phase:
         def run() -> None:
             plat.wait_ready(name)
-            svc = cfg.service(name)
-            if svc.node_port and svc.ready_path:
-                url = plat.ctx.endpoint(name) + svc.ready_path
-                waits.wait_http(
-                    url,
-                    timeout=cfg.timeouts.ready,
-                    what=f"service {name} at {url}",
-                    hint=f"inspect the logs of {name}",
-                )
+            plat.ctx.wait_served(name)
 
         return Phase(f"ready:{name}", run, (f"deploy:{name}",))
 
@@ -201,7 +193,3 @@ def platform_from_state(state: RunState, runner: Runner | None = None) -> Platfo
     )
     platform: Platform = platform_class(data["platform"]).from_state(ctx, own)
     return platform
-
-
-def render_stack(cfg: Config, plan: ImagePlan, coverage: bool) -> Rendered:
-    return manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=coverage)

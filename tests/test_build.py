@@ -48,18 +48,18 @@ def test_go_version_asks_go(repo_cfg: Config) -> None:
 
 def test_go_build_argv(repo_cfg: Config, tmp_path: Path) -> None:
     svc = repo_cfg.service("gateway")
-    assert go_build_argv([svc.main], tmp_path / "app", coverage=False) == [
+    assert go_build_argv([svc.main], tmp_path, coverage=False) == [
         "go",
         "build",
         "-trimpath",
         "-o",
-        str(tmp_path / "app"),
+        f"{tmp_path}/",
         "./gateway",
     ]
     assert go_build_argv(["./datastore", "./gateway"], tmp_path, coverage=False) == [
         "go", "build", "-trimpath", "-o", f"{tmp_path}/", "./datastore", "./gateway",
     ]  # fmt: skip
-    assert go_build_argv([svc.main], tmp_path / "app", coverage=True) == [
+    assert go_build_argv([svc.main], tmp_path, coverage=True) == [
         "go",
         "build",
         "-trimpath",
@@ -67,7 +67,7 @@ def test_go_build_argv(repo_cfg: Config, tmp_path: Path) -> None:
         "-covermode=atomic",
         "-coverpkg=./...",
         "-o",
-        str(tmp_path / "app"),
+        f"{tmp_path}/",
         "./gateway",
     ]
 
@@ -96,14 +96,14 @@ def test_build_image_runs_go_build_then_podman_build(
     assert outcome == BuildOutcome("gateway", ref, built=True)
     # fresh dirs per build (concurrent runs may build the same tag): the module's, then the image's
     go_out = Path(runner.calls[1].argv[runner.calls[1].argv.index("-o") + 1])
-    assert go_out.parent.parent == root and go_out.parent.name.startswith("go-services-")
+    assert go_out.parent == root and go_out.name.startswith("go-services-")  # `-o dir/`
     ctx = Path(runner.calls[2].argv[-1])
     assert ctx.parent == root and ctx.name.startswith(f"gateway-{ref.tag}-")
     cover = ["-cover", "-covermode=atomic", "-coverpkg=./..."] if coverage else []
     labels = LABELS_ON if coverage else LABELS_OFF
     assert runner.argvs() == [
         ("podman", "image", "exists", str(ref)),
-        ("go", "build", "-trimpath", *cover, "-o", str(go_out.parent / "gateway"), "./gateway"),
+        ("go", "build", "-trimpath", *cover, "-o", f"{go_out}/", "./gateway"),
         (
             "podman",
             "build",
@@ -124,7 +124,7 @@ def test_build_image_runs_go_build_then_podman_build(
     assert go.timeout == repo_cfg.timeouts.build
     assert runner.calls[2].env == {"CONTAINERS_CONF": "/x/containers.conf"}
     assert runner.calls[2].timeout == repo_cfg.timeouts.build
-    assert not ctx.exists() and not go_out.parent.exists()  # both are temporary
+    assert not ctx.exists() and not go_out.exists()  # both are temporary
 
 
 def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path) -> None:
@@ -326,7 +326,7 @@ def test_a_change_in_one_service_rebuilds_only_it(repo_cfg: Config, tmp_path: Pa
                                    build_root=tmp_path)  # fmt: skip
     assert list(binaries) == ["gateway"]
     assert [a for a in runner.argvs() if a[0] == "go"] == [
-        ("go", "build", "-trimpath", "-o", str(binaries["gateway"]), "./gateway")
+        ("go", "build", "-trimpath", "-o", f"{binaries['gateway'].parent}/", "./gateway")
     ]
 
 

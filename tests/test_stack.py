@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from infra import build, images, waits
+from infra import build, images, manifests, waits
 from infra.config import Config
 from infra.images import ImageRef
 from infra.manifests import Rendered
@@ -19,7 +19,7 @@ from infra.phases import PhaseFailed, Timeline, Timing
 from infra.platform import Context
 from infra.podman_cli import Podman
 from infra.proc import RecordingRunner
-from infra.stack import Stack, bring_up, render_stack, setup_phases
+from infra.stack import Stack, bring_up, setup_phases
 from tests.conftest import go_build_writes_binaries
 
 RUN_ID = "20260101-000000-abcd"
@@ -117,7 +117,7 @@ def make_stack(
     )
     plat = FakePlatform(ctx, platform)
     plan = build.plan_images(cfg, coverage=coverage, toolchain="go1.22.5")
-    rendered = render_stack(cfg, plan, coverage)
+    rendered = manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=coverage)
     return Stack(cfg, paths, plat, plan, rendered), plat  # type: ignore[arg-type]
 
 
