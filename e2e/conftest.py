@@ -83,3 +83,24 @@ def namespace(request: pytest.FixtureRequest) -> str:
 def correlation_id(request: pytest.FixtureRequest) -> str:
     """A correlation id of this test's own (valid: [A-Za-z0-9._-], <= 128 chars)."""
     return re.sub(r"[^A-Za-z0-9._-]", "-", f"e2e-{request.node.name[:40]}-{uuid.uuid4().hex[:12]}")
+
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+
+
+@pytest.fixture(scope="session")
+def datastore_token() -> str:
+    """The datastore's write token, as the Secret in manifests/datastore.yaml gives it."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all((MANIFESTS / "datastore.yaml").read_text()) if d]
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "datastore-token")
+    return str(secret["stringData"]["token"])
+
+
+@pytest.fixture
+def datastore_writer(datastore_token: str) -> Iterator[Http]:
+    """An HTTP session that may write to the datastore directly (as the gateway does)."""
+    with Http() as session:
+        session.headers["Authorization"] = f"Bearer {datastore_token}"
+        yield session

@@ -105,7 +105,8 @@ def test_datastore_requires_correlation_id_query(http, datastore_url):
     assert_problem(http.get(f"{datastore_url}/api/v1/events"), 400, detail_contains="correlation_id")
 
 
-def test_datastore_rejects_invalid_events(http, datastore_url, correlation_id):
+def test_datastore_rejects_invalid_events(datastore_writer, datastore_url, correlation_id):
+    http = datastore_writer
     url = f"{datastore_url}/api/v1/events"
     assert_problem(post_json(http, url, {"event_type": "x"}), 400, detail_contains="correlation_id")
     assert_problem(
@@ -124,7 +125,8 @@ def test_datastore_rejects_invalid_events(http, datastore_url, correlation_id):
     assert expect_status(resp, 200)["count"] == 0, f"rejected events must not be stored: {describe(resp)}"
 
 
-def test_datastore_event_id_is_idempotent(http, datastore_url, namespace, correlation_id):
+def test_datastore_event_id_is_idempotent(datastore_writer, datastore_url, namespace, correlation_id):
+    http = datastore_writer
     url = f"{datastore_url}/api/v1/events"
     event = {
         "event_id": f"ev-{uuid.uuid4().hex}",

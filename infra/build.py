@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import gosources
 from infra.config import Config
-from infra.images import ImageRef, content_tag, qualify, tree_digest
+from infra.images import ImageRef, content_tag, context_files, files_digest, qualify
 from infra.names import COVERAGE_LABEL, SERVICE_LABEL
 from infra.paths import output_dirs
 from infra.podman_cli import Podman
@@ -36,6 +37,7 @@ class ImagePlan:
 
     refs: Mapping[str, ImageRef]
     coverage: bool
+    toolchain: str = ""
 
     def ref(self, service: str) -> ImageRef:
         return self.refs[service]
@@ -48,14 +50,31 @@ def go_version(runner: Runner, timeout: float = 30) -> str:
     return runner.run(["go", "env", "GOVERSION"], timeout=timeout).stdout.strip()
 
 
-def plan_images(config: Config, *, coverage: bool, toolchain: str) -> ImagePlan:
+def input_digests(config: Config, runner: Runner) -> dict[str, str]:
+    """service -> digest of exactly what goes into its image (one `go list` per module)."""
+    digests: dict[str, str] = {}
+    for batch in go_batches(config):
+        mains = {n: config.service(n).main for n in batch.services}
+        wanted = sorted(set(mains.values()))
+        files = gosources.inputs(
+            batch.source, wanted, runner=runner, env=GO_ENV, timeout=config.timeouts.build
+        )
+        digests |= {n: files_digest(batch.source, files[m]) for n, m in mains.items()}
     outputs = output_dirs(config.root)
-    trees = {src: tree_digest(src, outputs) for src in {config.path(s.source) for s in config.services}}
+    for svc in config.services:
+        if svc.containerfile is not None:
+            context = config.path(svc.source)
+            digests[svc.name] = files_digest(context, context_files(context, outputs))
+    return digests
+
+
+def plan_images(config: Config, *, coverage: bool, toolchain: str, runner: Runner) -> ImagePlan:
+    digests = input_digests(config, runner)
     refs = {}
     for svc in config.services:
         extra = [config.path(svc.containerfile)] if svc.containerfile else []
         tag = content_tag(
-            trees[config.path(svc.source)],
+            digests[svc.name],
             main=svc.main,
             build_args=svc.build_args,
             coverage=coverage,
@@ -63,7 +82,7 @@ def plan_images(config: Config, *, coverage: bool, toolchain: str) -> ImagePlan:
             toolchain=toolchain,
         )
         refs[svc.name] = ImageRef(qualify(svc.image), tag)
-    return ImagePlan(refs, coverage)
+    return ImagePlan(refs, coverage, toolchain)
 
 
 def go_build_argv(mains: Sequence[str], out_dir: Path, *, coverage: bool) -> list[str]:
@@ -193,25 +212,38 @@ def build_image(
     if binary is None:
         log.debug("%s: %s is up to date, not rebuilt", svc.name, ref)
         return BuildOutcome(svc.name, ref, built=False)
+    build_scratch_image(
+        ref, binary, podman=podman, build_root=build_root, labels=labels,
+        build_args=svc.build_args, timeout=timeout,
+    )  # fmt: skip
+    return BuildOutcome(svc.name, ref, built=True)
+
+
+def build_scratch_image(
+    ref: ImageRef,
+    binary: Path,
+    *,
+    podman: Podman,
+    build_root: Path,
+    labels: Mapping[str, str],
+    timeout: float,
+    build_args: Mapping[str, str] | None = None,
+) -> None:
+    """FROM scratch + the binary (moved into the build context, which is removed afterwards)."""
     build_root.mkdir(parents=True, exist_ok=True)
     # unique per build: two concurrent runs may build the same tag at once
-    context = Path(tempfile.mkdtemp(prefix=f"{svc.name}-{ref.tag}-", dir=build_root))
+    context = Path(tempfile.mkdtemp(prefix=f"{ref.repository.rsplit('/', 1)[-1]}-{ref.tag}-", dir=build_root))
     try:
         shutil.move(binary, context / BINARY)
         (context / "Containerfile").write_text(SCRATCH_CONTAINERFILE)
         podman.build(
-            ref,
-            context,
-            context / "Containerfile",
-            build_args=svc.build_args,
-            labels=labels,
-            timeout=timeout,
-        )
+            ref, context, context / "Containerfile",
+            build_args=build_args or {}, labels=labels, timeout=timeout,
+        )  # fmt: skip
     finally:
         shutil.rmtree(context, ignore_errors=True)
         with contextlib.suppress(OSError):  # the batch's output dir, once its last binary is packaged
             binary.parent.rmdir()
-    return BuildOutcome(svc.name, ref, built=True)
 
 
 def build_services(

@@ -68,9 +68,33 @@ class Platform(_Model):
         return check_dns_label("namespace", v, max_len=30)
 
 
+class StandIn(_Model):
+    """A local build standing in for a registry image where no registry is reachable."""
+
+    image: str = Field(description="the full reference the manifests use, with its tag")
+    source: Path = Field(description="Go module directory, relative to the config file")
+    main: str = "."
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if "@" in v or ":" not in v.rsplit("/", 1)[-1]:
+            raise ValueError("give the full reference with its tag, as the manifests use it")
+        return v
+
+
+class Images(_Model):
+    """Images the harness does not build: used as they are, by their full reference."""
+
+    pull: Literal["missing", "never", "always"] = "missing"
+    stand_in: tuple[StandIn, ...] = ()
+
+
 class Timeouts(_Model):
     command: Seconds = 120
     build: Seconds = 300
+    pull: Seconds = 300
+    job: Seconds = 300
     cluster: Seconds = 300
     load: Seconds = 300
     deploy: Seconds = 60
@@ -102,6 +126,7 @@ class Config(_Model):
     services: tuple[Service, ...]
     manifests: tuple[Path, ...]
     platform: Platform = Platform()
+    images: Images = Images()
     timeouts: Timeouts = Timeouts()
     coverage: Coverage = Coverage()
     tests: Tests = Tests()

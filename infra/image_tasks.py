@@ -17,7 +17,7 @@ from infra.proc import Runner
 
 
 def plan(cfg: Config, runner: Runner, coverage: bool) -> ImagePlan:
-    return build.plan_images(cfg, coverage=coverage, toolchain=build.go_version(runner))
+    return build.plan_images(cfg, coverage=coverage, toolchain=build.go_version(runner), runner=runner)
 
 
 def build_all(

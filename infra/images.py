@@ -4,20 +4,25 @@ podman stores `team/api:tag` as `localhost/team/api:tag`, `podman save` keeps
 that in RepoTags and containerd in a kind node keeps it as is, so a Pod must
 reference the `localhost/...` form. Every reference the harness hands to a
 command, a manifest or a state file comes from `ImageRef.__str__`.
+
+An image the harness does not build (a third-party one) is the opposite case:
+Kubernetes reads `redis:7` as `docker.io/library/redis:7`, so `ImageRef.foreign`
+spells it out that way, and never as `localhost/`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from infra.names import check_image_path, check_tag
+from infra.names import InvalidName, check_image_path, check_tag
 
 LOCAL_REGISTRY = "localhost"
+DEFAULT_REGISTRY = "docker.io"  # where Kubernetes (and containerd) look for a name without one
 DIGEST_PREFIX = "sha256:"
 
 
@@ -39,6 +44,27 @@ class ImageRef:
             name, tag = ref.rsplit(":", 1)
         return cls(qualify(name), check_tag(tag))
 
+    @classmethod
+    def foreign(cls, ref: str) -> ImageRef:
+        """A third-party reference as Kubernetes reads it: `redis:7` -> `docker.io/library/redis:7`."""
+        if "@" in ref:
+            raise InvalidName(
+                f"image {ref!r}: a digest reference cannot be loaded into kind nodes by name; "
+                "next: reference it by a tag (podman tag it locally if needed)"
+            )
+        name, tag = ref, "latest"
+        if ":" in ref.rsplit("/", 1)[-1]:
+            name, tag = ref.rsplit(":", 1)
+        first = name.split("/", 1)[0]
+        if not _has_registry(first):
+            name = f"{DEFAULT_REGISTRY}/{name if '/' in name else 'library/' + name}"
+        return cls(check_image_path(name), check_tag(tag))
+
+    @property
+    def is_local(self) -> bool:
+        """Only in podman's store: there is no registry to pull it from."""
+        return self.repository.split("/", 1)[0] == LOCAL_REGISTRY
+
     def __str__(self) -> str:
         return f"{self.repository}:{self.tag}"
 
@@ -55,37 +81,29 @@ def same_image_id(a: str, b: str) -> bool:
     return bool(a) and a.removeprefix(DIGEST_PREFIX) == b.removeprefix(DIGEST_PREFIX)
 
 
-BUILD_INPUT_SUFFIXES = (".go", ".mod", ".sum", ".s", ".c", ".h", ".tmpl", ".json", ".yaml")
-BUILD_INPUT_NAMES = ("Containerfile", "Dockerfile", "go.work", "go.work.sum")
-SKIP_DIRS = {".git", "bin", "testdata", "vendor-cache", "__pycache__"}
+SKIP_DIRS = {".git", "__pycache__"}
 
 
-def build_inputs(source: Path, outputs: Iterable[Path] = ()) -> list[Path]:
-    """Files whose content decides the image: Go sources and build files, never the harness's outputs."""
+def context_files(source: Path, outputs: Iterable[Path] = ()) -> list[Path]:
+    """Every file of a Containerfile's build context (COPY may take any), not the harness's outputs."""
     files = []
     skip = [o.resolve() for o in outputs]
     for path in sorted(source.rglob("*")):
         if skip and any(path.resolve().is_relative_to(o) for o in skip):
-            continue  # e2e.toml inside the module: artifacts/ and coverage/ would churn the tag
+            continue  # e2e.toml inside the context: artifacts/ and coverage/ would churn the tag
         rel = path.relative_to(source)
-        if any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts[:-1]):
+        if any(part in SKIP_DIRS for part in rel.parts[:-1]) or not path.is_file():
             continue
-        if not path.is_file() or path.name.endswith("_test.go"):
-            continue
-        if path.suffix in BUILD_INPUT_SUFFIXES or path.name in BUILD_INPUT_NAMES:
-            files.append(path)
+        files.append(path)
     return files
 
 
-def _hash_files(digest: Any, files: Iterable[tuple[str, Path]]) -> None:
-    for name, path in files:
-        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-
-
-def tree_digest(source: Path, outputs: Iterable[Path] = ()) -> str:
-    """One hash of every build input under source (services sharing a module read it once)."""
+def files_digest(base: Path, files: Iterable[Path]) -> str:
+    """One hash of these files' paths (relative to base) and contents."""
     digest = hashlib.sha256()
-    _hash_files(digest, ((p.relative_to(source).as_posix(), p) for p in build_inputs(source, outputs)))
+    for path in sorted(files):
+        name = os.path.relpath(path, base).replace(os.sep, "/")
+        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
@@ -98,10 +116,11 @@ def content_tag(
     extra: Iterable[Path] = (),
     toolchain: str = "",
 ) -> str:
-    """The tag: a hash of the source tree, build args, main package, coverage on/off, Go."""
+    """The tag: a hash of the inputs' digest, build args, main package, coverage on/off, Go."""
     digest = hashlib.sha256()
     header = {"tree": tree, "main": main, "args": dict(sorted(build_args.items())), "cover": coverage,
               "go": toolchain}  # fmt: skip
     digest.update(json.dumps(header, sort_keys=True).encode())
-    _hash_files(digest, ((p.name, p) for p in extra))
+    for path in extra:
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return ("cov-" if coverage else "") + digest.hexdigest()[:16]

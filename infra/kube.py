@@ -22,11 +22,20 @@ class KubeApi(Protocol):
     def namespaces(self, selector: str) -> list[dict[str, Any]]: ...
     def apply(self, doc: dict[str, Any], namespace: str) -> None: ...
     def workload(self, kind: str, name: str, namespace: str) -> dict[str, Any]: ...
+    def job(self, name: str, namespace: str) -> dict[str, Any]: ...
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def pod_log(
-        self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None
+        self,
+        name: str,
+        namespace: str,
+        *,
+        previous: bool = False,
+        tail: int | None = None,
+        container: str | None = None,
     ) -> str: ...
-    def follow_log(self, name: str, namespace: str, *, timeout: float) -> str: ...
+    def follow_log(
+        self, name: str, namespace: str, *, timeout: float, container: str | None = None
+    ) -> str: ...
     def scale(self, kind: str, name: str, namespace: str, replicas: int) -> None: ...
     def restart(self, kind: str, name: str, namespace: str) -> None: ...
     def patch(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None: ...
@@ -42,6 +51,7 @@ class RealKubeApi:
         )
         self._core = client.CoreV1Api(self._api)
         self._apps = client.AppsV1Api(self._api)
+        self._batch = client.BatchV1Api(self._api)
         self._dyn = dynamic.DynamicClient(self._api)  # type: ignore[no-untyped-call]
 
     def _dict(self, obj: Any) -> dict[str, Any]:
@@ -95,20 +105,37 @@ class RealKubeApi:
         obj.setdefault("kind", kind)
         return obj
 
+    def job(self, name: str, namespace: str) -> dict[str, Any]:
+        obj = self._dict(self._batch.read_namespaced_job(name, namespace))
+        obj.setdefault("kind", "Job")
+        return obj
+
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         items = self._core.list_namespaced_pod(namespace, label_selector=selector).items
         return [self._dict(p) for p in items]
 
-    def pod_log(self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None) -> str:
+    def pod_log(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        previous: bool = False,
+        tail: int | None = None,
+        container: str | None = None,
+    ) -> str:
+        """A pod with init containers has several: name the one wanted."""
         kwargs: dict[str, Any] = {"previous": previous}
         if tail:
             kwargs["tail_lines"] = tail
+        if container:
+            kwargs["container"] = container
         return str(self._core.read_namespaced_pod_log(name, namespace, **kwargs))
 
-    def follow_log(self, name: str, namespace: str, *, timeout: float) -> str:
+    def follow_log(self, name: str, namespace: str, *, timeout: float, container: str | None = None) -> str:
         """The pod's log until its container ends (or `timeout` passes with no output)."""
+        extra: dict[str, Any] = {"container": container} if container else {}
         resp: Any = self._core.read_namespaced_pod_log(
-            name, namespace, follow=True, _preload_content=False, _request_timeout=(5, timeout)
+            name, namespace, follow=True, _preload_content=False, _request_timeout=(5, timeout), **extra
         )
         chunks: list[bytes] = []
         try:

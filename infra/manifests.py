@@ -13,11 +13,16 @@ import yaml
 from infra.build import ImagePlan
 from infra.config import Config, ConfigError
 from infra.images import ImageRef, qualify
+from infra.names import InvalidName
 
 Doc = dict[str, Any]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
-# ConfigMaps and Secrets before the workloads that read them, Services after
-APPLY_ORDER = {"Namespace": -1, "ConfigMap": 0, "Secret": 0, "Service": 2}
+"""Pods that keep running: waited for until rolled out and ready."""
+JOB_KINDS = ("Job",)
+"""Pods that run to completion: waited for until complete, before the workloads beside them."""
+POD_KINDS = WORKLOAD_KINDS + JOB_KINDS
+# ConfigMaps and Secrets before what reads them; Jobs (migrations) complete before the workloads start
+APPLY_ORDER = {"Namespace": -1.0, "ConfigMap": 0.0, "Secret": 0.0, "Job": 0.5, "Service": 2.0}
 
 
 class ManifestError(Exception):
@@ -46,12 +51,38 @@ def load_docs(config: Config) -> list[Doc]:
 def check(config: Config, docs: list[Doc], *, coverage: bool) -> None:
     """What would otherwise fail late, found before anything is built: exit 2, in well under a second."""
     problems = []
-    used = {
-        ImageRef.parse(c["image"].split("@", 1)[0]).repository
-        for d in docs
-        for c in containers(d)
-        if isinstance(c.get("image"), str)
-    }
+    used: set[str] = set()
+    foreign: set[str] = set()
+    built = {qualify(svc.image) for svc in config.services}
+    for d in docs:
+        for c in containers(d):
+            if not isinstance(c.get("image"), str):
+                problems.append(f"{ident(d)} ({source(d)}): container {c.get('name')!r} has no image")
+                continue
+            repo = _service_repository(c["image"])
+            if repo in built:
+                used.add(repo)
+                continue
+            try:
+                foreign.add(str(ImageRef.foreign(c["image"])))
+            except InvalidName as err:
+                problems.append(f"{ident(d)} ({source(d)}): {err}")
+    for stand_in in config.images.stand_in:
+        try:
+            unused = str(ImageRef.foreign(stand_in.image)) not in foreign
+        except InvalidName as err:
+            problems.append(f"images.stand_in: {err}")
+            continue
+        if unused:
+            problems.append(
+                f"images.stand_in {stand_in.image!r}: no container in the manifests uses it; "
+                "next: spell it as the manifests do, or remove the entry"
+            )
+        if not (config.path(stand_in.source) / "go.mod").is_file():
+            problems.append(
+                f"images.stand_in {stand_in.image!r}: source {config.path(stand_in.source)} "
+                "is not a Go module (no go.mod)"
+            )
     for svc in config.services:
         if qualify(svc.image) not in used:
             problems.append(
@@ -60,9 +91,9 @@ def check(config: Config, docs: list[Doc], *, coverage: bool) -> None:
                 f"{qualify(svc.image)}:<any tag> in a manifest, or fix services[].image"
             )
     for svc in config.services:
-        source = config.path(svc.source)
-        if not (source / "go.mod").is_file() and svc.containerfile is None:
-            problems.append(f"service {svc.name!r}: source {source} is not a Go module (no go.mod)")
+        src = config.path(svc.source)
+        if not (src / "go.mod").is_file() and svc.containerfile is None:
+            problems.append(f"service {svc.name!r}: source {src} is not a Go module (no go.mod)")
     if coverage:
         try:
             module = config.coverage_module()
@@ -75,13 +106,25 @@ def check(config: Config, docs: list[Doc], *, coverage: bool) -> None:
         raise ManifestError(f"the stack of {config.source_file} cannot run:\n  " + "\n  ".join(problems))
 
 
+def _service_repository(image: str) -> str:
+    try:
+        return ImageRef.parse(image.split("@", 1)[0]).repository
+    except InvalidName:
+        return ""
+
+
+def source(doc: Doc) -> str:
+    """The manifest file a document came from, as listed in the config."""
+    return str((doc.get("metadata", {}).get("annotations") or {}).get("e2e-harness/source", "?"))
+
+
 def pod_spec(doc: Doc) -> Doc:
     spec: Doc = doc["spec"]["template"]["spec"]
     return spec
 
 
 def containers(doc: Doc) -> Iterator[Doc]:
-    if doc.get("kind") in WORKLOAD_KINDS:
+    if doc.get("kind") in POD_KINDS:
         spec = pod_spec(doc)
         yield from spec.get("initContainers", [])
         yield from spec.get("containers", [])
@@ -98,12 +141,15 @@ class Rendered:
     docs: list[Doc]
     by_service: dict[str, list[Doc]] = field(default_factory=dict)
     shared: list[Doc] = field(default_factory=list)
+    foreign: dict[ImageRef, list[str]] = field(default_factory=dict)
+    """Images the harness does not build -> the objects using them."""
 
     def workloads(self) -> list[Doc]:
-        return [d for d in self.docs if d["kind"] in WORKLOAD_KINDS]
+        """Everything that runs pods: workloads and Jobs."""
+        return [d for d in self.docs if d["kind"] in POD_KINDS]
 
     def image_refs(self) -> dict[str, str]:
-        """Every image a workload references -> the workload naming it."""
+        """Every image a workload or Job references -> the object naming it."""
         return {c["image"]: ident(d) for d in self.workloads() for c in containers(d)}
 
     def yaml(self) -> str:
@@ -131,8 +177,9 @@ def render(config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool) 
     owner: dict[str, str] = {}
     for doc in out:
         for ctr in containers(doc):
-            match = by_repo.get(ImageRef.parse(ctr["image"].split("@", 1)[0]).repository)
+            match = by_repo.get(_service_repository(ctr["image"]))
             if match is None:
+                _foreign(rendered, doc, ctr)
                 continue
             service, ref = match
             ctr["image"] = str(ref)
@@ -141,16 +188,25 @@ def render(config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool) 
             if coverage:
                 _add_coverage(ctr, pod_spec(doc), config.coverage.mount, service)
     for doc in out:
-        if doc["kind"] in WORKLOAD_KINDS:
+        if doc["kind"] in POD_KINDS:
             _group(rendered, owner.get(ident(doc)), doc)
     for doc in out:
-        if doc["kind"] not in WORKLOAD_KINDS:
+        if doc["kind"] not in POD_KINDS:
             _group(rendered, _owner_of(doc, rendered), doc)
     for name in config.names():
         rendered.by_service.setdefault(name, [])
     for docs_ in [rendered.shared, *rendered.by_service.values()]:
         docs_.sort(key=lambda d: APPLY_ORDER.get(d["kind"], 1))
     return rendered
+
+
+def _foreign(rendered: Rendered, doc: Doc, ctr: Doc) -> None:
+    """A third-party image: its full reference, and no pull in the cluster (the harness brings it)."""
+    ref = ImageRef.foreign(ctr["image"])
+    ctr["image"] = str(ref)
+    if ctr.get("imagePullPolicy") != "Never":
+        ctr["imagePullPolicy"] = "IfNotPresent"
+    rendered.foreign.setdefault(ref, []).append(f"{ident(doc)} ({source(doc)})")
 
 
 def _group(rendered: Rendered, service: str | None, doc: Doc) -> None:
@@ -164,9 +220,9 @@ def _owner_of(doc: Doc, rendered: Rendered) -> str | None:
         service
         for service, docs in rendered.by_service.items()
         for wl in docs
-        if wl["kind"] in WORKLOAD_KINDS
+        if wl["kind"] in POD_KINDS
         and (
-            (kind == "Service" and selects(doc, pod_labels(wl)))
+            (kind == "Service" and wl["kind"] in WORKLOAD_KINDS and selects(doc, pod_labels(wl)))
             or (kind in ("ConfigMap", "Secret") and name in _refs(wl))
         )
     }

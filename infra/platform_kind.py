@@ -25,7 +25,7 @@ from infra.console import say
 from infra.images import ImageRef, same_image_id
 from infra.kind_cli import load_archive_args, run_kind
 from infra.kube import KubeApi, RealKubeApi
-from infra.manifests import WORKLOAD_KINDS, Doc, Rendered
+from infra.manifests import JOB_KINDS, WORKLOAD_KINDS, Doc, Rendered
 from infra.names import LABEL, RUN_LABEL, check_dns_label, resource_name
 from infra.paths import make_open_dir, scratch_dir
 from infra.platform import Context, ImageMissing, PlatformError
@@ -48,6 +48,7 @@ CTR = ("ctr", "--namespace", "k8s.io")
 STOPPED_LABEL = "io.e2e-harness/stopped"
 """A DaemonSet cannot scale to 0: a nodeSelector no node matches stops its pods gracefully."""
 SCALABLE = ("Deployment", "StatefulSet")
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 def workload_id(kind: str, name: str) -> str:
@@ -89,6 +90,7 @@ class KindPlatform:
         self.kubeconfig = ctx.paths.kubeconfig
         self.workloads: dict[str, list[str]] = {}  # service -> ["Deployment/name", ...]
         self.replicas: dict[str, int] = {}  # "Deployment/name" -> replicas as deployed
+        self.jobs: dict[str, list[str]] = {}  # service -> its Jobs, completed during deploy
         self.node_image = ""
         self.step_seconds: dict[str, float] = {}  # parts of a phase, for the bench
         self.past_logs: dict[str, list[str]] = {}  # service -> logs of pods a restart/stop ended
@@ -313,12 +315,61 @@ class KindPlatform:
 
     # -- workloads -------------------------------------------------------------------
     def deploy(self, service: str, docs: list[Doc]) -> None:
-        for doc in docs:
+        for doc in docs:  # in apply order: a Job (a migration) completes before the workloads start
             self.api.apply(doc, self.namespace)
             if doc["kind"] in WORKLOAD_KINDS:
                 ident = workload_id(doc["kind"], doc["metadata"]["name"])
                 self.workloads.setdefault(service, []).append(ident)
                 self.replicas[ident] = int(doc["spec"].get("replicas", 1))
+            elif doc["kind"] in JOB_KINDS:
+                self.jobs.setdefault(service, []).append(doc["metadata"]["name"])
+                self._wait_job(doc["metadata"]["name"])
+
+    def _wait_job(self, name: str) -> None:
+        """Until the Job completes; its Failed condition or a pod that cannot start ends the wait at once."""
+        selector = {"selector": {"matchLabels": {JOB_NAME_LABEL: name}}}
+
+        def probe() -> waits.Observation[None]:
+            status = self.api.job(name, self.namespace).get("status") or {}
+            true = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
+            failed = int(status.get("failed") or 0)
+            active, succeeded = status.get("active") or 0, status.get("succeeded") or 0
+            seen = f"active {active}, succeeded {succeeded}, failed {failed}"
+            if "Complete" in true:
+                return waits.Observation(True, seen)
+            if "Failed" in true:
+                cond = true["Failed"]
+                raise waits.Fatal(
+                    f"job {name} failed ({cond.get('reason')}: {cond.get('message')}); {seen}"
+                    f"{self._last_job_log(name)}\nnext: {self.kubectl()} logs job/{name}"
+                )
+            self._raise_if_stuck(workload_id("Job", name), selector)
+            return waits.Observation(False, seen + (self._last_job_log(name) if failed else ""))
+
+        waits.poll(
+            f"job {name} in namespace {self.namespace} to complete",
+            probe,
+            timeout=self.ctx.config.timeouts.job,
+            interval=0.5,
+            hint=f"{self.kubectl()} describe job {name}",
+        )
+
+    def _last_job_log(self, name: str) -> str:
+        """The log of the Job's newest failed pod: why the attempt failed."""
+        pods = [
+            p
+            for p in self.api.pods(self.namespace, f"{JOB_NAME_LABEL}={name}")
+            if (p.get("status") or {}).get("phase") == "Failed"
+        ]
+        if not pods:
+            return ""
+        newest = max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")))
+        pod = newest["metadata"]["name"]
+        try:
+            text = self.api.pod_log(pod, self.namespace, tail=20, container=_main_container(newest))
+        except Exception as err:  # noqa: BLE001 - the failure is reported either way
+            text = f"(log unavailable: {err})"
+        return f"; last log lines of pod {pod}:\n{tail(text, 20)}"
 
     def _get(self, ident: str) -> dict[str, Any]:
         kind, name = split_id(ident)
@@ -363,7 +414,9 @@ class KindPlatform:
                     f"{waiting.get('message', '')} (image {cs.get('image')})"
                 )
                 if reason == "CrashLoopBackOff":
-                    logs = self.api.pod_log(pod_name, self.namespace, previous=True, tail=20)
+                    logs = self.api.pod_log(
+                        pod_name, self.namespace, previous=True, tail=20, container=cs.get("name")
+                    )
                     msg += f"\nlast log lines:\n{tail(logs, 20)}"
                 if reason == "ErrImageNeverPull":
                     msg += "\nnext: the image is not in the node; was it loaded, with its localhost/ prefix?"
@@ -395,17 +448,19 @@ class KindPlatform:
         On podman a restarted container keeps its log; a replaced pod's log is
         gone with the pod, so `logs()` would lose what the old process said.
         """
-        pods = [
-            p["metadata"]["name"]
+        found = [
+            p
             for ident in self._idents(service)
             for p in self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {})))
         ]
+        pods = [p["metadata"]["name"] for p in found]
+        main = {p["metadata"]["name"]: _main_container(p) for p in found}
         texts: dict[str, str] = {}
         timeout = self.ctx.config.timeouts.stop + 30
 
         def follow(pod: str) -> None:
             try:
-                texts[pod] = self.api.follow_log(pod, self.namespace, timeout=timeout)
+                texts[pod] = self.api.follow_log(pod, self.namespace, timeout=timeout, container=main[pod])
             except Exception as err:  # noqa: BLE001 - a log we could not read is said, not fatal
                 texts[pod] = f"(log of {pod} unavailable: {err})\n"
 
@@ -455,7 +510,11 @@ class KindPlatform:
         for ident in self._idents(service):
             for pod in self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {}))):
                 if pod["metadata"]["name"] not in self._ended_pods:
-                    out.append(self.api.pod_log(pod["metadata"]["name"], self.namespace))
+                    out.append(
+                        self.api.pod_log(
+                            pod["metadata"]["name"], self.namespace, container=_main_container(pod)
+                        )
+                    )
         return "".join(out)
 
     def _wait_pods_gone(self, ident: str) -> None:
@@ -507,14 +566,18 @@ class KindPlatform:
                 workloads[ident] = f"(cannot read: {err})"
         (into / "workloads.json").write_text(json.dumps(workloads, indent=2, default=str))
         for pod in pods:
-            name = pod["metadata"]["name"]
-            for previous in (False, True):
-                try:
-                    text = self.api.pod_log(name, self.namespace, previous=previous)
-                except Exception as err:  # noqa: BLE001 - no previous container is normal
-                    text = f"(no log: {err})"
-                path = into / f"{name}{'.previous' if previous else ''}.log"
-                path.write_text(text)
+            name, main = pod["metadata"]["name"], _main_container(pod)
+            spec = pod.get("spec") or {}
+            for ctr in [
+                c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+            ]:
+                for previous in (False, True):
+                    try:
+                        text = self.api.pod_log(name, self.namespace, previous=previous, container=ctr)
+                    except Exception as err:  # noqa: BLE001 - no previous container is normal
+                        text = f"(no log: {err})"
+                    stem = name if ctr == main else f"{name}.{ctr}"  # the main container's log: <pod>.log
+                    (into / f"{stem}{'.previous' if previous else ''}.log").write_text(text)
 
     def kubectl(self) -> str:
         """A kubectl that works as printed: the host's with the run's kubeconfig, else the node's."""
@@ -537,6 +600,7 @@ class KindPlatform:
             "node_image": self.node_image,
             "workloads": self.workloads,
             "replicas": self.replicas,
+            "jobs": self.jobs,
         }
 
     @classmethod
@@ -544,8 +608,14 @@ class KindPlatform:
         plat = cls(ctx)  # cluster and namespace follow from ctx, as when the run made them
         plat.workloads = {k: list(v) for k, v in state.get("workloads", {}).items()}
         plat.replicas = {k: int(v) for k, v in state.get("replicas", {}).items()}
+        plat.jobs = {k: list(v) for k, v in state.get("jobs", {}).items()}
         plat.node_image = str(state.get("node_image", ""))
         return plat
+
+
+def _main_container(pod: dict[str, Any]) -> str | None:
+    ctrs = (pod.get("spec") or {}).get("containers") or []
+    return str(ctrs[0]["name"]) if ctrs else None
 
 
 def _node_selector(value: str | None) -> dict[str, Any]:

@@ -9,9 +9,12 @@ polled through ports published on 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import shutil
+import socket
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 
 from infra import waits
 from infra.images import ImageRef
-from infra.manifests import WORKLOAD_KINDS, Doc, Rendered, ident, pod_labels, pod_spec, selects
+from infra.manifests import JOB_KINDS, WORKLOAD_KINDS, Doc, Rendered, ident, pod_labels, pod_spec, selects
 from infra.names import LABEL, RUN_LABEL, SERVICE_LABEL, resource_name
 from infra.paths import make_open_dir
 from infra.platform import Context, ImageMissing, PlatformError
@@ -37,8 +40,10 @@ class PodmanPlatform:
         self.network = resource_name(ctx.run_id)
         self.containers: dict[str, list[str]] = containers_by_service or {}
         self.grace: dict[str, int] = {}
-        self.probes: dict[str, tuple[str, int]] = {}  # container -> (path, container port)
-        self._configmaps: dict[str, dict[str, str]] = {}
+        self.probes: dict[str, dict[str, Any]] = {}  # container -> {http: path, port} | {tcp: port} | {exec}
+        self.finished: dict[str, list[str]] = {}  # service -> its init containers and Job pods
+        self._configmaps: dict[str, dict[str, bytes]] = {}
+        self._secrets: dict[str, dict[str, bytes]] = {}
         self._services: list[Doc] = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -75,28 +80,67 @@ class PodmanPlatform:
 
     def deploy(self, service: str, docs: list[Doc]) -> None:
         for doc in docs:
+            name = doc["metadata"]["name"]
             if doc["kind"] == "ConfigMap":
-                self._configmaps[doc["metadata"]["name"]] = dict(doc.get("data") or {})
+                self._configmaps[name] = {k: str(v).encode() for k, v in (doc.get("data") or {}).items()}
+            elif doc["kind"] == "Secret":
+                self._secrets[name] = _secret_data(doc)
             elif doc["kind"] == "Service":
                 self._services.append(doc)
-        for doc in docs:
-            if doc["kind"] in WORKLOAD_KINDS:
+        for doc in docs:  # in apply order: a Job (a migration) completes before the workloads start
+            if doc["kind"] in JOB_KINDS:
+                self._run_job(service, doc)
+            elif doc["kind"] in WORKLOAD_KINDS:
                 self._run_workload(service, doc)
 
     def wait_ready(self, service: str) -> None:
         for name in self.containers.get(service, []):
-            path, port = self.probes.get(name, ("", 0))
-            if not path:
+            probe = self.probes.get(name)
+            if not probe:
                 continue
             self._fail_if_exited(name)  # an exited container has no ports to probe
-            url = f"http://127.0.0.1:{self._host_port(name, port)}{path}"
-            waits.wait_http(
-                url,
-                timeout=self.ctx.config.timeouts.ready,
-                what=f"readiness probe of container {name} ({url})",
-                hint=self._logs_hint(name),
-                extra_check=lambda n=name: self._fail_if_exited(n),  # type: ignore[misc]
-            )
+            timeout, hint = self.ctx.config.timeouts.ready, self._logs_hint(name)
+            if "http" in probe:
+                url = f"http://127.0.0.1:{self._host_port(name, int(probe['port']))}{probe['http']}"
+                waits.wait_http(
+                    url,
+                    timeout=timeout,
+                    what=f"readiness probe of container {name} ({url})",
+                    hint=hint,
+                    extra_check=lambda n=name: self._fail_if_exited(n),  # type: ignore[misc]
+                )
+            elif "tcp" in probe:
+                port = self._host_port(name, int(probe["tcp"]))
+                waits.poll(
+                    f"readiness probe of container {name} (TCP 127.0.0.1:{port})",
+                    lambda n=name, p=port: self._tcp_probe(n, p),  # type: ignore[misc]
+                    timeout=timeout,
+                    hint=hint,
+                )
+            else:
+                command = [str(a) for a in probe["exec"]]
+                waits.poll(
+                    f"readiness probe of container {name} (exec {json.dumps(command)})",
+                    lambda n=name, c=command: self._exec_probe(n, c),  # type: ignore[misc]
+                    timeout=timeout,
+                    interval=0.5,
+                    hint=hint,
+                )
+
+    def _tcp_probe(self, name: str, port: int) -> waits.Observation[None]:
+        self._fail_if_exited(name)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return waits.Observation(True, "connected")
+        except OSError as err:
+            return waits.Observation(False, f"connect: {err}")
+
+    def _exec_probe(self, name: str, command: list[str]) -> waits.Observation[None]:
+        self._fail_if_exited(name)
+        res = self.ctx.podman("exec", name, *command, check=False, timeout=30)
+        return waits.Observation(
+            res.returncode == 0, f"exit {res.returncode}: {tail(res.stdout + res.stderr, 2)}"
+        )
 
     def teardown(self) -> None:
         names = self._all_names()
@@ -105,7 +149,7 @@ class PodmanPlatform:
             self.ctx.podman("rm", "--force", "--time", "2", name, check=False)
         self.ctx.podman("network", "rm", "--force", self.network, check=False)
         shutil.rmtree(self.ctx.paths.hostpaths, ignore_errors=True)
-        shutil.rmtree(self.ctx.paths.run_dir / "configmaps", ignore_errors=True)
+        shutil.rmtree(self.ctx.paths.run_dir / "volumes", ignore_errors=True)
 
     # -- the handle the E2E suite uses -------------------------------------
     def restart(self, service: str) -> None:
@@ -163,31 +207,20 @@ class PodmanPlatform:
             "containers": self.containers,
             "grace": self.grace,
             "probes": self.probes,
+            "finished": self.finished,
         }
 
     @classmethod
     def from_state(cls, ctx: Context, state: dict[str, Any]) -> PodmanPlatform:
         plat = cls(ctx, {k: list(v) for k, v in state["containers"].items()})
         plat.grace = dict(state.get("grace", {}))
-        plat.probes = {k: (v[0], int(v[1])) for k, v in state.get("probes", {}).items()}
+        plat.probes = {k: dict(v) for k, v in state.get("probes", {}).items()}
+        plat.finished = {k: list(v) for k, v in state.get("finished", {}).items()}
         return plat
 
     # -- translation -------------------------------------------------------
-    def _run_workload(self, service: str, doc: Doc) -> None:
-        spec = pod_spec(doc)
-        ctrs = spec.get("containers", [])
-        if len(ctrs) != 1:
-            raise PlatformError(
-                f"{ident(doc)}: the podman platform runs one container per pod, found {len(ctrs)}"
-            )
-        if int(doc["spec"].get("replicas", 1)) > 1:
-            log.warning("%s: podman platform runs 1 replica of %s", ident(doc), doc["spec"]["replicas"])
-        ctr = ctrs[0]
-        deployment = doc["metadata"]["name"]
-        name = resource_name(self.ctx.run_id, deployment)
-        labels = pod_labels(doc)
-        grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE))
-        argv = [
+    def _base_argv(self, name: str, service: str, grace: int) -> list[str]:
+        return [
             "run",
             "--detach",
             "--pull",
@@ -196,8 +229,6 @@ class PodmanPlatform:
             name,
             "--network",
             self.network,
-            "--network-alias",
-            deployment,
             "--label",
             f"{LABEL}=true",
             "--label",
@@ -209,6 +240,55 @@ class PodmanPlatform:
             "--stop-timeout",
             str(grace),
         ]
+
+    def _container_argv(self, ctr: Doc, doc: Doc, pod: str) -> list[str]:
+        """env, volumes, entrypoint, image and args: what every container of a pod is run with."""
+        argv: list[str] = []
+        for key, value in self._env(ctr, doc).items():
+            argv += ["--env", f"{key}={value}"]
+        for src, dest, ro in self._mounts(ctr, pod_spec(doc), pod):
+            argv += ["--volume", f"{src}:{dest}" + (":ro" if ro else "")]
+        if ctr.get("command"):
+            argv += ["--entrypoint", json.dumps(ctr["command"])]
+        return [*argv, ctr["image"], *[str(a) for a in ctr.get("args", [])]]
+
+    def _run(self, argv: list[str], doc: Doc) -> None:
+        self.ctx.podman(
+            *argv, timeout=self.ctx.config.timeouts.deploy, hint=f"check {ident(doc)} in {_source(doc)}"
+        )
+
+    def _run_init_containers(self, service: str, doc: Doc, pod: str) -> None:
+        """One after the other, each to exit 0, before the pod's container starts (as Kubernetes does)."""
+        for i, ctr in enumerate(pod_spec(doc).get("initContainers", [])):
+            name = resource_name(self.ctx.run_id, f"{pod}-init{i}")
+            self._run(
+                [*self._base_argv(name, service, DEFAULT_GRACE), *self._container_argv(ctr, doc, pod)], doc
+            )
+            self.finished.setdefault(service, []).append(name)
+            what = f"init container {ctr['name']!r} of {ident(doc)}"
+            code = self._wait_exit(name, what, self.ctx.config.timeouts.ready)
+            if code != 0:
+                raise PlatformError(
+                    f"{what} exited {code}; last log lines:\n{self._log_tail(name)}\n"
+                    f"next: {self._logs_hint(name)}"
+                )
+
+    def _run_workload(self, service: str, doc: Doc) -> None:
+        spec = pod_spec(doc)
+        ctrs = spec.get("containers", [])
+        if len(ctrs) != 1:
+            raise PlatformError(
+                f"{ident(doc)}: the podman platform runs one container per pod, found {len(ctrs)}"
+            )
+        ctr = ctrs[0]
+        workload = doc["metadata"]["name"]
+        self._run_init_containers(service, doc, workload)
+        name = resource_name(self.ctx.run_id, workload)
+        labels = pod_labels(doc)
+        grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE))
+        argv = [*self._base_argv(name, service, grace), "--network-alias", workload]
+        if doc["kind"] == "StatefulSet":  # its one pod's stable name
+            argv += ["--network-alias", f"{workload}-0"]
         published: set[int] = set()
         for svc_doc in self._services:
             if not selects(svc_doc, labels):
@@ -228,39 +308,92 @@ class PodmanPlatform:
         for port in ctr.get("ports", []):
             if int(port["containerPort"]) not in published:
                 argv += ["--publish", f"127.0.0.1::{port['containerPort']}"]
-        for key, value in self._env(ctr, doc).items():
-            argv += ["--env", f"{key}={value}"]
-        for src, dest, ro in self._mounts(ctr, spec, deployment):
-            argv += ["--volume", f"{src}:{dest}" + (":ro" if ro else "")]
-        if ctr.get("command"):
-            argv += ["--entrypoint", json.dumps(ctr["command"])]
-        argv += [ctr["image"], *[str(a) for a in ctr.get("args", [])]]
-        self.ctx.podman(
-            *argv, timeout=self.ctx.config.timeouts.deploy, hint=f"check {ident(doc)} in {_source(doc)}"
-        )
+        self._run([*argv, *self._container_argv(ctr, doc, workload)], doc)
         self.containers.setdefault(service, []).append(name)
         self.grace[name] = grace
-        probe = ctr.get("readinessProbe", {}).get("httpGet")
+        probe = _readiness(ctr)
         if probe:
-            self.probes[name] = (probe.get("path", "/"), _resolve_port(probe["port"], ctr))
+            self.probes[name] = probe
+
+    def _run_job(self, service: str, doc: Doc) -> None:
+        """Attempts one after the other until one exits 0; backoffLimit + 1 failures fail the setup."""
+        job, spec = doc["metadata"]["name"], doc["spec"]
+        ctrs = pod_spec(doc).get("containers", [])
+        if len(ctrs) != 1:
+            raise PlatformError(
+                f"{ident(doc)}: the podman platform runs one container per pod, found {len(ctrs)}"
+            )
+        limit = int(spec.get("backoffLimit", 6))
+        timeout = min(self.ctx.config.timeouts.job, float(spec.get("activeDeadlineSeconds") or "inf"))
+        code, name = -1, ""
+        for attempt in range(limit + 1):
+            pod = f"{job}-{attempt}"
+            self._run_init_containers(service, doc, pod)
+            name = resource_name(self.ctx.run_id, pod)
+            self._run(
+                [*self._base_argv(name, service, DEFAULT_GRACE), *self._container_argv(ctrs[0], doc, pod)],
+                doc,
+            )
+            self.finished.setdefault(service, []).append(name)
+            code = self._wait_exit(name, f"{ident(doc)} (attempt {attempt + 1} of {limit + 1})", timeout)
+            if code == 0:
+                log.info("%s completed (attempt %d)", ident(doc), attempt + 1)
+                return
+            log.warning("%s: attempt %d exited %d", ident(doc), attempt + 1, code)
+        raise PlatformError(
+            f"{ident(doc)} failed: {limit + 1} attempt(s) (backoffLimit {limit}), the last exited {code}; "
+            f"last log lines:\n{self._log_tail(name)}\nnext: {self._logs_hint(name)}"
+        )
+
+    def _wait_exit(self, name: str, what: str, timeout: float) -> int:
+        def probe() -> waits.Observation[int]:
+            state = self._inspect(name).get("State", {})
+            if state.get("Running", True):
+                return waits.Observation(False, f"{name} running")
+            return waits.Observation(True, "exited", int(state.get("ExitCode", -1)))
+
+        code = waits.poll(
+            f"{what} to finish", probe, timeout=timeout, interval=0.2, hint=self._logs_hint(name)
+        )
+        return -1 if code is None else code
+
+    def _log_tail(self, name: str) -> str:
+        res = self.ctx.podman("logs", "--tail", "20", name, check=False)
+        return tail(res.stdout + res.stderr, 20)
 
     def _env(self, ctr: Doc, doc: Doc) -> dict[str, str]:
         env: dict[str, str] = {}
         for src in ctr.get("envFrom", []):
-            if "configMapRef" in src:
-                env.update(self._configmap(src["configMapRef"]["name"], doc))
+            prefix = src.get("prefix", "")
+            for key, ref in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                if key in src:
+                    data = self._object(ref, src[key]["name"], doc, optional=src[key].get("optional", False))
+                    env.update({prefix + k: _text(v, ref, src[key]["name"], k) for k, v in data.items()})
         for item in ctr.get("env", []):
             if "value" in item:
                 env[item["name"]] = str(item["value"])
-            elif "configMapKeyRef" in item.get("valueFrom", {}):
-                ref = item["valueFrom"]["configMapKeyRef"]
-                env[item["name"]] = self._configmap(ref["name"], doc)[ref["key"]]
+                continue
+            for key, ref in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                sel = item.get("valueFrom", {}).get(key)
+                if sel is None:
+                    continue
+                optional = sel.get("optional", False)
+                data = self._object(ref, sel["name"], doc, optional=optional)
+                if sel["key"] in data:
+                    env[item["name"]] = _text(data[sel["key"]], ref, sel["name"], sel["key"])
+                elif not optional:
+                    raise PlatformError(
+                        f"{ident(doc)} uses key {sel['key']!r} of {ref} {sel['name']!r}, which it lacks"
+                    )
         return env
 
-    def _configmap(self, name: str, doc: Doc) -> dict[str, str]:
-        if name not in self._configmaps:
-            raise PlatformError(f"{ident(doc)} uses ConfigMap {name!r}, which no manifest defines")
-        return self._configmaps[name]
+    def _object(self, kind: str, name: str, doc: Doc, *, optional: bool = False) -> dict[str, bytes]:
+        store = self._configmaps if kind == "ConfigMap" else self._secrets
+        if name not in store:
+            if optional:
+                return {}
+            raise PlatformError(f"{ident(doc)} uses {kind} {name!r}, which no manifest defines")
+        return store[name]
 
     def _mounts(self, ctr: Doc, spec: Doc, deployment: str) -> Iterable[tuple[Path, str, bool]]:
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
@@ -275,12 +408,12 @@ class PodmanPlatform:
                     mount["mountPath"],
                     ro,
                 )
-            elif "configMap" in vol:
-                yield self._configmap_dir(vol["configMap"]["name"], spec), mount["mountPath"], True
+            elif "configMap" in vol or "secret" in vol:
+                yield self._files_dir(vol, deployment), mount["mountPath"], True
             else:
                 raise PlatformError(
                     f"volume {vol['name']!r} of {deployment}: the podman platform supports "
-                    "hostPath, emptyDir and configMap volumes"
+                    "hostPath, emptyDir, configMap and secret volumes"
                 )
 
     def _host_dir(self, path: str) -> Path:
@@ -289,16 +422,33 @@ class PodmanPlatform:
             return self.ctx.paths.covdata  # prepared by the run (gocoverage.prepare_dirs)
         return make_open_dir(self.ctx.paths.hostpaths / path.strip("/"))
 
-    def _configmap_dir(self, name: str, spec: Doc) -> Path:
-        target = self.ctx.paths.run_dir / "configmaps" / name
-        target.mkdir(parents=True, exist_ok=True)
-        for key, value in self._configmaps.get(name, {}).items():
-            (target / key).write_text(value)
+    def _files_dir(self, vol: Doc, pod: str) -> Path:
+        """A configMap or secret volume: one file per key (or per item), read-only in the container."""
+        kind, src = ("ConfigMap", vol["configMap"]) if "configMap" in vol else ("Secret", vol["secret"])
+        name = src.get("name") or src.get("secretName", "")
+        data = self._object(
+            kind, name, {"kind": "Pod", "metadata": {"name": pod}}, optional=src.get("optional", False)
+        )
+        items = src.get("items") or [{"key": k, "path": k} for k in sorted(data)]
+        target: Path = self.ctx.paths.run_dir / "volumes" / pod / vol["name"]
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        mode = int(src.get("defaultMode", 0o644))
+        for item in items:
+            if item["key"] not in data:
+                raise PlatformError(
+                    f"{kind} {name!r} has no key {item['key']!r} (volume {vol['name']!r} of {pod})"
+                )
+            path = target / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data[item["key"]])
+            path.chmod(int(item.get("mode", mode)) | 0o444)  # the container's user is not the file's owner
         return target
 
     # -- helpers -----------------------------------------------------------
     def _all_names(self) -> list[str]:
-        return [n for names in self.containers.values() for n in names]
+        """Every container of the run: init containers and Jobs' first, as they ran."""
+        return [n for group in (self.finished, self.containers) for names in group.values() for n in names]
 
     def _logs_hint(self, name: str) -> str:
         """Teardown removes the container: point at the copy diagnostics keep."""
@@ -346,6 +496,38 @@ def _resolve_port(port: int | str, ctr: Doc) -> int:
         if p.get("name") == port:
             return int(p["containerPort"])
     raise PlatformError(f"container {ctr.get('name')}: no port named {port!r}")
+
+
+def _readiness(ctr: Doc) -> dict[str, Any] | None:
+    probe = ctr.get("readinessProbe") or {}
+    if "httpGet" in probe:
+        return {
+            "http": probe["httpGet"].get("path", "/"),
+            "port": _resolve_port(probe["httpGet"]["port"], ctr),
+        }
+    if "tcpSocket" in probe:
+        return {"tcp": _resolve_port(probe["tcpSocket"]["port"], ctr)}
+    if "exec" in probe:
+        return {"exec": list(probe["exec"].get("command") or [])}
+    return None
+
+
+def _secret_data(doc: Doc) -> dict[str, bytes]:
+    try:
+        data = {k: base64.b64decode(v, validate=True) for k, v in (doc.get("data") or {}).items()}
+    except (binascii.Error, ValueError) as err:
+        raise PlatformError(f"{ident(doc)} ({_source(doc)}): data is not valid base64: {err}") from None
+    data.update({k: str(v).encode() for k, v in (doc.get("stringData") or {}).items()})
+    return data
+
+
+def _text(value: bytes, kind: str, name: str, key: str) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise PlatformError(
+            f"{kind} {name!r}: key {key!r} is not UTF-8 text and cannot be an env value"
+        ) from None
 
 
 def _target_port(port: Doc, ctr: Doc) -> int:

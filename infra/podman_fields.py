@@ -34,8 +34,8 @@ PROBE_TIMING = {
 PROBE_TIMING["terminationGracePeriodSeconds"] = INERT
 READINESS: Schema = {
     "httpGet": {"path": OK, "port": OK, "scheme": REFUSED, "host": REFUSED, "httpHeaders": REFUSED},
-    "exec": REFUSED,
-    "tcpSocket": REFUSED,
+    "exec": {"command": OK},  # podman exec in the container
+    "tcpSocket": {"port": OK, "host": REFUSED},  # a connect to the published port
     "grpc": REFUSED,
     **PROBE_TIMING,
 }
@@ -50,15 +50,21 @@ CONTAINER: Schema = {
             "name": OK,
             "value": OK,
             "valueFrom": {
-                "configMapKeyRef": {"name": OK, "key": OK, "optional": REFUSED},
-                "secretKeyRef": REFUSED,
+                "configMapKeyRef": {"name": OK, "key": OK, "optional": OK},
+                "secretKeyRef": {"name": OK, "key": OK, "optional": OK},
                 "fieldRef": REFUSED,
                 "resourceFieldRef": REFUSED,
                 "fileKeyRef": REFUSED,
             },
         }
     ],
-    "envFrom": [{"configMapRef": {"name": OK, "optional": REFUSED}, "secretRef": REFUSED, "prefix": REFUSED}],
+    "envFrom": [
+        {
+            "configMapRef": {"name": OK, "optional": OK},
+            "secretRef": {"name": OK, "optional": OK},
+            "prefix": OK,
+        }
+    ],
     "ports": [{"containerPort": OK, "name": OK, "protocol": OK, "hostPort": REFUSED, "hostIP": REFUSED}],
     "volumeMounts": [
         {
@@ -89,24 +95,28 @@ CONTAINER: Schema = {
     "restartPolicy": REFUSED,
     "restartPolicyRules": REFUSED,
 }
+KEY_TO_PATH = [{"key": OK, "path": OK, "mode": OK}]
 VOLUME: Schema = {
     "name": OK,
     "hostPath": {"path": OK, "type": OK},  # a per-run directory, always created
     "emptyDir": {"medium": REFUSED, "sizeLimit": INERT},
-    "configMap": {"name": OK, "items": REFUSED, "defaultMode": REFUSED, "optional": REFUSED},
+    "configMap": {"name": OK, "items": KEY_TO_PATH, "defaultMode": OK, "optional": OK},
+    "secret": {"secretName": OK, "items": KEY_TO_PATH, "defaultMode": OK, "optional": OK},
     # every other volume source
     **{
         k: REFUSED
         for k in (
-            "secret", "persistentVolumeClaim", "projected", "downwardAPI", "csi", "ephemeral", "nfs",
+            "persistentVolumeClaim", "projected", "downwardAPI", "csi", "ephemeral", "nfs",
             "image", "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "fc", "flexVolume",
             "flocker", "gcePersistentDisk", "gitRepo", "glusterfs", "iscsi", "photonPersistentDisk",
             "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume",
         )
     },
 }  # fmt: skip
+INIT_CONTAINER: Schema = {**CONTAINER, "readinessProbe": REFUSED}  # Kubernetes refuses it too
 POD_SPEC: Schema = {
     "containers": [CONTAINER],
+    "initContainers": [INIT_CONTAINER],  # run to completion, in order, before the containers
     "volumes": [VOLUME],
     "terminationGracePeriodSeconds": OK,
     # scheduling and identity: one podman host, no API server
@@ -124,7 +134,7 @@ POD_SPEC: Schema = {
     **{
         k: REFUSED
         for k in (
-            "initContainers", "ephemeralContainers", "securityContext", "hostNetwork", "hostPID", "hostIPC",
+            "ephemeralContainers", "securityContext", "hostNetwork", "hostPID", "hostIPC",
             "hostUsers", "shareProcessNamespace", "hostname", "subdomain", "hostAliases", "dnsConfig",
             "setHostnameAsFQDN", "activeDeadlineSeconds", "os", "resourceClaims", "resources",
             "restartPolicy", "hostnameOverride",
@@ -145,12 +155,31 @@ WORKLOAD_SPEC: Schema = {
     "volumeClaimTemplates": REFUSED,
     "persistentVolumeClaimRetentionPolicy": REFUSED,
 }  # fmt: skip
+JOB_POD_SPEC: Schema = {**POD_SPEC, "restartPolicy": OK}  # Never or OnFailure: a failed attempt is retried
+JOB_SPEC: Schema = {
+    "template": {"metadata": META, "spec": JOB_POD_SPEC},
+    "backoffLimit": OK,  # attempts = backoffLimit + 1, one after the other
+    "activeDeadlineSeconds": OK,  # the deadline of the wait
+    "completions": OK,  # more than 1 is refused below
+    "parallelism": OK,
+    "ttlSecondsAfterFinished": INERT,
+    "podReplacementPolicy": INERT,
+    **{
+        k: REFUSED
+        for k in (
+            "selector", "manualSelector", "suspend", "podFailurePolicy", "backoffLimitPerIndex",
+            "maxFailedIndexes", "completionMode", "successPolicy", "managedBy",
+        )
+    },
+}  # fmt: skip
 TOP = {"apiVersion": OK, "kind": OK, "metadata": META}
 KINDS: dict[str, Schema] = {
     "Deployment": {**TOP, "spec": WORKLOAD_SPEC, "status": INERT},
     "StatefulSet": {**TOP, "spec": WORKLOAD_SPEC, "status": INERT},
     "DaemonSet": {**TOP, "spec": WORKLOAD_SPEC, "status": INERT},
+    "Job": {**TOP, "spec": JOB_SPEC, "status": INERT},
     "ConfigMap": {**TOP, "data": OK, "binaryData": REFUSED, "immutable": INERT},
+    "Secret": {**TOP, "data": OK, "stringData": OK, "type": OK, "immutable": INERT},
     "Service": {
         **TOP,
         "spec": {
@@ -247,9 +276,10 @@ def findings(docs: list[Doc]) -> list[Finding]:
         if not annotations:
             plain["metadata"].pop("annotations")
         out += [Finding(p, where, path) for p, path in _walk(plain, KINDS[kind], "")]
-        replicas = doc.get("spec", {}).get("replicas", 1) if kind in ("Deployment", "StatefulSet") else 1
-        if int(replicas) > 1:
-            out.append(Finding(REFUSED, where, f"spec.replicas: {replicas} (podman runs one container)"))
+        spec = doc.get("spec") or {}
+        for key in ("replicas", "completions", "parallelism"):
+            if kind in ("Deployment", "StatefulSet", "Job") and int(spec.get(key, 1)) > 1:
+                out.append(Finding(REFUSED, where, f"spec.{key}: {spec[key]} (podman runs one pod)"))
     return out
 
 

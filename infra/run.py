@@ -190,7 +190,9 @@ class Run:
         try:
             with self.timeline.timed("plan"):
                 host_ports = ports.allocate(cfg)
-                plan = plan_images(cfg, coverage=opts.coverage, toolchain=go_version(self.runner))
+                plan = plan_images(
+                    cfg, coverage=opts.coverage, toolchain=go_version(self.runner), runner=self.runner
+                )
                 rendered = manifests.render(cfg, self._docs(), plan, coverage=opts.coverage)
             for name, ref in plan.refs.items():
                 say(f"image {name}: {ref}")

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import build
+from infra import build, third_party
 from infra import config as config_mod
 from infra.build import ImagePlan
 from infra.config import Config
+from infra.console import say
 from infra.manifests import Rendered
 from infra.paths import RunPaths, build_dir, state_dir
 from infra.phases import Phase, Reporter, Timeline, run_phases
@@ -116,13 +117,26 @@ def setup_phases(
         return Phase(f"build:{name}", run, (batch_of[name],) if name in batch_of else first)
 
     phases = [Phase("preflight", preflight)] if preflight else []
-    phases += [Phase("cluster", plat.create, first), *map(compiler, build.go_batches(cfg))]
+    foreign = stack.rendered.foreign
+    if foreign:  # before any cluster work: a missing image fails the run in seconds
+
+        def third_party_images() -> None:
+            outcomes = third_party.ensure(
+                cfg, foreign, podman=podman, runner=runner, build_root=build_root, toolchain=plan.toolchain
+            )
+            for outcome in outcomes:
+                say(outcome.line())
+
+        phases.append(Phase("images:third-party", third_party_images, first))
+    # deploys wait for the cluster, so for the third-party images too
+    cluster_needs = ("images:third-party",) if foreign else first
+    phases += [Phase("cluster", plat.create, cluster_needs), *map(compiler, build.go_batches(cfg))]
     phases += [builder(s.name) for s in cfg.services]
     if kind:
         phases.append(
             Phase(
                 "load",
-                lambda: plat.load_images(plan.all()),
+                lambda: plat.load_images([*plan.all(), *sorted(foreign)]),
                 ("cluster", *[f"build:{s.name}" for s in cfg.services]),
             )
         )

@@ -21,7 +21,7 @@ type server struct {
 }
 
 // newHandler wires the datastore routes onto app and returns the root handler.
-func newHandler(app *httpkit.App, store *Store, dataDir string) http.Handler {
+func newHandler(app *httpkit.App, store *Store, dataDir, writeToken string) http.Handler {
 	s := &server{
 		store:     store,
 		dataDir:   dataDir,
@@ -29,7 +29,7 @@ func newHandler(app *httpkit.App, store *Store, dataDir string) http.Handler {
 		duplicate: app.Metrics.Counter("datastore_events_duplicate_total", "Events not stored again because their event_id was known."),
 	}
 	app.Router.HandleFunc(http.MethodGet, "/ready", s.ready)
-	app.Router.HandleFunc(http.MethodPost, "/api/v1/events", s.postEvent)
+	app.Router.HandleFunc(http.MethodPost, "/api/v1/events", withToken(s.postEvent, writeToken))
 	app.Router.HandleFunc(http.MethodGet, "/api/v1/events", s.listEvents)
 	return app.Handler()
 }

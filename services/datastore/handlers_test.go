@@ -16,7 +16,7 @@ func newTestHandler(t *testing.T, dir string) http.Handler {
 	t.Helper()
 	s, _ := openStore(t, dir)
 	app := httpkit.NewApp(serviceName, httpkit.NewLogger(serviceName, &testutil.SyncBuffer{}))
-	return newHandler(app, s, dir)
+	return newHandler(app, s, dir, "")
 }
 
 func post(t *testing.T, h http.Handler, body string) (int, map[string]any) {

@@ -22,6 +22,9 @@ func env(kv map[string]string) func(string) string {
 func TestRunServesAndStopsCleanly(t *testing.T) {
 	addr := testutil.FreeAddr(t)
 	dir := t.TempDir()
+	if _, err := migrate(dir); err != nil {
+		t.Fatal(err)
+	}
 	var logs testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -52,5 +55,9 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a subprocess")
 	}
-	testutil.SIGTERMExitsZero(t, "DATA_DIR="+t.TempDir())
+	dir := t.TempDir()
+	if _, err := migrate(dir); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SIGTERMExitsZero(t, "DATA_DIR="+dir)
 }

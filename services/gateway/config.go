@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ type config struct {
 	MaxBodyBytes       int64
 	CORSOrigins        []string
 	AuditRetryInterval time.Duration
+	DatastoreToken     string // sent as a bearer token with every audit event
 }
 
 func loadConfig(getenv httpkit.Getenv) (config, error) {
@@ -37,6 +39,15 @@ func loadConfig(getenv httpkit.Getenv) (config, error) {
 	}
 	if c.AuditRetryInterval, err = getenv.Duration("AUDIT_RETRY_INTERVAL", 500*time.Millisecond); err != nil {
 		return c, err
+	}
+	if file := getenv("DATASTORE_TOKEN_FILE"); file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return c, fmt.Errorf("DATASTORE_TOKEN_FILE: %w", err)
+		}
+		if c.DatastoreToken = strings.TrimSpace(string(raw)); c.DatastoreToken == "" {
+			return c, fmt.Errorf("DATASTORE_TOKEN_FILE=%q is empty", file)
+		}
 	}
 	for _, o := range strings.Split(getenv("CORS_ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {

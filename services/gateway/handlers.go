@@ -33,6 +33,7 @@ func newGateway(app *httpkit.App, cfg config, now func() time.Time) *gateway {
 		created:   reg.Counter("gateway_signals_created_total", "Signals that were new within the dedup window.", "source"),
 		duplicate: reg.Counter("gateway_signals_duplicate_total", "Signals deduplicated within the dedup window.", "source"),
 	}
+	g.outbox.token = cfg.DatastoreToken
 	for _, src := range []string{sourceAlertmanager, sourceK8sEvent} {
 		// Export 0 before the first signal so tests can diff from a baseline.
 		g.received.Add(0, src)

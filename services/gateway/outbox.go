@@ -52,7 +52,8 @@ type outbox struct {
 	mu      sync.Mutex
 	queue   []outboxItem
 	nextSeq uint64
-	failing bool // last attempt failed; used to log transitions, not every retry
+	failing bool   // last attempt failed; used to log transitions, not every retry
+	token   string // bearer token for the datastore; empty: none sent
 
 	wake chan struct{}
 }
@@ -192,6 +193,9 @@ func (o *outbox) send(ctx context.Context, item outboxItem) (permanent bool, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(httpkit.HeaderCorrelationID, item.correlationID)
+	if o.token != "" {
+		req.Header.Set("Authorization", "Bearer "+o.token)
+	}
 	resp, err := o.client.Do(req)
 	if err != nil {
 		return false, err

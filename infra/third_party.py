@@ -1,0 +1,139 @@
+"""Images the harness does not build: taken from podman's store, pulled, or built by a stand-in.
+
+They are used as they are, by their full reference (`ImageRef.foreign`).
+`[images] pull` decides when to pull (missing, never, always). A stand-in
+(`[[images.stand_in]]`) is a local Go build tagged with the registry name,
+for machines that reach no registry; it is rebuilt when its inputs change.
+What is still missing fails the run in seconds, before any cluster work,
+naming every image and the way to bring it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra import build, gosources
+from infra.config import Config, StandIn
+from infra.images import ImageRef, content_tag, files_digest
+from infra.podman_cli import Podman
+from infra.proc import CommandError, Runner, tail
+
+log = logging.getLogger("infra.third_party")
+STAND_IN_LABEL = "io.e2e-harness.stand-in"
+"""On a stand-in image: the digest of its inputs (rebuilt when they change)."""
+
+
+class ImagesUnavailable(Exception):
+    """Third-party images that are neither in podman's store nor pullable; the message lists the fixes."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ref: ImageRef
+    how: str  # present | pulled | stand-in built | stand-in up to date
+
+    def line(self) -> str:
+        return f"third-party image {self.ref}: {self.how}"
+
+
+def stand_in_for(config: Config, ref: ImageRef) -> StandIn | None:
+    for stand_in in config.images.stand_in:
+        if ImageRef.foreign(stand_in.image) == ref:
+            return stand_in
+    return None
+
+
+def ensure(
+    config: Config,
+    foreign: Mapping[ImageRef, Sequence[str]],
+    *,
+    podman: Podman,
+    runner: Runner,
+    build_root: Path,
+    toolchain: str,
+) -> list[Outcome]:
+    """Make every third-party image present in podman's store, or raise naming each one that is not."""
+
+    def one(ref: ImageRef) -> Outcome | str:
+        stand_in = stand_in_for(config, ref)
+        if stand_in is not None:
+            return _stand_in(config, ref, stand_in, podman, runner, build_root, toolchain)
+        present = podman.image_exists(ref)
+        policy = config.images.pull
+        if present and policy != "always":
+            return Outcome(ref, "present")
+        if ref.is_local:
+            return Outcome(ref, "present") if present else "localhost/ images exist only in podman's store"
+        if policy == "never":
+            return 'not in podman\'s store, and [images] pull = "never"'
+        try:
+            podman("pull", "--quiet", str(ref), timeout=config.timeouts.pull)
+        except CommandError as err:
+            if present:  # `always` with no registry: the copy at hand still serves
+                log.warning("pull of %s failed, using the local copy: %s", ref, err)
+                return Outcome(ref, "present (pull failed, local copy used)")
+            return f"pull failed: {tail(err.output_tail, 2) or err}"
+        return Outcome(ref, "pulled")
+
+    refs = sorted(foreign)
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(refs)))) as pool:
+        results = list(pool.map(one, refs))
+    problems = [
+        f"{ref} (used by {', '.join(foreign[ref])}): {res}"
+        for ref, res in zip(refs, results, strict=True)
+        if isinstance(res, str)
+    ]
+    if problems:
+        first = next(ref for ref, res in zip(refs, results, strict=True) if isinstance(res, str))
+        raise ImagesUnavailable(
+            "images the manifests use are not in podman's store and cannot be brought in:\n  "
+            + "\n  ".join(problems)
+            + f"\nnext, for each: `podman pull {first}` where a registry is reachable, "
+            f"`podman load -i <archive>` of a saved copy, or a local build tagged with that name "
+            f"(`podman tag <local image> {first}`, or an [[images.stand_in]] in {config.source_file})"
+        )
+    return [r for r in results if isinstance(r, Outcome)]
+
+
+def _stand_in(
+    config: Config,
+    ref: ImageRef,
+    stand_in: StandIn,
+    podman: Podman,
+    runner: Runner,
+    build_root: Path,
+    toolchain: str,
+) -> Outcome:
+    source = config.path(stand_in.source).resolve()
+    files = gosources.inputs(
+        source, [stand_in.main], runner=runner, env=build.GO_ENV, timeout=config.timeouts.build
+    )[stand_in.main]
+    digest = content_tag(
+        files_digest(source, files), main=stand_in.main, build_args={}, coverage=False, toolchain=toolchain
+    )
+    if podman.image_exists(ref):
+        have = podman(
+            "image", "inspect", "--format", f'{{{{index .Labels "{STAND_IN_LABEL}"}}}}', str(ref)
+        ).stdout.strip()
+        if have == digest:
+            return Outcome(ref, "stand-in up to date")
+    build_root.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="stand-in-", dir=build_root))
+    name = build.binary_name(build.module_path(source), stand_in.main)
+    runner.run(
+        build.go_build_argv([stand_in.main], out, coverage=False),
+        timeout=config.timeouts.build,
+        cwd=source,
+        env=build.GO_ENV,
+        hint=f"fix the Go build of the stand-in for {ref} ({source})",
+    )
+    build.build_scratch_image(
+        ref, out / name, podman=podman, build_root=build_root,
+        labels={STAND_IN_LABEL: digest}, timeout=config.timeouts.build,
+    )  # fmt: skip
+    return Outcome(ref, f"stand-in built from {source / stand_in.main}")

@@ -1,0 +1,3 @@
+module example.com/e2e-thirdparty
+
+go 1.22
