@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import gosources
@@ -38,6 +38,8 @@ class ImagePlan:
     refs: Mapping[str, ImageRef]
     coverage: bool
     toolchain: str = ""
+    stand_ins: Mapping[ImageRef, str] = field(default_factory=dict)
+    """third-party reference -> the digest of its stand-in's inputs ([[images.stand_in]])."""
 
     def ref(self, service: str) -> ImageRef:
         return self.refs[service]
@@ -82,7 +84,20 @@ def plan_images(config: Config, *, coverage: bool, toolchain: str, runner: Runne
             toolchain=toolchain,
         )
         refs[svc.name] = ImageRef(qualify(svc.image), tag)
-    return ImagePlan(refs, coverage, toolchain)
+    return ImagePlan(refs, coverage, toolchain, stand_in_digests(config, runner, toolchain))
+
+
+def stand_in_digests(config: Config, runner: Runner, toolchain: str) -> dict[ImageRef, str]:
+    out = {}
+    for stand_in in config.images.stand_in:
+        source = config.path(stand_in.source).resolve()
+        timeout = config.timeouts.build
+        files = gosources.inputs(source, [stand_in.main], runner=runner, env=GO_ENV, timeout=timeout)
+        out[ImageRef.foreign(stand_in.image)] = content_tag(
+            files_digest(source, files[stand_in.main]),
+            main=stand_in.main, build_args={}, coverage=False, toolchain=toolchain,
+        )  # fmt: skip
+    return out
 
 
 def go_build_argv(mains: Sequence[str], out_dir: Path, *, coverage: bool) -> list[str]:

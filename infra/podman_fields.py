@@ -95,13 +95,14 @@ CONTAINER: Schema = {
     "restartPolicy": REFUSED,
     "restartPolicyRules": REFUSED,
 }
-KEY_TO_PATH = [{"key": OK, "path": OK, "mode": OK}]
+KEY_TO_PATH = [{"key": OK, "path": OK, "mode": OK, "user": REFUSED}]
+NO_USER: Schema = {"defaultUser": REFUSED}  # file ownership: the container's user is the image's
 VOLUME: Schema = {
     "name": OK,
     "hostPath": {"path": OK, "type": OK},  # a per-run directory, always created
     "emptyDir": {"medium": REFUSED, "sizeLimit": INERT},
-    "configMap": {"name": OK, "items": KEY_TO_PATH, "defaultMode": OK, "optional": OK},
-    "secret": {"secretName": OK, "items": KEY_TO_PATH, "defaultMode": OK, "optional": OK},
+    "configMap": {"name": OK, "items": KEY_TO_PATH, "defaultMode": OK, "optional": OK, **NO_USER},
+    "secret": {"secretName": OK, "items": KEY_TO_PATH, "defaultMode": OK, "optional": OK, **NO_USER},
     # every other volume source
     **{
         k: REFUSED
@@ -168,7 +169,7 @@ JOB_SPEC: Schema = {
         k: REFUSED
         for k in (
             "selector", "manualSelector", "suspend", "podFailurePolicy", "backoffLimitPerIndex",
-            "maxFailedIndexes", "completionMode", "successPolicy", "managedBy",
+            "maxFailedIndexes", "completionMode", "successPolicy", "managedBy", "scheduling",
         )
     },
 }  # fmt: skip

@@ -122,7 +122,7 @@ def setup_phases(
 
         def third_party_images() -> None:
             outcomes = third_party.ensure(
-                cfg, foreign, podman=podman, runner=runner, build_root=build_root, toolchain=plan.toolchain
+                cfg, foreign, podman=podman, runner=runner, build_root=build_root, stand_ins=plan.stand_ins
             )
             for outcome in outcomes:
                 say(outcome.line())

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import build, gosources
+from infra import build
 from infra.config import Config, StandIn
-from infra.images import ImageRef, content_tag, files_digest
+from infra.images import ImageRef
 from infra.podman_cli import Podman
 from infra.proc import CommandError, Runner, tail
 
@@ -55,14 +55,14 @@ def ensure(
     podman: Podman,
     runner: Runner,
     build_root: Path,
-    toolchain: str,
+    stand_ins: Mapping[ImageRef, str],
 ) -> list[Outcome]:
     """Make every third-party image present in podman's store, or raise naming each one that is not."""
 
     def one(ref: ImageRef) -> Outcome | str:
         stand_in = stand_in_for(config, ref)
         if stand_in is not None:
-            return _stand_in(config, ref, stand_in, podman, runner, build_root, toolchain)
+            return _stand_in(config, ref, stand_in, stand_ins[ref], podman, runner, build_root)
         present = podman.image_exists(ref)
         policy = config.images.pull
         if present and policy != "always":
@@ -104,18 +104,13 @@ def _stand_in(
     config: Config,
     ref: ImageRef,
     stand_in: StandIn,
+    digest: str,
     podman: Podman,
     runner: Runner,
     build_root: Path,
-    toolchain: str,
 ) -> Outcome:
+    """Built when absent or when its inputs changed (the digest the plan computed, kept as a label)."""
     source = config.path(stand_in.source).resolve()
-    files = gosources.inputs(
-        source, [stand_in.main], runner=runner, env=build.GO_ENV, timeout=config.timeouts.build
-    )[stand_in.main]
-    digest = content_tag(
-        files_digest(source, files), main=stand_in.main, build_args={}, coverage=False, toolchain=toolchain
-    )
     if podman.image_exists(ref):
         have = podman(
             "image", "inspect", "--format", f'{{{{index .Labels "{STAND_IN_LABEL}"}}}}', str(ref)

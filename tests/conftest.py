@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import shutil
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 
 from infra import config as config_mod
 from infra.config import Config
+from infra.proc import RecordingRunner, Result, SubprocessRunner
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_CONFIG = REPO / "e2e.toml"
@@ -59,6 +60,19 @@ def go_build_writes_binaries(argv: tuple[str, ...]) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"\x7fELF")
     return None
+
+
+class RealGoList:
+    """A RecordingRunner whose `go list` and `go env` run for real: the plan reads the Go modules."""
+
+    def __init__(self, recording: RecordingRunner) -> None:
+        self.recording, self.real = recording, SubprocessRunner()
+
+    def run(self, argv: Sequence[str], **kw: Any) -> Result:
+        args = tuple(argv)
+        if args[:2] == ("go", "list") or (args[:2] == ("go", "env") and "GOVERSION" not in args):
+            return self.real.run(argv, **kw)
+        return self.recording.run(argv, **kw)
 
 
 @pytest.fixture(scope="session")

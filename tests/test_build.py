@@ -10,9 +10,9 @@ from infra import build
 from infra.build import BuildOutcome, ImagePlan, build_services, go_build_argv, plan_images, save_images
 from infra.config import Config
 from infra.config import parse as parse_config
-from infra.images import ImageRef, content_tag, tree_digest
+from infra.images import ImageRef, content_tag
 from infra.podman_cli import Podman
-from infra.proc import CommandError, RecordingRunner
+from infra.proc import CommandError, RecordingRunner, SubprocessRunner
 from tests.conftest import go_build_writes_binaries
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,14 +28,13 @@ def missing_images_runner() -> RecordingRunner:
 
 
 def test_plan_images_qualifies_and_tags_from_content(repo_cfg: Config) -> None:
-    plan = plan_images(repo_cfg, coverage=False, toolchain="go1.22.5")
-    tag = content_tag(
-        tree_digest(SERVICES), main="./gateway", build_args={}, coverage=False, toolchain="go1.22.5"
-    )
+    plan = plan_images(repo_cfg, coverage=False, toolchain="go1.22.5", runner=SubprocessRunner())
+    digest = build.input_digests(repo_cfg, SubprocessRunner())["gateway"]
+    tag = content_tag(digest, main="./gateway", build_args={}, coverage=False, toolchain="go1.22.5")
     assert plan.ref("gateway") == ImageRef("localhost/e2e-harness/gateway", tag)
     assert plan.ref("datastore").repository == "localhost/e2e-harness/datastore"
     assert [str(r) for r in plan.all()] == [str(plan.ref("datastore")), str(plan.ref("gateway"))]
-    cov = plan_images(repo_cfg, coverage=True, toolchain="go1.22.5")
+    cov = plan_images(repo_cfg, coverage=True, toolchain="go1.22.5", runner=SubprocessRunner())
     assert cov.coverage and cov.ref("gateway").tag.startswith("cov-")
 
 
@@ -306,7 +305,7 @@ def test_an_empty_cache_builds_every_main_of_a_module_in_one_go_invocation(
     repo_cfg: Config, tmp_path: Path
 ) -> None:
     runner = missing_images_runner()
-    plan = plan_images(repo_cfg, coverage=True, toolchain="go1.22.5")
+    plan = plan_images(repo_cfg, coverage=True, toolchain="go1.22.5", runner=SubprocessRunner())
     (batch,) = build.go_batches(repo_cfg)
     binaries = build.compile_batch(repo_cfg, plan, batch, runner=runner, podman=Podman(runner),
                                    build_root=tmp_path)  # fmt: skip
@@ -318,7 +317,7 @@ def test_an_empty_cache_builds_every_main_of_a_module_in_one_go_invocation(
 
 
 def test_a_change_in_one_service_rebuilds_only_it(repo_cfg: Config, tmp_path: Path) -> None:
-    plan = plan_images(repo_cfg, coverage=False, toolchain="go1.22.5")
+    plan = plan_images(repo_cfg, coverage=False, toolchain="go1.22.5", runner=SubprocessRunner())
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["podman", "image", "exists", str(plan.ref("gateway"))], returncode=1)  # datastore exists
     (batch,) = build.go_batches(repo_cfg)

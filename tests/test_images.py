@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.images import ImageRef, build_inputs, content_tag, qualify, same_image_id, tree_digest
+from infra import gosources
+from infra.build import GO_ENV
+from infra.images import ImageRef, content_tag, context_files, files_digest, qualify, same_image_id
 from infra.names import InvalidName
+from infra.proc import CommandError, SubprocessRunner
 
 # -- ImageRef / qualify -----------------------------------------------------------
 
@@ -100,20 +103,36 @@ def test_same_image_id_ignores_the_sha256_prefix() -> None:
 
 @pytest.fixture
 def src(tmp_path: Path) -> Path:
+    """Two mains in one module: api imports internal/lib, which embeds static/*.txt; other imports other/."""
     root = tmp_path / "svc"
-    (root / "cmd" / "api").mkdir(parents=True)
-    (root / "go.mod").write_text("module example.com/svc\n\ngo 1.22\n")
-    (root / "cmd" / "api" / "main.go").write_text("package main\n\nfunc main() {}\n")
-    (root / "cmd" / "api" / "main_test.go").write_text("package main\n")
-    (root / "internal").mkdir()
-    (root / "internal" / "lib.go").write_text("package internal\n")
+    files = {
+        "go.mod": "module example.com/svc\n\ngo 1.22\n",
+        "cmd/api/main.go": 'package main\n\nimport "example.com/svc/internal/lib"\n\nfunc main() {lib.Hi()}',
+        "cmd/api/main_test.go": "package main\n",
+        "internal/lib/lib.go": (
+            'package lib\n\nimport "embed"\n\n//go:embed static/*.txt\nvar static embed.FS\n\n'
+            'func Hello() { _, _ = static.ReadFile("static/a.txt") }\n'
+        ),
+        "internal/lib/static/a.txt": "hello\n",
+        "cmd/other/main.go": 'package main\n\nimport "example.com/svc/other"\n\nfunc main() { other.Run() }',
+        "other/other.go": "package other\n\nfunc Run() {}\n",
+        "README.md": "docs\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
     return root
+
+
+def inputs_of(src: Path, main: str = "./cmd/api") -> list[Path]:
+    return gosources.inputs(src, [main], runner=SubprocessRunner(), env=GO_ENV, timeout=60)[main]
 
 
 def tag_of(src: Path, **kw: object) -> str:
     args: dict[str, object] = {"main": "./cmd/api", "build_args": {}, "coverage": False}
     args.update(kw)
-    return content_tag(tree_digest(src), **args)  # type: ignore[arg-type]
+    digest = files_digest(src, inputs_of(src, str(args["main"])))
+    return content_tag(digest, **args)  # type: ignore[arg-type]
 
 
 def test_content_tag_is_stable_and_a_valid_tag(src: Path) -> None:
@@ -123,31 +142,52 @@ def test_content_tag_is_stable_and_a_valid_tag(src: Path) -> None:
     assert str(ImageRef.parse(f"team/api:{tag}")) == f"localhost/team/api:{tag}"
 
 
-def test_content_tag_changes_with_a_go_file(src: Path) -> None:
-    before = tag_of(src)
-    (src / "internal" / "lib.go").write_text("package internal\n\nvar X = 1\n")
-    assert tag_of(src) != before
+def test_inputs_are_what_go_list_says_the_binary_is_made_of(src: Path) -> None:
+    rel = [p.relative_to(src).as_posix() for p in inputs_of(src)]
+    assert rel == ["cmd/api/main.go", "go.mod", "internal/lib/lib.go", "internal/lib/static/a.txt"]
+    assert [p.relative_to(src).as_posix() for p in inputs_of(src, "./cmd/other")] == [
+        "cmd/other/main.go", "go.mod", "other/other.go",
+    ]  # fmt: skip
 
 
-def test_content_tag_changes_with_a_new_go_file_and_go_mod(src: Path) -> None:
+def test_an_embedded_file_changes_its_service_tag_and_no_other(src: Path) -> None:
+    api, other = tag_of(src), tag_of(src, main="./cmd/other")
+    (src / "internal" / "lib" / "static" / "a.txt").write_text("hello, changed\n")
+    assert tag_of(src) != api
+    assert tag_of(src, main="./cmd/other") == other
+    (src / "internal" / "lib" / "static" / "b.txt").write_text(
+        "a new embedded file\n"
+    )  # the pattern takes it
+    assert inputs_of(src)[-1].name == "b.txt"
+
+
+def test_content_tag_changes_with_an_imported_go_file_and_go_mod_and_go_sum(src: Path) -> None:
     before = tag_of(src)
-    (src / "internal" / "more.go").write_text("package internal\n")
+    (src / "internal" / "lib" / "more.go").write_text("package lib\n\nvar X = 1\n")
     after_new = tag_of(src)
     assert after_new != before
     (src / "go.mod").write_text("module example.com/svc\n\ngo 1.23\n")
-    assert tag_of(src) != after_new
+    after_mod = tag_of(src)
+    assert after_mod != after_new
+    (src / "go.sum").write_text("")
+    assert tag_of(src) != after_mod
 
 
-def test_content_tag_ignores_test_files_and_non_inputs(src: Path) -> None:
+def test_content_tag_ignores_tests_docs_testdata_and_other_services_packages(src: Path) -> None:
     before = tag_of(src)
     (src / "cmd" / "api" / "main_test.go").write_text("package main\n\nfunc TestX() {}\n")
-    (src / "internal" / "new_test.go").write_text("package internal\n")
-    (src / "README.md").write_text("docs\n")
+    (src / "internal" / "lib" / "new_test.go").write_text("package lib\n")
+    (src / "README.md").write_text("more docs\n")
+    (src / "other" / "other.go").write_text("package other\n\nfunc Run() { println() }\n")
     (src / "testdata").mkdir()
     (src / "testdata" / "fixture.go").write_text("package x\n")
-    (src / ".git").mkdir()
-    (src / ".git" / "x.go").write_text("package x\n")
     assert tag_of(src) == before
+
+
+def test_a_package_that_does_not_compile_fails_the_plan_naming_the_module(src: Path) -> None:
+    (src / "internal" / "lib" / "broken.go").write_text("package other\n")
+    with pytest.raises(CommandError, match="go list"):
+        inputs_of(src)
 
 
 def test_content_tag_changes_with_build_args_main_and_coverage(src: Path) -> None:
@@ -171,23 +211,50 @@ def test_content_tag_covers_an_extra_file_outside_the_source(src: Path, tmp_path
     assert tag_of(src, extra=[cf]) != before
 
 
-def test_build_inputs_lists_sources_not_tests(src: Path) -> None:
-    rel = [p.relative_to(src).as_posix() for p in build_inputs(src)]
-    assert rel == ["cmd/api/main.go", "go.mod", "internal/lib.go"]
+def test_a_containerfile_context_counts_every_file_but_git(src: Path) -> None:
+    rel = [p.relative_to(src).as_posix() for p in context_files(src)]
+    assert "README.md" in rel and "cmd/api/main_test.go" in rel
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref\n")
+    assert [p.relative_to(src).as_posix() for p in context_files(src)] == rel
 
 
 def test_the_harness_outputs_are_never_build_inputs(tmp_path: Path) -> None:
     """e2e.toml inside the Go module: artifacts/, coverage/ and .e2e/ must not churn the tag."""
-    from infra.images import tree_digest
     from infra.paths import output_dirs
+
+    def digest(outputs: list[Path]) -> str:
+        return files_digest(tmp_path, context_files(tmp_path, outputs))
 
     (tmp_path / "go.mod").write_text("module m\n\ngo 1.22\n")
     (tmp_path / "main.go").write_text("package main\n\nfunc main() {}\n")
-    before = tree_digest(tmp_path, output_dirs(tmp_path))
+    before = digest(output_dirs(tmp_path))
     for out in ("artifacts/20260101-000000-abcd/timings.json", "coverage/e2e/x/summary.json", ".e2e/a.yaml"):
         (tmp_path / out).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / out).write_text("{}")
-    assert tree_digest(tmp_path, output_dirs(tmp_path)) == before
-    assert tree_digest(tmp_path) != before  # the same files do count when they are not outputs
+    assert digest(output_dirs(tmp_path)) == before
+    assert digest([]) != before  # the same files do count when they are not outputs
     (tmp_path / "main.go").write_text("package main\n\nfunc main() { println() }\n")
-    assert tree_digest(tmp_path, output_dirs(tmp_path)) != before
+    assert digest(output_dirs(tmp_path)) != before
+
+
+@pytest.mark.parametrize(
+    ("written", "full"),
+    [
+        ("redis:7", "docker.io/library/redis:7"),
+        ("redis", "docker.io/library/redis:latest"),
+        ("bitnami/redis:7.2", "docker.io/bitnami/redis:7.2"),
+        ("quay.io/team/mock:1.0", "quay.io/team/mock:1.0"),
+        ("registry.local:5000/mock:2", "registry.local:5000/mock:2"),
+        ("localhost/team/mock:3", "localhost/team/mock:3"),
+    ],
+)
+def test_a_third_party_reference_is_spelled_as_kubernetes_reads_it(written: str, full: str) -> None:
+    ref = ImageRef.foreign(written)
+    assert str(ref) == full
+    assert ref.is_local == full.startswith("localhost/")
+
+
+def test_a_third_party_digest_reference_is_refused_with_the_way_out() -> None:
+    with pytest.raises(InvalidName, match="by a tag"):
+        ImageRef.foreign("redis@sha256:" + "a" * 64)

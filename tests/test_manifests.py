@@ -35,7 +35,9 @@ def test_load_docs_reads_every_manifest_and_notes_its_source(repo_cfg: Config) -
     docs = load_docs(repo_cfg)
     assert [manifests.ident(d) for d in docs] == [
         "ConfigMap/datastore-config",
-        "Deployment/datastore",
+        "Secret/datastore-token",
+        "Job/datastore-migrate",
+        "StatefulSet/datastore",
         "Service/datastore",
         "ConfigMap/gateway-config",
         "Deployment/gateway",
@@ -50,34 +52,47 @@ def test_render_substitutes_the_runs_refs_and_keeps_localhost(repo_cfg: Config) 
     rendered = render(repo_cfg, docs, PLAN, coverage=False)
     assert docs == original  # the loaded docs are not mutated
     d = by_ident(rendered.docs)
-    for name, ref in (("datastore", DS), ("gateway", GW)):
-        ctr = container(d[f"Deployment/{name}"])
+    for ident, ref in (
+        ("Job/datastore-migrate", DS),
+        ("StatefulSet/datastore", DS),
+        ("Deployment/gateway", GW),
+    ):
+        ctr = container(d[ident])
         assert ctr["image"] == str(ref)
         assert ctr["image"].startswith("localhost/e2e-harness/")
         assert ctr["imagePullPolicy"] == "Never"
         assert "GOCOVERDIR" not in [e["name"] for e in ctr.get("env", [])]
         assert COVERAGE_VOLUME not in [
-            v["name"] for v in d[f"Deployment/{name}"]["spec"]["template"]["spec"].get("volumes", [])
+            v["name"] for v in d[ident]["spec"]["template"]["spec"].get("volumes", [])
         ]
-    assert rendered.image_refs() == {str(DS): "Deployment/datastore", str(GW): "Deployment/gateway"}
+    waitfor = "registry.example.com/e2e-harness/waitfor:1.0"
+    assert rendered.image_refs() == {
+        str(DS): "StatefulSet/datastore",  # the Job's too: one image, one entry
+        str(GW): "Deployment/gateway",
+        waitfor: "Deployment/gateway",
+    }
+    assert rendered.foreign == {ImageRef.foreign(waitfor): ["Deployment/gateway (manifests/gateway.yaml)"]}
+    init = d["Deployment/gateway"]["spec"]["template"]["spec"]["initContainers"][0]
+    assert (init["image"], init["imagePullPolicy"]) == (waitfor, "IfNotPresent")  # as is: no localhost/
     assert f"image: {DS}" in rendered.yaml()
 
 
 def test_render_with_coverage_adds_gocoverdir_and_the_hostpath_volume(repo_cfg: Config) -> None:
     rendered = render(repo_cfg, load_docs(repo_cfg), PLAN, coverage=True)
     d = by_ident(rendered.docs)
-    for name in ("datastore", "gateway"):
-        spec = d[f"Deployment/{name}"]["spec"]["template"]["spec"]
-        ctr = container(d[f"Deployment/{name}"])
+    for name, ident in (("datastore", "Job/datastore-migrate"), ("datastore", "StatefulSet/datastore"),
+                        ("gateway", "Deployment/gateway")):  # fmt: skip
+        spec = d[ident]["spec"]["template"]["spec"]
+        ctr = container(d[ident])
         assert {"name": "GOCOVERDIR", "value": f"/coverdata/{name}"} in ctr["env"]
         assert {"name": COVERAGE_VOLUME, "mountPath": "/coverdata"} in ctr["volumeMounts"]
         assert {
             "name": COVERAGE_VOLUME,
             "hostPath": {"path": "/coverdata", "type": "DirectoryOrCreate"},
         } in spec["volumes"]
-    ds_spec = d["Deployment/datastore"]["spec"]["template"]["spec"]
+    ds_spec = d["StatefulSet/datastore"]["spec"]["template"]["spec"]
     assert [v["name"] for v in ds_spec["volumes"]] == ["data", COVERAGE_VOLUME]  # existing volume kept
-    assert [m["name"] for m in container(d["Deployment/datastore"])["volumeMounts"]] == [
+    assert [m["name"] for m in container(d["StatefulSet/datastore"])["volumeMounts"]] == [
         "data",
         COVERAGE_VOLUME,
     ]
@@ -90,13 +105,15 @@ def test_render_with_coverage_adds_gocoverdir_and_the_hostpath_volume(repo_cfg: 
 
 def test_render_groups_documents_per_service(repo_cfg: Config) -> None:
     rendered = render(repo_cfg, load_docs(repo_cfg), PLAN, coverage=False)
-    groups = {svc: sorted(manifests.ident(d) for d in docs) for svc, docs in rendered.by_service.items()}
-    assert groups == {
-        "datastore": ["ConfigMap/datastore-config", "Deployment/datastore", "Service/datastore"],
+    groups = {svc: [manifests.ident(d) for d in docs] for svc, docs in rendered.by_service.items()}
+    assert groups == {  # in apply order: the migration Job before the StatefulSet
+        "datastore": ["ConfigMap/datastore-config", "Job/datastore-migrate", "StatefulSet/datastore",
+                      "Service/datastore"],
         "gateway": ["ConfigMap/gateway-config", "Deployment/gateway", "Service/gateway"],
-    }
-    assert rendered.shared == []
-    assert len(rendered.workloads()) == 2
+    }  # fmt: skip
+    # the token Secret feeds both services: applied first, shared
+    assert [manifests.ident(d) for d in rendered.shared] == ["Secret/datastore-token"]
+    assert len(rendered.workloads()) == 3
 
 
 STACK = """\
@@ -175,12 +192,13 @@ def test_render_by_repository_with_or_without_localhost_and_leaves_others(tmp_pa
     api, sidecar = spec["containers"]
     assert (api["image"], api["imagePullPolicy"]) == ("localhost/team/api:t1", "Never")
     assert {"name": "GOCOVERDIR", "value": "/coverdata/api"} in api["env"]
-    # a third-party image is not touched
+    # a third-party image is kept as is, and never pulled by the cluster (the harness brings it)
     assert sidecar == {
         "name": "sidecar",
         "image": "docker.io/library/busybox:1.36",
         "imagePullPolicy": "IfNotPresent",
     }
+    assert rendered.foreign == {ImageRef.foreign("busybox:1.36"): ["Deployment/api (stack.yaml)"]}
     assert container(d["Deployment/worker"])["image"] == "localhost/team/worker:t2"  # digest replaced
     groups = {svc: sorted(manifests.ident(x) for x in docs) for svc, docs in rendered.by_service.items()}
     assert groups == {"api": ["Deployment/api", "Service/api"], "worker": ["Deployment/worker"]}
@@ -215,3 +233,35 @@ def test_write(tmp_path: Path, repo_cfg: Config) -> None:
     rendered = render(repo_cfg, load_docs(repo_cfg), PLAN, coverage=False)
     out = manifests.write(rendered, tmp_path / "a" / "rendered.yaml")
     assert list(yaml.safe_load_all(out.read_text())) == rendered.docs
+
+
+def _check(cfg: Config) -> str:
+    with pytest.raises(ManifestError) as err:
+        manifests.check(cfg, load_docs(cfg), coverage=False)
+    return str(err.value)
+
+
+def test_check_refuses_a_third_party_digest_and_an_unused_stand_in_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    text = STACK.replace("image: docker.io/library/busybox:1.36", "image: busybox@sha256:" + "a" * 64)
+    (tmp_path / "stack.yaml").write_text(text)
+    cfg = parse_config(
+        {
+            "manifests": ["stack.yaml"],
+            "services": [
+                {"name": "api", "source": ".", "image": "team/api"},
+                {"name": "worker", "source": ".", "image": "localhost/team/worker"},
+            ],
+            "images": {"stand_in": [{"image": "quay.io/team/mock:1", "source": "mock"}]},
+        },
+        tmp_path / "e2e.toml",
+    )
+    msg = _check(cfg)
+    assert "Deployment/api (stack.yaml): image 'busybox@sha256:" in msg and "by a tag" in msg
+    assert "images.stand_in 'quay.io/team/mock:1': no container in the manifests uses it" in msg
+    assert "is not a Go module" in msg
+
+
+def test_the_example_stack_passes_the_check(repo_cfg: Config) -> None:
+    manifests.check(repo_cfg, load_docs(repo_cfg), coverage=True)

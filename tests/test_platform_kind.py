@@ -46,6 +46,7 @@ class FakeKube:
         self.ns_set: set[str] = set()
         self.ns_labels: dict[str, dict[str, str]] = {}
         self.kinds: dict[str, str] = {}  # name -> kind, when not a Deployment
+        self.job_status: Callable[[str], dict[str, Any]] = lambda name: JOB_COMPLETE
 
     def ensure_namespace(self, name: str, labels: dict[str, str]) -> None:
         self.calls.append(("ensure_namespace", name, labels))
@@ -74,15 +75,27 @@ class FakeKube:
             "status": self.deployment_status(name),
         }
 
+    def job(self, name: str, namespace: str) -> dict[str, Any]:
+        self.calls.append(("job", name, namespace))
+        return {"kind": "Job", "metadata": {"name": name}, "status": self.job_status(name)}
+
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append(("pods", namespace, selector))
         return self.pod_list
 
-    def pod_log(self, name: str, namespace: str, *, previous: bool = False, tail: int | None = None) -> str:
+    def pod_log(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        previous: bool = False,
+        tail: int | None = None,
+        container: str | None = None,
+    ) -> str:
         self.calls.append(("pod_log", name, namespace, previous, tail))
         return self.log_text
 
-    def follow_log(self, name: str, namespace: str, *, timeout: float) -> str:
+    def follow_log(self, name: str, namespace: str, *, timeout: float, container: str | None = None) -> str:
         self.calls.append(("follow_log", name, namespace))
         return f"last words of {name}\n"
 
@@ -105,6 +118,7 @@ class FakeKube:
 
 
 READY = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+JOB_COMPLETE = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
 NOT_READY = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 0}
 
 
@@ -433,10 +447,13 @@ def ctr_refs(*refs: str) -> str:
     return "".join(f"{r}\n" for r in refs)
 
 
+WAITFOR = "registry.example.com/e2e-harness/waitfor:1.0"  # the example's third-party image
+
+
 def test_verify_images_passes_when_every_node_has_them(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\nn2\n")
-    k.runner.on(["podman", "exec"], stdout=ctr_refs(DS, GW, "registry.k8s.io/pause:3.9"))
+    k.runner.on(["podman", "exec"], stdout=ctr_refs(DS, GW, WAITFOR, "registry.k8s.io/pause:3.9"))
     k.plat.verify_images(rendered_stack(k.ctx.config))
     assert k.runner.argvs()[1:] == [
         ("podman", "exec", "n1", *CTR, "images", "list", "--quiet"),
@@ -447,12 +464,13 @@ def test_verify_images_passes_when_every_node_has_them(kit: Callable[..., Kit]) 
 def test_verify_images_names_the_missing_ref_and_node(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\nn2\n")
-    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, GW))
+    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, GW, WAITFOR))
     k.runner.on(["podman", "exec", "n2"], stdout=ctr_refs(DS))
     with pytest.raises(ImageMissing) as info:
         k.plat.verify_images(rendered_stack(k.ctx.config))
     msg = str(info.value)
     assert f"{GW} (used by Deployment/gateway) is not in node n2" in msg
+    assert f"{WAITFOR} (used by Deployment/gateway) is not in node n2" in msg
     assert "node n1" not in msg
     assert DS + " " not in msg
 
@@ -460,7 +478,7 @@ def test_verify_images_names_the_missing_ref_and_node(kit: Callable[..., Kit]) -
 def test_verify_images_does_not_accept_a_ref_without_localhost(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\n")
-    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, GW.removeprefix("localhost/")))
+    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, WAITFOR, GW.removeprefix("localhost/")))
     with pytest.raises(ImageMissing, match=f"{GW} \\(used by Deployment/gateway\\) is not in node n1"):
         k.plat.verify_images(rendered_stack(k.ctx.config))
 
@@ -468,7 +486,7 @@ def test_verify_images_does_not_accept_a_ref_without_localhost(kit: Callable[...
 # -- deploy / wait_ready ---------------------------------------------------------------
 
 
-def deployed(k: Kit, service: str = "datastore") -> None:
+def deployed(k: Kit, service: str) -> None:
     k.plat.deploy(service, rendered_stack(k.ctx.config).by_service[service])
 
 
@@ -478,35 +496,38 @@ def test_deploy_applies_through_the_api_in_the_runs_namespace(kit: Callable[...,
     deployed(k, "gateway")
     applies = k.api.of("apply")
     assert {a[2] for a in applies} == {NAMESPACE}
-    assert sorted(a[1] for a in applies) == sorted(
-        [
-            "ConfigMap/datastore-config",
-            "Deployment/datastore",
-            "Service/datastore",
-            "ConfigMap/gateway-config",
-            "Deployment/gateway",
-            "Service/gateway",
-        ]
-    )
-    assert k.plat.workloads == {"datastore": ["Deployment/datastore"], "gateway": ["Deployment/gateway"]}
+    assert [a[1] for a in applies] == [  # in apply order: the migration Job before the StatefulSet
+        "ConfigMap/datastore-config",
+        "Job/datastore-migrate",
+        "StatefulSet/datastore",
+        "Service/datastore",
+        "ConfigMap/gateway-config",
+        "Deployment/gateway",
+        "Service/gateway",
+    ]
+    assert k.plat.workloads == {"datastore": ["StatefulSet/datastore"], "gateway": ["Deployment/gateway"]}
+    assert k.plat.jobs == {"datastore": ["datastore-migrate"]}
+    # the Job was waited for before the StatefulSet was applied
+    order = [c[0] if c[0] != "apply" else c[1] for c in k.api.calls]
+    assert order.index("job") < order.index("StatefulSet/datastore")
     assert k.runner.calls == []  # no kubectl shell-outs
 
 
 def test_wait_ready_returns_when_rolled_out(kit: Callable[..., Kit]) -> None:
     k = kit()
-    deployed(k)
-    k.plat.wait_ready("datastore")
-    assert k.api.of("workload") == [("workload", "Deployment", "datastore", NAMESPACE)]
+    deployed(k, "gateway")
+    k.plat.wait_ready("gateway")
+    assert k.api.of("workload") == [("workload", "Deployment", "gateway", NAMESPACE)]
 
 
 def pod(reason: str, message: str = "") -> dict[str, Any]:
     return {
-        "metadata": {"name": "datastore-7c9f-abcde"},
+        "metadata": {"name": "gateway-7c9f-abcde"},
         "status": {
             "containerStatuses": [
                 {
-                    "name": "datastore",
-                    "image": DS,
+                    "name": "gateway",
+                    "image": GW,
                     "state": {"waiting": {"reason": reason, "message": message}},
                 }
             ]
@@ -516,56 +537,56 @@ def pod(reason: str, message: str = "") -> dict[str, Any]:
 
 def test_wait_ready_fails_at_once_on_err_image_never_pull(kit: Callable[..., Kit]) -> None:
     k = kit()
-    deployed(k)
+    deployed(k, "gateway")
     k.api.deployment_status = lambda name: NOT_READY
     k.api.pod_list = [
-        pod("ErrImageNeverPull", f'Container image "{DS}" is not present with pull policy of Never')
+        pod("ErrImageNeverPull", f'Container image "{GW}" is not present with pull policy of Never')
     ]
     start = time.monotonic()
     with pytest.raises(waits.Fatal) as info:
-        k.plat.wait_ready("datastore")
+        k.plat.wait_ready("gateway")
     assert time.monotonic() - start < 2  # not the ready timeout
     msg = str(info.value)
-    assert "deployment datastore: pod datastore-7c9f-abcde container datastore is ErrImageNeverPull" in msg
-    assert f"(image {DS})" in msg
+    assert "deployment gateway: pod gateway-7c9f-abcde container gateway is ErrImageNeverPull" in msg
+    assert f"(image {GW})" in msg
     assert "localhost/ prefix" in msg
     assert len(k.api.of("workload")) == 1
-    assert k.api.of("pods") == [("pods", NAMESPACE, "app=datastore")]
+    assert k.api.of("pods") == [("pods", NAMESPACE, "app=gateway")]
 
 
 def test_crash_loop_includes_the_last_log_lines(kit: Callable[..., Kit]) -> None:
     k = kit()
-    deployed(k)
+    deployed(k, "gateway")
     k.api.deployment_status = lambda name: NOT_READY
     k.api.pod_list = [pod("CrashLoopBackOff", "back-off 10s restarting failed container")]
     k.api.log_text = "\n".join(f"log line {i}" for i in range(1, 31)) + "\n"
     with pytest.raises(waits.Fatal) as info:
-        k.plat.wait_ready("datastore")
+        k.plat.wait_ready("gateway")
     msg = str(info.value)
     assert "is CrashLoopBackOff: back-off 10s restarting failed container" in msg
     assert msg.split("last log lines:\n", 1)[1].splitlines() == [f"log line {i}" for i in range(11, 31)]
-    assert k.api.of("pod_log") == [("pod_log", "datastore-7c9f-abcde", NAMESPACE, True, 20)]
+    assert k.api.of("pod_log") == [("pod_log", "gateway-7c9f-abcde", NAMESPACE, True, 20)]
 
 
 def test_a_non_fatal_wait_reason_keeps_waiting(kit: Callable[..., Kit]) -> None:
     k = kit()
-    deployed(k)
+    deployed(k, "gateway")
     answers = iter([NOT_READY, READY])
     k.api.deployment_status = lambda name: next(answers)
     k.api.pod_list = [pod("ContainerCreating")]
-    k.plat.wait_ready("datastore")
+    k.plat.wait_ready("gateway")
     assert len(k.api.of("workload")) == 2
 
 
 def test_wait_ready_timeout_says_what_it_saw(kit: Callable[..., Kit]) -> None:
     k = kit(timeouts={"ready": 0.01})
-    deployed(k)
+    deployed(k, "gateway")
     k.api.deployment_status = lambda name: NOT_READY
     with pytest.raises(waits.WaitTimeout) as info:
-        k.plat.wait_ready("datastore")
+        k.plat.wait_ready("gateway")
     msg = str(info.value)
-    assert f"waiting for deployment datastore in namespace {NAMESPACE} to roll out" in msg
-    assert "describe deployment datastore" in msg
+    assert f"waiting for deployment gateway in namespace {NAMESPACE} to roll out" in msg
+    assert "describe deployment gateway" in msg
     assert "last seen: replicas 1, updated 1, available 0 of 1" in msg
 
 
@@ -574,10 +595,10 @@ def test_wait_ready_timeout_says_what_it_saw(kit: Callable[..., Kit]) -> None:
 
 def test_stop_gracefully_scales_to_zero_and_waits_for_pods(kit: Callable[..., Kit]) -> None:
     k = kit()
-    deployed(k)
-    assert k.plat.stop_gracefully() == {"datastore": "stopped Deployment/datastore; pods gone"}
-    assert k.api.of("scale") == [("scale", "Deployment", "datastore", NAMESPACE, 0)]
-    assert k.api.of("pods") == [("pods", NAMESPACE, "app=datastore")]
+    deployed(k, "gateway")
+    assert k.plat.stop_gracefully() == {"gateway": "stopped Deployment/gateway; pods gone"}
+    assert k.api.of("scale") == [("scale", "Deployment", "gateway", NAMESPACE, 0)]
+    assert k.api.of("pods") == [("pods", NAMESPACE, "app=gateway")]
 
 
 def test_teardown_deletes_the_cluster_with_its_kubeconfig(kit: Callable[..., Kit]) -> None:
@@ -604,7 +625,7 @@ def test_reuse_teardown_deletes_only_the_namespace(kit: Callable[..., Kit]) -> N
 
 def test_state_round_trip(kit: Callable[..., Kit], monkeypatch: pytest.MonkeyPatch) -> None:
     k = kit()
-    deployed(k)
+    deployed(k, "gateway")
     state = json.loads(json.dumps(k.plat.state()))
     assert state["cluster"] == CLUSTER and state["namespace"] == NAMESPACE
     assert state["kubeconfig"] == str(k.run_dir / "kubeconfig")
@@ -612,13 +633,57 @@ def test_state_round_trip(kit: Callable[..., Kit], monkeypatch: pytest.MonkeyPat
     assert (again.cluster, again.namespace, again.workloads, again.replicas) == (
         CLUSTER,
         NAMESPACE,
-        {"datastore": ["Deployment/datastore"]},
-        {"Deployment/datastore": 1},
+        {"gateway": ["Deployment/gateway"]},
+        {"Deployment/gateway": 1},
     )
 
 
 def test_unknown_service_is_named(kit: Callable[..., Kit]) -> None:
     k = kit()
-    deployed(k)
-    with pytest.raises(PlatformError, match=r"no service 'nope' in this run; known: \['datastore'\]"):
+    deployed(k, "gateway")
+    with pytest.raises(PlatformError, match=r"no service 'nope' in this run; known: \['gateway'\]"):
         k.plat.stop("nope")
+
+
+# -- Jobs ----------------------------------------------------------------------------------
+
+
+def failed_job_pod() -> dict[str, Any]:
+    return {
+        "metadata": {"name": "datastore-migrate-x1", "creationTimestamp": "2026-12-01T00:00:01Z"},
+        "spec": {"containers": [{"name": "migrate"}]},
+        "status": {"phase": "Failed"},
+    }
+
+
+def test_a_failed_job_fails_the_deploy_at_once_with_its_pods_log(kit: Callable[..., Kit]) -> None:
+    k = kit()
+    reason = {"reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}
+    failed = {"failed": 3, "conditions": [{"type": "Failed", "status": "True", **reason}]}
+    k.api.job_status = lambda name: failed
+    k.api.pod_list = [failed_job_pod()]
+    k.api.log_text = "migrate failed: disk full\n"
+    with pytest.raises(waits.Fatal) as info:
+        deployed(k, "datastore")
+    msg = str(info.value)
+    assert (
+        "job datastore-migrate failed (BackoffLimitExceeded: Job has reached the specified backoff limit)"
+        in msg
+    )
+    assert "last log lines of pod datastore-migrate-x1:\nmigrate failed: disk full" in msg
+    assert "logs job/datastore-migrate" in msg
+    assert "StatefulSet/datastore" not in [c[1] for c in k.api.of("apply")]  # nothing after the Job
+    assert ("pods", NAMESPACE, "batch.kubernetes.io/job-name=datastore-migrate") in k.api.calls
+
+
+def test_a_job_that_never_completes_says_what_it_saw(kit: Callable[..., Kit]) -> None:
+    k = kit(timeouts={"job": 0.01})
+    k.api.job_status = lambda name: {"active": 1, "failed": 1}
+    k.api.pod_list = [failed_job_pod()]
+    k.api.log_text = "attempt 1: no schema lock\n"
+    with pytest.raises(waits.WaitTimeout) as info:
+        deployed(k, "datastore")
+    msg = str(info.value)
+    assert f"waiting for job datastore-migrate in namespace {NAMESPACE} to complete" in msg
+    assert "last seen: active 1, succeeded 0, failed 1; last log lines of pod datastore-migrate-x1" in msg
+    assert "describe job datastore-migrate" in msg

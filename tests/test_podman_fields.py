@@ -24,8 +24,27 @@ def _keys(model: Any) -> set[str]:
         (pf.CONTAINER, client.V1Container),
         (pf.VOLUME, client.V1Volume),
         (pf.READINESS, client.V1Probe),
+        (pf.JOB_SPEC, client.V1JobSpec),
+        (pf.VOLUME["secret"], client.V1SecretVolumeSource),
+        (pf.VOLUME["configMap"], client.V1ConfigMapVolumeSource),
+        (pf.KEY_TO_PATH[0], client.V1KeyToPath),
+        (pf.CONTAINER["envFrom"][0], client.V1EnvFromSource),
+        (pf.CONTAINER["env"][0]["valueFrom"]["secretKeyRef"], client.V1SecretKeySelector),
+        (pf.READINESS["tcpSocket"], client.V1TCPSocketAction),
     ],
-    ids=["PodSpec", "Container", "Volume", "Probe"],
+    ids=[
+        "PodSpec",
+        "Container",
+        "Volume",
+        "Probe",
+        "JobSpec",
+        "SecretVolume",
+        "ConfigMapVolume",
+        "KeyToPath",
+        "EnvFrom",
+        "SecretKeyRef",
+        "TCPSocket",
+    ],
 )
 def test_every_field_of_the_kubernetes_schema_has_a_decision(schema: pf.Schema, model: Any) -> None:
     """The kubernetes client's own field list: a new field fails here until it is placed."""
@@ -50,17 +69,17 @@ def _gateway_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 CASES = {
-    "initContainers": (
-        lambda spec: spec.update(initContainers=[{"name": "migrate", "image": "x"}]),
-        "spec.template.spec.initContainers",
+    "a readiness probe on an init container": (
+        lambda spec: spec["initContainers"][0].update(readinessProbe={"exec": {"command": ["true"]}}),
+        "spec.template.spec.initContainers[0].readinessProbe",
     ),
-    "secret envFrom": (
-        lambda spec: spec["containers"][0]["envFrom"].append({"secretRef": {"name": "token"}}),
-        "spec.template.spec.containers[0].envFrom[1].secretRef",
+    "a projected volume": (
+        lambda spec: spec["volumes"].append({"name": "p", "projected": {"sources": []}}),
+        "spec.template.spec.volumes[1].projected",
     ),
-    "exec readiness": (
-        lambda spec: spec["containers"][0].update(readinessProbe={"exec": {"command": ["true"]}}),
-        "spec.template.spec.containers[0].readinessProbe.exec",
+    "grpc readiness": (
+        lambda spec: spec["containers"][0].update(readinessProbe={"grpc": {"port": 8080}}),
+        "spec.template.spec.containers[0].readinessProbe.grpc",
     ),
     "a typo": (
         lambda spec: spec["containers"][0].update(imagePullPolicyy="Never"),
@@ -86,15 +105,28 @@ def test_a_field_podman_cannot_honour_is_refused_naming_it_the_object_and_the_fi
 def test_objects_are_refused_or_skipped_by_kind(repo_cfg: Config) -> None:
     docs = _stack(repo_cfg)
     src = {"annotations": {"e2e-harness/source": "manifests/extra.yaml"}}
-    docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", **src}})
+    docs.append({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", **src}})
     docs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "api", **src}})
     found = {(f.policy, f.where, f.path) for f in pf.findings(docs)}
-    assert (pf.REFUSED, "Job/migrate (manifests/extra.yaml)", "kind Job") in found
+    assert (pf.REFUSED, "CronJob/nightly (manifests/extra.yaml)", "kind CronJob") in found
     assert (pf.INERT, "ServiceAccount/api (manifests/extra.yaml)", "the whole object") in found
 
 
-def test_more_than_one_replica_is_refused(repo_cfg: Config) -> None:
+def test_more_than_one_replica_or_completion_is_refused(repo_cfg: Config) -> None:
     docs = _stack(repo_cfg)
     next(d for d in docs if d["kind"] == "Deployment")["spec"]["replicas"] = 3
-    with pytest.raises(pf.PodmanRefusal, match=r"spec.replicas: 3 \(podman runs one container\)"):
+    next(d for d in docs if d["kind"] == "Job")["spec"]["completions"] = 2
+    with pytest.raises(pf.PodmanRefusal) as err:
         pf.check(docs)
+    assert "Deployment/gateway (manifests/gateway.yaml): spec.replicas: 3 (podman runs one pod)" in str(
+        err.value
+    )
+    assert "Job/datastore-migrate (manifests/datastore.yaml): spec.completions: 2" in str(err.value)
+
+
+def test_a_job_may_say_how_it_restarts_and_a_deployment_may_not(repo_cfg: Config) -> None:
+    docs = _stack(repo_cfg)
+    assert not [f for f in pf.findings(docs) if f.policy == pf.REFUSED]  # the Job's restartPolicy: Never
+    _gateway_pod(docs)["restartPolicy"] = "Always"
+    refused = [f.path for f in pf.findings(docs) if f.policy == pf.REFUSED]
+    assert refused == ["spec.template.spec.restartPolicy"]

@@ -85,7 +85,9 @@ def test_images_archive_holds_the_localhost_refs_the_manifests_use(tmp_path: Pat
     assert first.returncode == 0, first.stdout + first.stderr
     tags = image_tasks.archive_repotags(archive)
     cfg = config.load(REPO / "e2e.toml")
-    plan = build.plan_images(cfg, coverage=False, toolchain=build.go_version(SubprocessRunner()))
+    plan = build.plan_images(
+        cfg, coverage=False, toolchain=build.go_version(SubprocessRunner()), runner=SubprocessRunner()
+    )
     assert sorted(tags) == sorted(str(r) for r in plan.all())
     assert all(t.startswith("localhost/e2e-harness/") for t in tags), tags
     rendered = manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=False)

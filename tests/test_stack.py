@@ -18,9 +18,9 @@ from infra.paths import RunPaths
 from infra.phases import PhaseFailed, Timeline, Timing
 from infra.platform import Context
 from infra.podman_cli import Podman
-from infra.proc import RecordingRunner
+from infra.proc import RecordingRunner, Result, SubprocessRunner
 from infra.stack import Stack, bring_up, setup_phases
-from tests.conftest import go_build_writes_binaries
+from tests.conftest import RealGoList, go_build_writes_binaries
 
 RUN_ID = "20260101-000000-abcd"
 HOST_PORTS = {30080: 41080, 30081: 41081}
@@ -116,7 +116,7 @@ def make_stack(
         cluster="",
     )
     plat = FakePlatform(ctx, platform)
-    plan = build.plan_images(cfg, coverage=coverage, toolchain="go1.22.5")
+    plan = build.plan_images(cfg, coverage=coverage, toolchain="go1.22.5", runner=SubprocessRunner())
     rendered = manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=coverage)
     return Stack(cfg, paths, plat, plan, rendered), plat  # type: ignore[arg-type]
 
@@ -133,40 +133,45 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
         st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=reporter, parallel=parallel
     )
 
-    # one content_tag per service for the whole run
-    assert sorted(c["main"] for c in tag_spy) == ["./datastore", "./gateway"]
-    assert all(c["coverage"] is True for c in tag_spy)
+    # one content_tag per service (and per stand-in) for the whole run
+    assert sorted(c["main"] for c in tag_spy) == ["./datastore", "./gateway", "./waitfor"]
+    assert [c["coverage"] for c in tag_spy] == [True, True, False]  # a stand-in is never a coverage build
     want = {
         "datastore": f"localhost/e2e-harness/datastore:{tag_spy[0]['tag']}",
         "gateway": f"localhost/e2e-harness/gateway:{tag_spy[1]['tag']}",
     }
     assert {k: str(v) for k, v in st.plan.refs.items()} == want
+    waitfor = "registry.example.com/e2e-harness/waitfor:1.0"  # third-party: its own name, no localhost/
 
     # podman image exists / podman build --tag carry the same refs
     exists = sorted(a[3] for a in runner.argvs() if a[:3] == ("podman", "image", "exists"))
-    assert exists == sorted(want.values())
+    assert exists == sorted([*want.values(), waitfor])
     tags = sorted(a[a.index("--tag") + 1] for a in runner.argvs() if a[:2] == ("podman", "build"))
-    assert tags == sorted(want.values())
-    go_builds = [a for a in runner.argvs() if a[:2] == ("go", "build")]
-    # one go build for both mains of the module, with the cover flags
-    assert len(go_builds) == 1 and "-cover" in go_builds[0]
+    assert tags == sorted([*want.values(), waitfor])
+    go_builds = sorted((a for a in runner.argvs() if a[:2] == ("go", "build")), key=lambda a: a[-1])
+    # one go build for both mains of the module, with the cover flags; one for the stand-in, without
+    assert len(go_builds) == 2 and "-cover" in go_builds[0] and "-cover" not in go_builds[1]
     assert go_builds[0][-2:] == ("./datastore", "./gateway") and go_builds[0][-3].endswith("/")
     assert st.built == {"datastore": True, "gateway": True}
 
     # the platform loads, verifies and deploys exactly those refs
-    assert plat.of("load") == [("load", tuple(sorted(want.values())))]
-    assert sorted(plat.of("verify")) == [("verify", (want["datastore"],)), ("verify", (want["gateway"],))]
+    assert plat.of("load") == [("load", (want["datastore"], want["gateway"], waitfor))]
+    assert sorted(plat.of("verify")) == [
+        ("verify", ()),  # the shared Secret
+        ("verify", (want["datastore"],)),
+        ("verify", (want["gateway"], waitfor)),
+    ]
     deployed = {c[1]: c[2] for c in plat.of("deploy")}
-    assert set(deployed) == {"datastore", "gateway"}
+    assert set(deployed) == {"", "datastore", "gateway"}
     for name, docs in deployed.items():
-        images_in_docs = [
+        images_in_docs = {
             c["image"]
             for d in docs
-            if d["kind"] == "Deployment"
+            if d["kind"] in ("Deployment", "StatefulSet", "Job")
             for c in d["spec"]["template"]["spec"]["containers"]
-        ]
-        assert images_in_docs == [want[name]]
-    assert len(tag_spy) == 2  # nothing during bring_up recomputed a tag
+        }
+        assert images_in_docs == ({want[name]} if name else set())
+    assert len(tag_spy) == 3  # nothing during bring_up recomputed a tag
 
     # order: cluster first among platform calls; gateway is deployed after datastore is ready
     seq = [c[:2] if c[0] != "load" else ("load",) for c in plat.calls]
@@ -174,8 +179,11 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     assert seq.index(("wait", "datastore")) < seq.index(("deploy", "gateway"))
     assert seq.index(("load",)) < seq.index(("deploy", "datastore"))
     assert sorted(http_waits) == ["http://127.0.0.1:41080/ready", "http://127.0.0.1:41081/ready"]
+    assert seq.index(("deploy", "")) < seq.index(("deploy", "datastore"))  # the Secret first
     assert sorted(reporter.started_names) == sorted(
         [
+            "images:third-party",
+            "deploy:shared",
             "cluster",
             "go:services",
             "build:datastore",
@@ -213,27 +221,27 @@ def test_run_main_computes_the_tag_once_per_run(
     runner.on(["go", "env", "GOVERSION"], stdout="go1.22.5\n")
     runner.on(["podman", "image", "exists"], returncode=1)
     run = run_mod.Run(repo_cfg, run_mod.Options(platform="kind", then="keep", root=tmp_path))
-    run.runner, run.podman = runner, Podman(runner)
+    run.runner, run.podman = RealGoList(runner), Podman(runner)  # type: ignore[assignment]
     run.paths.artifacts.mkdir(parents=True)  # execute() makes it (run.log) before _main()
     assert run._main() == run_mod.EXIT_OK
 
     assert preflights == ["kind"]  # the first phase of every run
-    assert len(tag_spy) == 2
-    refs = {c["main"].lstrip("./"): c["tag"] for c in tag_spy}
+    assert len(tag_spy) == 3  # datastore, gateway, the waitfor stand-in
+    refs = {c["main"].lstrip("./"): c["tag"] for c in tag_spy if c["main"] != "./waitfor"}
     want = {n: f"localhost/e2e-harness/{n}:{t}" for n, t in refs.items()}
     saved = state.load(run.paths.state_file)
     assert saved.data["images"] == want
     tags = sorted(a[a.index("--tag") + 1] for a in runner.argvs() if a[:2] == ("podman", "build"))
-    assert tags == sorted(want.values())
-    deployed = {c[1]: c[2] for c in platforms[0].of("deploy")}
+    assert tags == sorted([*want.values(), "registry.example.com/e2e-harness/waitfor:1.0"])
+    deployed = {c[1]: c[2] for c in platforms[0].of("deploy") if c[1]}
     for name, docs in deployed.items():
-        imgs = [
+        imgs = {
             c["image"]
             for d in docs
-            if d["kind"] == "Deployment"
+            if d["kind"] in ("Deployment", "StatefulSet", "Job")
             for c in d["spec"]["template"]["spec"]["containers"]
-        ]
-        assert imgs == [want[name]]
+        }
+        assert imgs == {want[name]}
 
 
 def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> None:
@@ -241,10 +249,11 @@ def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> 
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert "load" not in phases
-    assert phases["cluster"] == ()
-    assert phases["go:services"] == ()
+    assert phases["images:third-party"] == ()
+    assert phases["cluster"] == ("images:third-party",)  # a missing third-party image fails before it
+    assert phases["go:services"] == ()  # builds do not wait for it
     assert phases["build:gateway"] == ("go:services",)
-    assert phases["deploy:gateway"] == ("cluster", "build:gateway", "ready:datastore")
+    assert phases["deploy:gateway"] == ("cluster", "build:gateway", "deploy:shared", "ready:datastore")
     assert phases["ready:gateway"] == ("deploy:gateway",)
 
 
@@ -253,12 +262,14 @@ def test_kind_deploy_needs_the_load(repo_cfg: Config, tmp_path: Path) -> None:
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert phases["load"] == ("cluster", "build:datastore", "build:gateway")
-    assert phases["deploy:datastore"] == ("cluster", "build:datastore", "load")
+    assert phases["deploy:datastore"] == ("cluster", "build:datastore", "load", "deploy:shared")
 
 
 def test_an_existing_image_is_not_rebuilt(repo_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:
     runner = RecordingRunner(responders=[go_build_writes_binaries])  # `podman image exists` succeeds
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
+    (digest,) = st.plan.stand_ins.values()  # the stand-in's label says its inputs are unchanged
+    runner.on(["podman", "image", "inspect", "--format"], stdout=digest + "\n")
     bring_up(
         st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=Reporter(), parallel=True
     )
@@ -271,6 +282,16 @@ def test_a_failed_build_stops_the_dependents(repo_cfg: Config, tmp_path: Path, h
     runner.on(["podman", "image", "exists"], returncode=1)
     runner.on(["go", "build"], returncode=2, stdout="compile error")
     st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=False)
+    (digest,) = st.plan.stand_ins.values()
+    runner.responders.insert(
+        0,
+        lambda a: (
+            Result(a, 0, digest, "", 0)
+            if a[:3] == ("podman", "image", "exists") and "registry.example.com" in a[3]
+            else None
+        ),
+    )  # the stand-in is up to date
+    runner.on(["podman", "image", "inspect", "--format"], stdout=digest)
     timeline = Timeline()
     with pytest.raises(PhaseFailed) as info:
         bring_up(
