@@ -84,18 +84,14 @@ def ensure(
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(refs)))) as pool:
         results = list(pool.map(one, refs))
     problems = [
-        f"{ref} (used by {', '.join(foreign[ref])}): {res}"
+        f"{ref} (used by {', '.join(foreign[ref])}): {res}; next: {_fix(ref, config)}"
         for ref, res in zip(refs, results, strict=True)
         if isinstance(res, str)
     ]
     if problems:
-        first = next(ref for ref, res in zip(refs, results, strict=True) if isinstance(res, str))
         raise ImagesUnavailable(
             "images the manifests use are not in podman's store and cannot be brought in:\n  "
             + "\n  ".join(problems)
-            + f"\nnext, for each: `podman pull {first}` where a registry is reachable, "
-            f"`podman load -i <archive>` of a saved copy, or a local build tagged with that name "
-            f"(`podman tag <local image> {first}`, or an [[images.stand_in]] in {config.source_file})"
         )
     return [r for r in results if isinstance(r, Outcome)]
 
@@ -132,3 +128,12 @@ def _stand_in(
         labels={STAND_IN_LABEL: digest}, timeout=config.timeouts.build,
     )  # fmt: skip
     return Outcome(ref, f"stand-in built from {source / stand_in.main}")
+
+
+def _fix(ref: ImageRef, config: Config) -> str:
+    local = f"`podman load -i <archive>` of a saved copy, or `podman tag <a local image> {ref}`"
+    if ref.is_local:
+        return (
+            f"build it (a service in {config.source_file.name} whose image is {ref.repository}), or {local}"
+        )
+    return f"`podman pull {ref}` where a registry is reachable, {local}, or an [[images.stand_in]]"

@@ -76,6 +76,8 @@ def isolated_config(root: Path) -> dict[str, Any]:
     data: dict[str, Any] = tomllib.loads((REPO / "e2e.toml").read_text())
     for svc in data["services"]:
         svc["source"] = str(REPO / svc["source"])
+    for stand_in in data.get("images", {}).get("stand_in", []):
+        stand_in["source"] = str(REPO / stand_in["source"])
     data["manifests"] = [str(root / "manifests" / Path(m).name) for m in data["manifests"]]
     platform, coverage = data.setdefault("platform", {}), data.setdefault("coverage", {})
     platform["kind_config"] = str(REPO / platform.get("kind_config", "kind/cluster.yaml"))

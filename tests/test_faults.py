@@ -175,16 +175,21 @@ def test_missing_image_names_the_reference(ghost: tuple[Root, Outcome]) -> None:
     assert out.seconds < FAST, str(out)
     failed = lines_with(out.output, "SETUP FAILED")
     assert failed and "localhost/e2e-harness/ghost:1" in failed[0], str(out)
-    assert "referenced by Deployment/ghost" in failed[0], str(out)
-    assert "next: the manifest must reference the image the harness built" in out.output, str(out)
+    assert f"used by Deployment/ghost ({root.path}/manifests/gateway.yaml)" in out.output, str(out)
+    assert "localhost/ images exist only in podman's store" in out.output, str(out)
+    assert "next: build it (a service in e2e.toml whose image is localhost/e2e-harness/ghost)" in out.output
+    assert "phase 'images:third-party' failed" in out.output, str(out)
     assert_setup_diagnostics(out)
     assert_nothing_leaked(root, out.run_id)
 
 
 def test_missing_image_is_found_before_anything_is_pulled(ghost: tuple[Root, Outcome]) -> None:
     _, out = ghost
-    assert "images not present in podman's store: localhost/e2e-harness/ghost:1" in out.output, str(out)
+    assert "cannot be brought in:\n  localhost/e2e-harness/ghost:1" in out.output, str(out)
     assert "Trying to pull" not in out.output, str(out)
+    timings = json.loads((out.artifacts / "timings.json").read_text())
+    status = {p["name"]: p["status"] for p in timings["phases"]}
+    assert status["cluster"] == "skipped", status  # no cluster work at all
 
 
 # -- 5. a port already taken -------------------------------------------------
@@ -248,9 +253,8 @@ def test_stack_mistakes_exit_2_before_anything_is_built(roots: RootFactory, case
 def test_a_field_podman_cannot_honour_is_refused_before_anything_starts(roots: RootFactory) -> None:
     root = roots.make("podman-refuses").edit_manifest(
         "gateway.yaml",
-        "      containers:\n",
-        "      initContainers:\n        - {name: migrate, image: localhost/e2e-harness/gateway:dev}\n"
-        "      containers:\n",
+        "      initContainers:\n",
+        "      securityContext: {runAsUser: 1000}\n      initContainers:\n",
     )
 
     out = root.e2e(*SMOKE, timeout=60)
@@ -258,7 +262,7 @@ def test_a_field_podman_cannot_honour_is_refused_before_anything_starts(roots: R
     assert out.code == EXIT_USAGE, str(out)
     assert out.seconds < 5, str(out)
     assert (
-        f"Deployment/gateway ({root.path}/manifests/gateway.yaml): spec.template.spec.initContainers "
+        f"Deployment/gateway ({root.path}/manifests/gateway.yaml): spec.template.spec.securityContext "
         "is not supported on podman" in out.output
     ), str(out)
     assert "next: run them on a real cluster with `--platform kind`" in out.output, str(out)

@@ -1,0 +1,191 @@
+"""Real stacks on real podman: third-party images, Jobs, init containers, exec probes, refusals.
+
+The example stack already runs a migration Job, a StatefulSet with an exec
+probe, a Secret as env and as a volume, a third-party init container image
+(a stand-in) and a tcpSocket probe in every e2e run; these cases break each of
+them and check the run ends the way every broken run must: the right exit
+code, a message naming the object and the next step, and nothing left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.faultkit import REPO, Outcome, Root, RootFactory, lines_with
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+EXIT_OK, EXIT_USAGE, EXIT_INFRA = 0, 2, 4
+SMOKE = ("-k", "smoke")
+WAITFOR = "registry.example.com/e2e-harness/waitfor:1.0"
+ABSENT = "quay.io/e2e-harness-tests/absent:1"  # no registry is reachable here: it cannot be pulled
+
+
+def assert_nothing_leaked(root: Root, run_id: str) -> None:
+    assert run_id, "the harness printed no `run <id>: artifacts in` line"
+    assert root.leftovers(run_id) == [], f"run {run_id} left objects behind"
+
+
+def phase_status(out: Outcome) -> dict[str, str]:
+    timings = json.loads((out.artifacts / "timings.json").read_text())
+    return {p["name"]: p["status"] for p in timings["phases"]}
+
+
+def uses_image(root: Root, image: str) -> Root:
+    """The gateway's init container runs another image (and the config has no stand-in for it)."""
+    root.data["images"] = {"pull": root.data["images"]["pull"]}
+    root.write_config()
+    return root.edit_manifest("gateway.yaml", f"image: {WAITFOR}", f"image: {image}")
+
+
+# -- third-party images ----------------------------------------------------------------------
+@pytest.mark.parametrize("pull", ["missing", "never"])
+def test_an_absent_third_party_image_fails_before_any_cluster_work(roots: RootFactory, pull: str) -> None:
+    root = uses_image(roots.make(f"absent-{pull}"), ABSENT).set("images", pull=pull)
+
+    out = root.e2e(*SMOKE)
+
+    assert out.code == EXIT_INFRA, str(out)
+    line = lines_with(out.output, ABSENT, "used by Deployment/gateway")
+    assert line, str(out)
+    why = "pull failed:" if pull == "missing" else 'not in podman\'s store, and [images] pull = "never"'
+    assert why in line[0], str(out)
+    assert f"next: `podman pull {ABSENT}` where a registry is reachable" in line[0], str(out)
+    assert "`podman load -i <archive>`" in line[0] and f"`podman tag <a local image> {ABSENT}`" in line[0]
+    status = phase_status(out)
+    assert status["images:third-party"] == "failed" and status["cluster"] == "skipped", status
+    assert_nothing_leaked(root, out.run_id)
+
+
+def test_a_third_party_image_in_podmans_store_is_run_as_is(roots: RootFactory) -> None:
+    """A registry-qualified name only podman's store holds (tagged locally): used, never pulled."""
+    mine = "quay.io/e2e-harness-tests/waitfor:local"
+    root = roots.make("third-party-present")
+    first = root.e2e(*SMOKE)  # builds the stand-in the tag below copies
+    assert first.code == EXIT_OK, str(first)
+    root.podman("tag", WAITFOR, mine)
+    try:
+        uses_image(root, mine).set("images", pull="never")
+        out = root.e2e(*SMOKE)
+        assert out.code == EXIT_OK, str(out)
+        assert f"third-party image {mine}: present" in out.output, str(out)
+        rendered = (out.artifacts / "manifests.rendered.yaml").read_text()
+        assert f"image: {mine}" in rendered and "localhost/quay.io" not in rendered
+        assert "Trying to pull" not in out.output
+        assert_nothing_leaked(root, out.run_id)
+    finally:
+        root.podman("rmi", mine, check=False)
+
+
+def test_a_stand_in_is_rebuilt_when_its_source_changes_and_only_then(roots: RootFactory) -> None:
+    root = roots.make("stand-in")
+    source = root.path / "thirdparty"
+    shutil.copytree(REPO / "services" / "thirdparty", source)
+    root.data["images"]["stand_in"][0]["source"] = str(source)
+    root.write_config()
+    image = "registry.example.com/e2e-harness-tests/waitfor:1.0"  # its own name: no other root shares it
+    root.data["images"]["stand_in"][0]["image"] = image
+    root.write_config()
+    root.edit_manifest("gateway.yaml", f"image: {WAITFOR}", f"image: {image}")
+    try:
+        first = root.e2e(*SMOKE)
+        assert first.code == EXIT_OK, str(first)
+        assert f"third-party image {image}: stand-in built from {source}/waitfor" in first.output, str(first)
+
+        again = root.e2e(*SMOKE)
+        assert f"third-party image {image}: stand-in up to date" in again.output, str(again)
+
+        main = source / "waitfor" / "main.go"
+        main.write_text(main.read_text().replace("answered %s", "answered: %s"))
+        changed = root.e2e(*SMOKE)
+        assert changed.code == EXIT_OK, str(changed)
+        assert f"third-party image {image}: stand-in built from" in changed.output, str(changed)
+    finally:
+        root.podman("rmi", image, check=False)
+
+
+# -- Jobs ---------------------------------------------------------------------------------------
+def test_a_failing_migration_job_fails_setup_with_its_log_and_the_datastore_never_starts(
+    roots: RootFactory,
+) -> None:
+    root = roots.make("job-fails").edit_manifest("datastore.yaml", 'args: ["migrate"]', 'args: ["migrat"]')
+
+    out = root.e2e(*SMOKE)
+
+    assert out.code == EXIT_INFRA, str(out)
+    failed = lines_with(out.output, "Job/datastore-migrate failed: 3 attempt(s) (backoffLimit 2)")
+    assert failed and "the last exited 2" in failed[0], str(out)
+    assert lines_with(out.output, '"unknown command"', '"migrat"'), str(out)  # its last log lines
+    assert f"e2eh-{out.run_id}-datastore-migrate-2.log" in out.output, str(out)  # where the whole log is
+    status = phase_status(out)
+    assert status["deploy:datastore"] == "failed" and status["deploy:gateway"] == "skipped", status
+    logs = out.artifacts / "diagnostics" / "podman"
+    assert sorted(p.name for p in logs.glob("*datastore-migrate-*.log")) == [
+        f"e2eh-{out.run_id}-datastore-migrate-{i}.log" for i in range(3)
+    ]
+    assert not list(logs.glob(f"e2eh-{out.run_id}-datastore.log")), "the StatefulSet must not have started"
+    assert_nothing_leaked(root, out.run_id)
+
+
+# -- init containers ------------------------------------------------------------------------------
+def test_init_containers_run_in_order_and_a_failing_one_stops_the_pod(roots: RootFactory) -> None:
+    root = roots.make("init-fails").edit_manifest(
+        "gateway.yaml",
+        "      initContainers:\n",
+        "      initContainers:\n"
+        f"        - {{name: first, image: {WAITFOR}, args: ['http://127.0.0.1:9/nothing', '300ms']}}\n",
+    )
+
+    out = root.e2e(*SMOKE)
+
+    assert out.code == EXIT_INFRA, str(out)
+    assert "init container 'first' of Deployment/gateway exited 1" in out.output, str(out)
+    assert "waitfor: gave up after 300ms waiting for http://127.0.0.1:9/nothing" in out.output, str(out)
+    logs = out.artifacts / "diagnostics" / "podman"
+    assert (logs / f"e2eh-{out.run_id}-gateway-init0.log").is_file()
+    assert not (logs / f"e2eh-{out.run_id}-gateway-init1.log").exists(), "the second ran after a failure"
+    assert not (logs / f"e2eh-{out.run_id}-gateway.log").exists(), "the main container ran after a failure"
+    assert_nothing_leaked(root, out.run_id)
+
+
+# -- probes ---------------------------------------------------------------------------------------
+def test_an_exec_probe_that_never_passes_says_what_it_ran_and_what_it_saw(roots: RootFactory) -> None:
+    root = roots.make("exec-probe").set("timeouts", ready=4)
+    root.edit_manifest(
+        "datastore.yaml", 'command: ["/app", "probe", "/ready"]', 'command: ["/app", "probe", "/no"]'
+    )
+
+    out = root.e2e(*SMOKE)
+
+    assert out.code == EXIT_INFRA, str(out)
+    waited = lines_with(out.output, "gave up after 4s waiting for readiness probe of container")
+    assert waited and '(exec ["/app", "probe", "/no"])' in waited[0], str(out)
+    assert "last seen: exit 1: probe: 404 Not Found" in waited[0], str(out)
+    assert_nothing_leaked(root, out.run_id)
+
+
+# -- refusals -----------------------------------------------------------------------------------
+def test_an_object_podman_cannot_run_is_refused_naming_kind_name_file_and_the_way_out(
+    roots: RootFactory,
+) -> None:
+    cronjob = (
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\n"
+        "spec: {schedule: '0 3 * * *', jobTemplate: {spec: {template: {spec: {containers: []}}}}}\n"
+    )
+    root = roots.make("refused-kind").append_manifest("gateway.yaml", cronjob)
+
+    out = root.e2e(*SMOKE, timeout=60)
+
+    assert out.code == EXIT_USAGE, str(out)
+    assert (
+        f"CronJob/nightly ({root.path}/manifests/gateway.yaml): kind CronJob is not supported on podman"
+        in (out.output)
+    ), str(out)
+    assert "next: run them on a real cluster with `--platform kind`" in out.output, str(out)
+    assert not lines_with(out.output, "> build:") and not lines_with(out.output, "> images:"), (
+        "nothing may start"
+    )
+    assert_nothing_leaked(root, out.run_id)
