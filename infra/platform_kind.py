@@ -310,8 +310,9 @@ class KindPlatform:
         if problems:
             raise ImageMissing(
                 "; ".join(problems) + ". next: an image the harness builds is referenced as "
-                "localhost/<name>:<tag> exactly as built (see `inv images`) and loaded with `inv load-image`; "
-                "a third-party one is loaded with them by its full name (see the images:third-party phase)"
+                "localhost/<name>:<tag> exactly as built (see `inv images`) and loaded with "
+                "`inv load-image`; a third-party one is loaded with them by its full name "
+                "(see the images:third-party phase)"
             )
 
     # -- workloads -------------------------------------------------------------------

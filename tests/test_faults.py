@@ -39,8 +39,8 @@ SMOKE = ("-k", "smoke")
 FAST = 45  # seconds: well under the 60 s default readiness timeout a slow failure would wait for
 
 NOPE_PROBE = (
-    "readinessProbe:\n            httpGet: {path: /health",
-    "readinessProbe:\n            httpGet: {path: /nope",
+    "readinessProbe:\n            tcpSocket: {port: http}",
+    "readinessProbe:\n            httpGet: {path: /nope, port: http}",
 )
 GHOST = """\
 apiVersion: apps/v1
@@ -173,8 +173,9 @@ def test_missing_image_names_the_reference(ghost: tuple[Root, Outcome]) -> None:
     root, out = ghost
     assert out.code == EXIT_INFRA, str(out)
     assert out.seconds < FAST, str(out)
-    failed = lines_with(out.output, "SETUP FAILED")
-    assert failed and "localhost/e2e-harness/ghost:1" in failed[0], str(out)
+    failed = lines_with(out.output, "SETUP FAILED", "images the manifests use are not in podman's store")
+    assert failed, str(out)
+    assert lines_with(out.output, "  localhost/e2e-harness/ghost:1 (used by"), str(out)
     assert f"used by Deployment/ghost ({root.path}/manifests/gateway.yaml)" in out.output, str(out)
     assert "localhost/ images exist only in podman's store" in out.output, str(out)
     assert "next: build it (a service in e2e.toml whose image is localhost/e2e-harness/ghost)" in out.output
@@ -299,10 +300,10 @@ def test_interrupt_while_the_suite_runs_tears_everything_down(
 ) -> None:
     root = roots.make(f"interrupt-{sig.name.lower()}")
 
-    def both_containers_up(run: Started) -> None:
-        assert len(root.containers(run.run_id)) == 2, run.output()
+    def stack_up(run: Started) -> None:  # the Job's, the init container's and the two services'
+        assert len(root.containers(run.run_id)) == 4, run.output()
 
-    out = root.interrupt_suite("podman", sig, check=both_containers_up)
+    out = root.interrupt_suite("podman", sig, check=stack_up)
 
     assert out.code == EXIT_INTERRUPTED, str(out)
     assert f"interrupted ({sig.name}): tearing down what this run created" in out.output, str(out)
@@ -354,7 +355,7 @@ def test_cleanup_removes_exactly_the_killed_runs_leftovers(roots: RootFactory) -
     killed = root.start("e2e", "--platform", "podman", "--", *SMOKE)
     try:
         for run in (alive, killed):
-            run.wait_for_containers(2)
+            run.wait_for_containers(4)  # the gateway's is the last
         killed.proc.kill()  # SIGKILL: no teardown; the kernel releases its run lock
         killed.wait(timeout=30)
         dead, live = killed.run_id, alive.run_id
