@@ -94,7 +94,7 @@ class KindPlatform:
         self.node_image = ""
         self.step_seconds: dict[str, float] = {}  # parts of a phase, for the bench
         self.past_logs: dict[str, list[str]] = {}  # service -> logs of pods a restart/stop ended
-        self._ended_pods: set[str] = set()
+        self._ended_pods: set[str] = set()  # by uid: a StatefulSet's new pod has the old one's name
         self._api_factory = api_factory
         self._api: KubeApi | None = None
 
@@ -473,7 +473,7 @@ class KindPlatform:
         for t in threads:
             t.join(timeout)
         self.past_logs.setdefault(service, []).extend(texts.get(p, "") for p in pods)
-        self._ended_pods.update(pods)
+        self._ended_pods.update(_uid(p) for p in found)
 
     def restart(self, service: str) -> None:
         with self._keeping_logs(service):
@@ -511,7 +511,7 @@ class KindPlatform:
         out = list(self.past_logs.get(service, []))
         for ident in self._idents(service):
             for pod in self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {}))):
-                if pod["metadata"]["name"] not in self._ended_pods:
+                if _uid(pod) not in self._ended_pods:
                     out.append(
                         self.api.pod_log(
                             pod["metadata"]["name"], self.namespace, container=_main_container(pod)
@@ -613,6 +613,11 @@ class KindPlatform:
         plat.jobs = {k: list(v) for k, v in state.get("jobs", {}).items()}
         plat.node_image = str(state.get("node_image", ""))
         return plat
+
+
+def _uid(pod: dict[str, Any]) -> str:
+    meta = pod["metadata"]
+    return str(meta.get("uid") or meta["name"])
 
 
 def _main_container(pod: dict[str, Any]) -> str | None:

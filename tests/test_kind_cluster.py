@@ -205,7 +205,49 @@ def test_each_workload_kind_rolls_out_stops_and_starts_through_its_own_api(
     cluster.start("workloads")
     assert all(cluster.api.pods(cluster.namespace, f"app={n}") for n in ("dep", "sts", "ds"))
     cluster.restart("workloads")
-    assert cluster.logs("workloads").count("stopped") >= 6
+    logs = cluster.logs("workloads")
+    assert logs.count("stopped") >= 6
+    # three generations of three pods; the StatefulSet's new pod has its old one's name, and counts too
+    assert logs.count("started") == 9, logs
+
+
+def _job(name: str, ref: ImageRef, *args: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [{"name": "main", "image": str(ref), "imagePullPolicy": "Never", "args": list(args)}],
+    }
+    if init:
+        pod["initContainers"] = [
+            {"name": "first", "image": str(ref), "imagePullPolicy": "Never", "args": list(init)}
+        ]
+    template = {"metadata": {"labels": {"app": name}}, "spec": pod}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": template}}  # fmt: skip
+
+
+def test_a_job_completes_after_its_init_container_before_the_workloads_beside_it(
+    cluster: KindPlatform, sleeper: ImageRef
+) -> None:
+    cluster.load_images([sleeper])
+    after = _workload("Deployment", "after-job", sleeper, replicas=1)
+    cluster.deploy("jobs", [_job("migrate-ok", sleeper, "exit", "0", init=("exit", "0")), after])
+    job = cluster.api.job("migrate-ok", cluster.namespace)
+    assert job["status"]["succeeded"] == 1
+    assert cluster.jobs == {"jobs": ["migrate-ok"]}
+    pods = cluster.api.pods(cluster.namespace, "app=after-job")
+    started = min(p["metadata"]["creationTimestamp"] for p in pods)
+    assert started >= job["status"]["completionTime"]  # the workload was applied once the Job was done
+
+
+def test_a_failing_job_fails_in_seconds_with_its_pods_log(cluster: KindPlatform, sleeper: ImageRef) -> None:
+    cluster.load_images([sleeper])
+    start = time.monotonic()
+    with pytest.raises(waits.Fatal) as info:
+        cluster.deploy("jobs-bad", [_job("migrate-bad", sleeper, "exit", "3")])
+    assert time.monotonic() - start < cluster.ctx.config.timeouts.job
+    msg = str(info.value)
+    assert "job migrate-bad failed (BackoffLimitExceeded" in msg, msg
+    assert "exiting with 3" in msg, msg  # the pod's own last words
 
 
 def test_a_crash_loop_fails_fast_with_its_last_log_lines(cluster: KindPlatform, sleeper: ImageRef) -> None:

@@ -6,11 +6,17 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 )
 
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == "exit" {
+		fmt.Println("exiting with", os.Args[2])
+		code, _ := strconv.Atoi(os.Args[2])
+		os.Exit(code)
+	}
 	if len(os.Args) > 1 && os.Args[1] == "crash" {
 		fmt.Println("crashing on purpose")
 		os.Exit(1)
