@@ -87,8 +87,8 @@ def cmd_coverage_report(ns: argparse.Namespace) -> int:
     cfg = config_mod.load(ns.config)
     out = Path(ns.output) if ns.output else cfg.root / "coverage" / "report"
     run_id = "report-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    module = cfg.coverage_module()
-    gocoverage.report_from_dir(Path(ns.input), out, module, SubprocessRunner(), run_id)
+    modules = cfg.coverage_modules()
+    gocoverage.report_from_dir(Path(ns.input), out, modules, SubprocessRunner(), run_id)
     return 0
 
 

@@ -106,7 +106,7 @@ class Timeouts(_Model):
 class Coverage(_Model):
     mount: str = "/coverdata"
     go_module: Path | None = Field(
-        default=None, description="module the reports resolve; default: the services' common source"
+        default=None, description="the one module the reports resolve; default: every service's module"
     )
     fail_under: Annotated[float, Field(ge=0, le=100)] = 0
 
@@ -160,18 +160,11 @@ class Config(_Model):
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else (self.root / p)
 
-    def coverage_module(self) -> Path:
-        """coverage.go_module, else the one Go module every service is built from."""
+    def coverage_modules(self) -> list[Path]:
+        """coverage.go_module, else every Go module a service is built from (reports span them all)."""
         if self.coverage.go_module is not None:
-            return self.path(self.coverage.go_module)
-        sources = sorted({self.path(s.source).resolve() for s in self.services})
-        if len(sources) != 1:
-            raise ConfigError(
-                f"invalid config {self.source_file}:\n  coverage.go_module: the services are built from "
-                f"{len(sources)} Go modules ({', '.join(map(str, sources))}); "
-                "name the one the reports resolve"
-            )
-        return sources[0]
+            return [self.path(self.coverage.go_module)]
+        return sorted({self.path(s.source).resolve() for s in self.services})
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

@@ -77,7 +77,10 @@ def check_podman_runs(runner: Runner, podman: Podman, state_dir: Path) -> Check:
         (src / "go.mod").write_text("module probe\n\ngo 1.22\n")
         rootfs.mkdir(parents=True, exist_ok=True)
         runner.run(
-            ["go", "build", "-o", str(binary.resolve()), "."], timeout=180, cwd=src, env={"CGO_ENABLED": "0"}
+            ["go", "build", "-o", str(binary.resolve()), "."],
+            timeout=180,
+            cwd=src,
+            env={"CGO_ENABLED": "0", "GOWORK": "off"},  # the repo's go.work does not list the probe
         )
     res = podman("run", "--rm", "--rootfs", str(rootfs.resolve()), "/probe", check=False, timeout=60)
     _, why = needs_containers_conf()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +37,27 @@ class CoverageReport:
     merged_percent: float = 0.0
 
 
-def _go(runner: Runner, module: Path, *args: str) -> str:
-    return runner.run(["go", *args], timeout=GO_TIMEOUT, cwd=module).stdout
+@dataclass(frozen=True)
+class Modules:
+    """Where the reports resolve packages: one module, or a workspace of every service's module."""
+
+    cwd: Path
+    env: Mapping[str, str]
+    all: tuple[Path, ...]
+
+
+def modules_for(modules: Sequence[Path], out_dir: Path, runner: Runner) -> Modules:
+    """Several modules: a go.work of the harness's own (outside the repo) that uses them all."""
+    resolved = tuple(m.resolve() for m in modules)
+    if len(resolved) == 1:
+        return Modules(resolved[0], {}, resolved)
+    env = {"GOWORK": str(_fresh_dir(out_dir / "gowork") / "go.work")}  # not the repo's own go.work
+    runner.run(["go", "work", "init", *map(str, resolved)], timeout=GO_TIMEOUT, cwd=out_dir, env=env)
+    return Modules(resolved[0], env, resolved)
+
+
+def _go(runner: Runner, where: Modules, *args: str) -> str:
+    return runner.run(["go", *args], timeout=GO_TIMEOUT, cwd=where.cwd, env=where.env).stdout
 
 
 def func_total(func_txt: str) -> float:
@@ -71,11 +90,11 @@ def check_counters(service_dirs: Mapping[str, Path], stops: Mapping[str, str] | 
 
 
 def build_reports(
-    service_dirs: Mapping[str, Path], out_dir: Path, module: Path, runner: Runner
+    service_dirs: Mapping[str, Path], out_dir: Path, modules: Sequence[Path], runner: Runner
 ) -> CoverageReport:
     """Per service, all of E2E, unit tests, and merged: coverage.txt, func.txt, index.html each."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    module = module.resolve()
+    module = modules_for(modules, out_dir, runner)
     report = CoverageReport(out_dir)
     dirs = {n: p.resolve() for n, p in service_dirs.items()}
     for name, path in sorted(dirs.items()):
@@ -84,16 +103,20 @@ def build_reports(
         (out_dir / f"{name}.percent.txt").write_text(pct)
     joined = ",".join(str(p) for p in dirs.values())
     report.total_percent = _text_func_html(runner, module, joined, out_dir, "")
-    unit_dir = _fresh_dir(out_dir / "unit-covdata")
-    runner.run(
-        ["go", "test", "-count=1", *COVER_FLAGS, "./...", "-args", f"-test.gocoverdir={unit_dir}"],
-        timeout=GO_TIMEOUT,
-        cwd=module,
-        hint="the unit tests of the services fail: run `go test ./...`",
-    )
-    report.unit_percent = _text_func_html(runner, module, str(unit_dir), out_dir, "unit.")
+    unit_root = _fresh_dir(out_dir / "unit-covdata")
+    unit_dirs = []
+    for i, mod in enumerate(module.all):  # each module's own tests, as `go test ./...` there runs them
+        unit_dirs.append(unit_dir := _fresh_dir(unit_root / str(i)))
+        runner.run(
+            ["go", "test", "-count=1", *COVER_FLAGS, "./...", "-args", f"-test.gocoverdir={unit_dir}"],
+            timeout=GO_TIMEOUT,
+            cwd=mod,
+            hint=f"the unit tests of the services fail: run `go test ./...` in {mod}",
+        )
+    units = ",".join(map(str, unit_dirs))
+    report.unit_percent = _text_func_html(runner, module, units, out_dir, "unit.")
     merged = _fresh_dir(out_dir / "merged-covdata")
-    _go(runner, module, "tool", "covdata", "merge", f"-i={unit_dir},{joined}", f"-o={merged}")
+    _go(runner, module, "tool", "covdata", "merge", f"-i={units},{joined}", f"-o={merged}")
     report.merged_percent = _text_func_html(runner, module, str(merged), out_dir, "merged.")
     return report
 
@@ -104,7 +127,7 @@ def _fresh_dir(path: Path) -> Path:
     return path.resolve()
 
 
-def _text_func_html(runner: Runner, module: Path, inputs: str, out_dir: Path, prefix: str) -> float:
+def _text_func_html(runner: Runner, module: Modules, inputs: str, out_dir: Path, prefix: str) -> float:
     txt, func, html = (out_dir / f"{prefix}{n}" for n in ("coverage.txt", "func.txt", "index.html"))
     _go(runner, module, "tool", "covdata", "textfmt", f"-i={inputs}", f"-o={txt}")
     func_out = _go(runner, module, "tool", "cover", f"-func={txt}")
@@ -146,7 +169,7 @@ def collect_run(platform: Platform, runner: Runner) -> CoverageReport:
     cfg, paths = platform.ctx.config, platform.ctx.paths
     dirs = {s.name: paths.covdata / s.name for s in cfg.services}
     check_counters(dirs, stops)
-    report = build_reports(dirs, paths.coverage_run, cfg.coverage_module(), runner)
+    report = build_reports(dirs, paths.coverage_run, cfg.coverage_modules(), runner)
     write_summary(report, paths.run_id)
     publish_latest(report.out_dir, report.out_dir.parent)
     return report
@@ -160,7 +183,7 @@ def publish_latest(run_dir: Path, e2e_dir: Path) -> None:
 
 
 def report_from_dir(
-    input_dir: Path, out_dir: Path, module: Path, runner: Runner, run_id: str
+    input_dir: Path, out_dir: Path, modules: Sequence[Path], runner: Runner, run_id: str
 ) -> CoverageReport:
     """`inv coverage-report --input DIR`: per-service subdirs, or covdata files directly."""
     if not input_dir.is_dir():
@@ -173,7 +196,7 @@ def report_from_dir(
             f"no covdata (covmeta.* files) under {input_dir}; next: point --input at a run's covdata"
         )
     check_counters(subdirs)
-    report = build_reports(subdirs, out_dir, module, runner)
+    report = build_reports(subdirs, out_dir, modules, runner)
     write_summary(report, run_id)
     say(describe(report))
     return report

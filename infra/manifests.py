@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from infra.build import ImagePlan
-from infra.config import Config, ConfigError
+from infra.config import Config
 from infra.images import ImageRef, qualify
 from infra.names import InvalidName
 
@@ -95,13 +95,10 @@ def check(config: Config, docs: list[Doc], *, coverage: bool) -> None:
         if not (src / "go.mod").is_file() and svc.containerfile is None:
             problems.append(f"service {svc.name!r}: source {src} is not a Go module (no go.mod)")
     if coverage:
-        try:
-            module = config.coverage_module()
-        except ConfigError as err:
-            problems.append(str(err).split("\n", 1)[-1].strip())
-        else:
+        for module in config.coverage_modules():
             if not (module / "go.mod").is_file():
-                problems.append(f"coverage.go_module: {module} is not a Go module (no go.mod)")
+                where = "coverage.go_module" if config.coverage.go_module else "a service's source"
+                problems.append(f"{where}: {module} is not a Go module (no go.mod)")
     if problems:
         raise ManifestError(f"the stack of {config.source_file} cannot run:\n  " + "\n  ".join(problems))
 

@@ -184,3 +184,34 @@ def test_config_is_frozen_and_lookup_names_known_services(repo_cfg: Config) -> N
 def test_a_directory_as_config_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=str(tmp_path)):
         config_mod.load(tmp_path)
+
+
+def test_coverage_spans_every_services_module_unless_one_is_named(tmp_path: Path) -> None:
+    text = """
+        manifests = []
+        [[services]]
+        name = "a"
+        source = "mod-a"
+        image = "team/a"
+        [[services]]
+        name = "b"
+        source = "mod-b"
+        image = "team/b"
+        [[services]]
+        name = "c"
+        source = "mod-a"
+        main = "./c"
+        image = "team/c"
+    """
+    cfg = config_mod.load(write(tmp_path, text))
+    assert cfg.coverage_modules() == [tmp_path / "mod-a", tmp_path / "mod-b"]
+    named = config_mod.load(write(tmp_path, text + '\n[coverage]\ngo_module = "mod-b"\n', "named.toml"))
+    assert named.coverage_modules() == [tmp_path / "mod-b"]
+
+
+def test_a_stand_in_needs_the_full_reference_with_its_tag(tmp_path: Path) -> None:
+    base = 'manifests = []\nservices = []\n[[images.stand_in]]\nsource = "m"\nimage = '
+    msg, _ = load_error(tmp_path, base + '"registry.example.com/team/mock"\n')
+    assert "images.stand_in[0].image: Value error, give the full reference with its tag" in msg
+    msg, _ = load_error(tmp_path, base + '"registry.example.com/team/mock:1"\n[images]\npull = "sometimes"\n')
+    assert "images.pull" in msg
