@@ -10,6 +10,7 @@ code, a message naming the object and the next step, and nothing left behind.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -189,3 +190,34 @@ def test_an_object_podman_cannot_run_is_refused_naming_kind_name_file_and_the_wa
         "nothing may start"
     )
     assert_nothing_leaked(root, out.run_id)
+
+
+# -- content tags ----------------------------------------------------------------------------------
+def test_editing_an_embedded_file_rebuilds_exactly_the_service_that_embeds_it(roots: RootFactory) -> None:
+    """The datastore embeds its SQL migrations (go:embed); the gateway does not import that package."""
+    root = roots.make("embed")
+    source = root.path / "services"
+    shutil.copytree(REPO / "services", source, ignore=shutil.ignore_patterns("bin", "thirdparty"))
+    for name in ("datastore", "gateway"):
+        root.service(name, source=str(source))
+    archive = root.path / "images.tar"
+
+    def images() -> dict[str, tuple[str, str]]:
+        out = root.harness("images", "--output", str(archive), timeout=300)
+        assert out.code == EXIT_OK, str(out)
+        found = re.findall(r"^(datastore|gateway): (\S+) (built|up to date)", out.output, re.MULTILINE)
+        return {name: (ref, how) for name, ref, how in found}
+
+    first = images()
+    (source / "README.md").write_text("not an input\n")
+    (source / "datastore" / "handlers_test.go").write_text("package main\n")  # tests are not inputs
+    before = images()
+    assert {n: ref for n, (ref, _) in before.items()} == {n: ref for n, (ref, _) in first.items()}
+    assert {how for _, how in before.values()} == {"up to date"}, before
+
+    migration = source / "datastore" / "migrations" / "0002_correlation_index.sql"
+    migration.write_text(migration.read_text() + "-- a comment is content too\n")
+    after = images()
+    root.podman("rmi", after["datastore"][0], check=False)  # an image of this test's own content
+    assert after["gateway"] == before["gateway"], after  # same tag, not rebuilt
+    assert after["datastore"][1] == "built" and after["datastore"][0] != before["datastore"][0], after
