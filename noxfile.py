@@ -71,8 +71,9 @@ def bench(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The harness's own tests (pytest with coverage of infra/) and go test of the services."""
     session.install("-r", DEV_REQUIREMENTS)
-    with session.chdir("services"):
-        session.run("go", "test", "-count=1", "./...", external=True)
+    for module in ("services", "services/thirdparty"):  # each Go module's own ./...
+        with session.chdir(module):
+            session.run("go", "test", "-count=1", "./...", external=True)
     session.run("pytest", "tests", "--cov=infra", "--cov-report=term-missing:skip-covered", *session.posargs)
 
 

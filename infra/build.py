@@ -71,7 +71,9 @@ def input_digests(config: Config, runner: Runner) -> dict[str, str]:
 
 
 def plan_images(config: Config, *, coverage: bool, toolchain: str, runner: Runner) -> ImagePlan:
-    digests = input_digests(config, runner)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # `go list` of the services and of the stand-ins
+        stand_ins = pool.submit(stand_in_digests, config, runner, toolchain)
+        digests = input_digests(config, runner)
     refs = {}
     for svc in config.services:
         extra = [config.path(svc.containerfile)] if svc.containerfile else []
@@ -84,7 +86,7 @@ def plan_images(config: Config, *, coverage: bool, toolchain: str, runner: Runne
             toolchain=toolchain,
         )
         refs[svc.name] = ImageRef(qualify(svc.image), tag)
-    return ImagePlan(refs, coverage, toolchain, stand_in_digests(config, runner, toolchain))
+    return ImagePlan(refs, coverage, toolchain, stand_ins.result())
 
 
 def stand_in_digests(config: Config, runner: Runner, toolchain: str) -> dict[ImageRef, str]:

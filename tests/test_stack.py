@@ -135,11 +135,12 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
 
     # one content_tag per service (and per stand-in) for the whole run
     assert sorted(c["main"] for c in tag_spy) == ["./datastore", "./gateway", "./waitfor"]
-    assert [c["coverage"] for c in tag_spy] == [True, True, False]  # a stand-in is never a coverage build
+    spied = {c["main"]: c for c in tag_spy}
+    assert spied["./waitfor"]["coverage"] is False  # a stand-in is never a coverage build
     want = {
-        "datastore": f"localhost/e2e-harness/datastore:{tag_spy[0]['tag']}",
-        "gateway": f"localhost/e2e-harness/gateway:{tag_spy[1]['tag']}",
+        name: f"localhost/e2e-harness/{name}:{spied[f'./{name}']['tag']}" for name in ("datastore", "gateway")
     }
+    assert spied["./datastore"]["coverage"] and spied["./gateway"]["coverage"]
     assert {k: str(v) for k, v in st.plan.refs.items()} == want
     waitfor = "registry.example.com/e2e-harness/waitfor:1.0"  # third-party: its own name, no localhost/
 
