@@ -106,7 +106,14 @@ def doctor(c, platform="", config=""):
     _infra("doctor", config=config, platform=platform)
 
 
+@task(positional=["directory"], help={"directory": "the Go repo to look at (default: .)"})
+def init(c, directory="."):
+    """Write a commented e2e.toml and a smoke test for a Go repo (never overwrites a file)."""
+    _infra("init", directory)
+
+
 ns = Collection(
+    init,
     images,
     build_image,
     save_image,

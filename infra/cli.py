@@ -182,6 +182,19 @@ def cmd_go(ns: argparse.Namespace) -> int:
     return res.returncode
 
 
+def cmd_init(ns: argparse.Namespace) -> int:
+    """Write e2e.toml, a smoke test and the base kind config for the Go repo in DIR (never overwriting)."""
+    from infra import scaffold
+
+    written = scaffold.init(Path(ns.directory), SubprocessRunner())
+    for item in written:
+        say(item.line())
+    cfg = config_mod.load(written[0].path)  # what was written (or kept) must load
+    say(f"{cfg.source_file}: {len(cfg.services)} service(s): {', '.join(cfg.names())}")
+    say(f"next: nox -s e2e -- --config {cfg.source_file}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m infra", description="E2E harness for Go services")
     p.add_argument("--config", default=None, help="config file (default: e2e.toml)")
@@ -252,6 +265,9 @@ def parser() -> argparse.ArgumentParser:
     bp.add_argument("--output", default="", help="default: artifacts/bench.json")
     bp.add_argument("--platform", choices=["podman", "kind"], default="podman", help="what to time")
 
+    command("init", cmd_init, "write e2e.toml and a smoke test for the Go repo in DIR").add_argument(
+        "directory", nargs="?", default=".", help="the Go repo (default: .)"
+    )
     command("go", cmd_go, "run the Go the harness resolved: `go -- test ./...` (see `doctor`)")
 
     for sp in sub.choices.values():  # `nox -s e2e -- --config X` puts it after the command
