@@ -106,8 +106,8 @@ def doctor(c, platform="", config=""):
     _infra("doctor", config=config, platform=platform)
 
 
-@task(positional=["directory"], help={"directory": "the Go repo to look at (default: .)"})
-def init(c, directory="."):
+@task(help={"directory": "the Go repo to look at (`.`: this one)"})
+def init(c, directory):  # invoke's positional arguments are required: `inv init .`
     """Write a commented e2e.toml and a smoke test for a Go repo (never overwrites a file)."""
     _infra("init", directory)
 
