@@ -106,7 +106,14 @@ def doctor(c, platform="", config=""):
     _infra("doctor", config=config, platform=platform)
 
 
+@task(help={"directory": "the Go repo to look at (`.`: this one)"})
+def init(c, directory):  # invoke's positional arguments are required: `inv init .`
+    """Write a commented e2e.toml and a smoke test for a Go repo (never overwrites a file)."""
+    _infra("init", directory)
+
+
 ns = Collection(
+    init,
     images,
     build_image,
     save_image,

@@ -1,76 +1,26 @@
-"""Fixtures for the E2E suite, all from the harness's run-state file.
-
-`nox -s e2e` sets E2E_STATE_FILE; `pytest e2e/` alone uses the newest stack
-that `inv up` (or --keep) left running.
-"""
+"""What only the example stack's suite needs; the harness's plugin (infra.pytest_plugin) gives
+endpoints, http, platform, the run's state and the `disruptive` marker."""
 
 from __future__ import annotations
 
 import re
-import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from infra.pytest_plugin import Http
 
-from infra import state as run_state
-from infra.platform import Platform
-from infra.stack import platform_from_state
-
-REQUEST_TIMEOUT = 10
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "disruptive: restarts or stops a service; runs serially after the rest"
-    )
+__all__ = ["Http"]  # the suite's own sessions (test_concurrency, test_resilience) import it from here
 
 
 @pytest.fixture(scope="session")
-def stack_state() -> run_state.RunState:
-    try:
-        return run_state.load(root=Path(__file__).resolve().parents[1])
-    except run_state.NoState as err:
-        pytest.exit(str(err), returncode=4)
+def gateway_url(service_url) -> str:
+    return service_url("gateway")
 
 
 @pytest.fixture(scope="session")
-def endpoints(stack_state: run_state.RunState) -> dict[str, str]:
-    return stack_state.endpoints
-
-
-@pytest.fixture(scope="session")
-def gateway_url(endpoints: dict[str, str]) -> str:
-    return endpoints["gateway"]
-
-
-@pytest.fixture(scope="session")
-def datastore_url(endpoints: dict[str, str]) -> str:
-    return endpoints["datastore"]
-
-
-@pytest.fixture(scope="session")
-def platform(stack_state: run_state.RunState) -> Platform:
-    """The platform handle: restart, stop, start and logs of a service."""
-    return platform_from_state(stack_state)
-
-
-class Http(requests.Session):
-    """A session whose every request has a timeout."""
-
-    def request(self, method: str | bytes, url: str | bytes, *args, **kwargs):  # type: ignore[no-untyped-def, override]
-        kwargs.setdefault("timeout", REQUEST_TIMEOUT)
-        return super().request(method, url, *args, **kwargs)
-
-
-@pytest.fixture
-def http() -> Iterator[Http]:
-    with Http() as session:
-        yield session
+def datastore_url(service_url) -> str:
+    return service_url("datastore")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra import config as config_mod
+from infra import gotool
 from infra.config import Config, ConfigError
 from infra.console import say
 from infra.names import InvalidName
@@ -18,12 +19,22 @@ from infra.paths import RunPaths, artifacts_dir, images_archive, scratch_dir
 from infra.podman_cli import Podman
 from infra.proc import CommandError, SubprocessRunner
 
+GO_TIMEOUT = 3600.0
+NODE_IMAGE_GO = gotool.Requirement("1.26", "Kubernetes v1.37 (infra/nodeimage/recipe.py)")
+
 
 def _tools(ns: argparse.Namespace) -> tuple[Config, SubprocessRunner, Podman]:
     from infra.stack import make_podman
 
     cfg, runner = config_mod.load(ns.config), SubprocessRunner()
     return cfg, runner, make_podman(cfg, runner, cfg.root)
+
+
+def _go(cfg: Config, minimum: gotool.Requirement | None = None) -> gotool.GoChoice:
+    """Resolve and activate the Go this command runs (infra.gotool); said on stderr."""
+    choice = gotool.ensure(gotool.config_go_mods(cfg), minimum=minimum)
+    logging.getLogger("infra.gotool").info("go: %s", choice.line())
+    return choice
 
 
 def cmd_e2e(ns: argparse.Namespace) -> int:
@@ -62,6 +73,7 @@ def cmd_images(ns: argparse.Namespace) -> int:
     from infra import image_tasks
 
     cfg, runner, podman = _tools(ns)
+    _go(cfg)
     names = [ns.service] if ns.command != "images" else cfg.names()
     plan, _ = image_tasks.build_all(
         cfg, runner, podman, coverage=ns.coverage, services=names, force=ns.rebuild, root=cfg.root
@@ -85,6 +97,7 @@ def cmd_coverage_report(ns: argparse.Namespace) -> int:
     from infra import gocoverage
 
     cfg = config_mod.load(ns.config)
+    _go(cfg)
     out = Path(ns.output) if ns.output else cfg.root / "coverage" / "report"
     run_id = "report-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     modules = cfg.coverage_modules()
@@ -131,6 +144,7 @@ def cmd_node_image(ns: argparse.Namespace) -> int:
     from infra.run import EXIT_INTERRUPTED, Interrupted, interruptible
 
     cfg, runner, podman = _tools(ns)
+    _go(cfg, NODE_IMAGE_GO)
     try:
         with interruptible():  # Ctrl-C/SIGTERM: stop the step under way, remove what it left
             cache.ensure(
@@ -148,12 +162,36 @@ def cmd_node_image(ns: argparse.Namespace) -> int:
 def cmd_bench(ns: argparse.Namespace) -> int:
     from infra import bench
 
-    root = config_mod.load(ns.config).root
-    out = Path(ns.output) if ns.output else artifacts_dir(root) / "bench.json"
+    cfg = config_mod.load(ns.config)
+    _go(cfg)
+    out = Path(ns.output) if ns.output else artifacts_dir(cfg.root) / "bench.json"
     if ns.platform == "kind":
         bench.bench_kind(ns.config, ns.repeat, out)
     else:
         bench.bench(ns.config, ns.repeat, out)
+    return 0
+
+
+def cmd_go(ns: argparse.Namespace) -> int:
+    """`python -m infra go -- ARGS`: the Go the harness resolves, for the module in the current directory."""
+    mods = [Path.cwd() / "go.mod"]
+    if ns.config or config_mod.DEFAULT_CONFIG.exists():
+        mods += gotool.config_go_mods(config_mod.load(ns.config))
+    logging.getLogger("infra.gotool").info("go: %s", gotool.ensure(mods).line())
+    res = SubprocessRunner().run(["go", *ns.pytest_args], timeout=GO_TIMEOUT, check=False, capture=False)
+    return res.returncode
+
+
+def cmd_init(ns: argparse.Namespace) -> int:
+    """Write e2e.toml, a smoke test and the base kind config for the Go repo in DIR (never overwriting)."""
+    from infra import scaffold
+
+    written = scaffold.init(Path(ns.directory), SubprocessRunner())
+    for item in written:
+        say(item.line())
+    cfg = config_mod.load(written[0].path)  # what was written (or kept) must load
+    say(f"{cfg.source_file}: {len(cfg.services)} service(s): {', '.join(cfg.names())}")
+    say(f"next: nox -s e2e -- --config {cfg.source_file}")
     return 0
 
 
@@ -226,6 +264,11 @@ def parser() -> argparse.ArgumentParser:
     bp.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")
     bp.add_argument("--output", default="", help="default: artifacts/bench.json")
     bp.add_argument("--platform", choices=["podman", "kind"], default="podman", help="what to time")
+
+    command("init", cmd_init, "write e2e.toml and a smoke test for the Go repo in DIR").add_argument(
+        "directory", nargs="?", default=".", help="the Go repo (default: .)"
+    )
+    command("go", cmd_go, "run the Go the harness resolved: `go -- test ./...` (see `doctor`)")
 
     for sp in sub.choices.values():  # `nox -s e2e -- --config X` puts it after the command
         sp.add_argument("--config", default=argparse.SUPPRESS, help="config file (default: e2e.toml)")

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import hostfixes, ports
+from infra import gotool, hostfixes, ports
 from infra.config import Config
 from infra.names import RUN_LABEL
 from infra.nodeimage import versions
@@ -23,7 +23,6 @@ from infra.podman_cli import Podman, needs_containers_conf
 from infra.proc import CommandError, Runner
 
 MIN_PODMAN = (4, 0)
-MIN_GO = (1, 22)
 MIN_KIND = (0, 33)  # the first kind that speaks kubeadm v1beta4 to a 1.37 node
 MIN_FREE_BYTES = 2 * 1024**3
 PROBE_SOURCE = "package main\n\nfunc main() {}\n"
@@ -64,6 +63,21 @@ def check_tool(
     if minimum and _version(out) < minimum:
         return Check(name, False, f"version {out} is older than {'.'.join(map(str, minimum))}", fix)
     return Check(name, True, out.splitlines()[0] if out else "present")
+
+
+def check_go(config: Config, runner: Runner) -> Check:
+    """Which Go the harness uses and why (infra.gotool); activated for the checks after it."""
+    try:
+        choice = gotool.ensure(gotool.config_go_mods(config), runner)
+    except gotool.GoNotFound as err:
+        detail, _, fix = str(err).partition("; next: ")
+        return Check("go", False, detail, fix)
+    return Check("go", True, choice.line())
+
+
+def _go_command() -> str:
+    choice = gotool.active()
+    return choice.command() if choice else "go"
 
 
 def check_podman_runs(runner: Runner, podman: Podman, state_dir: Path) -> Check:
@@ -206,7 +220,7 @@ def run_checks(
             MIN_PODMAN,
             "apt-get install -y podman runc",
         ),
-        check_tool(runner, "go", ["go", "env", "GOVERSION"], MIN_GO, "install Go >= 1.22 (go.dev/dl)"),
+        check_go(config, runner),
     ]
     if platform == "kind":
         checks.append(
@@ -215,7 +229,7 @@ def run_checks(
                 "kind",
                 ["kind", "version"],
                 MIN_KIND,
-                f"go install sigs.k8s.io/kind@{versions.KIND} (then add ~/go/bin to PATH)",
+                f"{_go_command()} install sigs.k8s.io/kind@{versions.KIND} (then add ~/go/bin to PATH)",
             )
         )
         checks += kind_checks(config, podman)

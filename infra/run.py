@@ -21,6 +21,7 @@ from infra import (
     diagnostics,
     doctor,
     gocoverage,
+    gotool,
     manifests,
     podman_fields,
     ports,
@@ -172,6 +173,12 @@ class Run:
         choice = choose(opts.platform, cfg, self.podman)
         self.platform_name = choice.name
         say(f"platform: {choice.name} ({choice.reason})")
+        try:
+            say(f"go: {gotool.ensure(gotool.config_go_mods(cfg), self.runner).line()}")
+        except gotool.GoNotFound as err:
+            self.failure, self.kind_of_failure = err, "infrastructure"
+            say(f"error: {err}")
+            return EXIT_INFRA
         if choice.name == "podman":
             try:
                 for notice in podman_fields.check(self._docs()):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from infra.config import Config
 from infra.proc import Runner
+from infra.pytest_plugin import SERIAL_ENV
 from infra.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
 from infra.state import STATE_ENV
 
@@ -38,6 +39,8 @@ def pytest_argv(
         str(config.path(config.tests.path)),
         "-p",
         "infra.pytest_results",
+        "-p",
+        "infra.pytest_plugin",  # the fixtures: the suite needs no conftest (same name as its entry point)
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit2",
@@ -64,8 +67,13 @@ def run_suite(
     # the suite may live in a team's repo: let its pytest import this harness
     harness_root = str(Path(__file__).resolve().parents[1])
     pythonpath = os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH", "")) if p)
-    env = {STATE_ENV: str(state_file), RESULTS_ENV: str(results), "PYTHONPATH": pythonpath}
     serial = config.tests.serial_marker
+    env = {
+        STATE_ENV: str(state_file),
+        RESULTS_ENV: str(results),
+        "PYTHONPATH": pythonpath,
+        SERIAL_ENV: serial,
+    }
     user_workers = _has_workers(extra)
     parallel_workers = "" if user_workers else config.tests.workers
     # the parallel run leaves the serial tests out itself and counts them: none, no serial run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import tomllib
@@ -12,12 +13,19 @@ from typing import Any
 import pytest
 
 from infra import config as config_mod
+from infra import gotool
 from infra.config import Config
 from infra.proc import RecordingRunner, Result, SubprocessRunner
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_CONFIG = REPO / "e2e.toml"
 RUN_ID = "20260101-000000-abcd"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Go the harness would run (infra/gotool.py), first on PATH for the tests that run go."""
+    with contextlib.suppress(gotool.GoNotFound):
+        gotool.ensure([REPO / "services" / "go.mod"])
 
 
 def repo_config_data() -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import hostfixes, runlock, waits
+from infra import cleanup, hostfixes, runlock, waits
 from infra.build import ImagePlan
 from infra.config import Config
 from infra.images import ImageRef
@@ -238,8 +238,11 @@ def test_create_passes_the_node_image(kit: Callable[..., Kit]) -> None:
     assert argv[argv.index("--image") + 1] == "kindest/node:v1.30.0"
 
 
-def test_clusters_of_dead_harness_runs_are_removed_and_foreign_ones_left(kit: Callable[..., Kit]) -> None:
+def test_clusters_of_dead_harness_runs_are_removed_and_foreign_ones_left(
+    kit: Callable[..., Kit], monkeypatch: pytest.MonkeyPatch
+) -> None:
     k = kit()
+    monkeypatch.setattr(cleanup.shutil, "which", lambda name: f"/usr/bin/{name}")  # kind "installed"
     dead, foreign = "e2eh-20250101-000000-dead", "team-dev"
     nodes = [
         {"Names": [f"{c}-control-plane"], "Labels": {"io.x-k8s.kind.cluster": c}, "Created": 1}

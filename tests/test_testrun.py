@@ -125,6 +125,8 @@ def test_pytest_argv(repo_cfg: Config, tmp_path: Path) -> None:
         str(REPO / "e2e"),
         "-p",
         "infra.pytest_results",
+        "-p",
+        "infra.pytest_plugin",
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit2",
@@ -185,7 +187,18 @@ def test_run_suite_runs_parallel_then_serial(repo_cfg: Config, tmp_path: Path) -
 def test_run_suite_exit_code_is_the_worse_ignoring_no_tests(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()
     runner.on(
-        [sys.executable, "-m", "pytest", str(REPO / "e2e"), "-p", "infra.pytest_results", "-m", "disruptive"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(REPO / "e2e"),
+            "-p",
+            "infra.pytest_results",
+            "-p",
+            "infra.pytest_plugin",
+            "-m",
+            "disruptive",
+        ],
         returncode=testrun.NO_TESTS,
     )
     runner.on([sys.executable], returncode=1)

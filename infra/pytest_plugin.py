@@ -1,0 +1,173 @@
+"""pytest plugin: the harness's fixtures for any E2E suite, with no conftest of its own.
+
+The harness loads it into every suite it runs (`-p infra.pytest_plugin`); once
+the harness is installed (`pip install -e .`) its pytest11 entry point loads
+it into every pytest, so `pytest` alone tests the stack `inv up` kept.
+
+Fixtures (all read the run-state file: $E2E_STATE_FILE, else the newest
+`.e2e/latest-state` at or above the directory pytest was started in):
+
+    e2e_state      the run's RunState (run_id, platform, endpoints, config path)
+    endpoints      {service name: "http://127.0.0.1:PORT"}
+    service_url    service_url("api") -> that base URL (an unknown name lists the known ones)
+    http           a requests.Session: timeout on every request, retries when a connection fails
+    platform       restart / stop / start / scale / logs of a service
+    run_namespace  the run's Kubernetes namespace (kind; "" on podman)
+    run_id         the run's id
+
+Marker: the config's `tests.serial_marker` (default `disruptive`): such tests run
+after the rest, in one worker.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from infra import state as run_state
+from infra.paths import latest_state_pointer
+
+if TYPE_CHECKING:  # kept light: pytest loads this plugin into every suite of the venv
+    from infra.platform import Platform
+
+SERIAL_ENV = "E2E_SERIAL_MARKER"
+DEFAULT_SERIAL_MARKER = "disruptive"
+REQUEST_TIMEOUT = 10.0
+CONNECT_RETRIES = 3  # a connection refused while a service restarts; never a request the server saw
+
+
+class Http(requests.Session):
+    """A session whose every request has a timeout and whose failed connections are retried."""
+
+    def __init__(self, timeout: float = REQUEST_TIMEOUT) -> None:
+        super().__init__()
+        self.timeout = timeout
+        retry = Retry(total=None, connect=CONNECT_RETRIES, read=0, status=0, other=0, backoff_factor=0.2)
+        adapter = HTTPAdapter(max_retries=retry)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+class Services:
+    """The platform handle of the running stack, by service name."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def restart(self, service: str) -> None:
+        """Restart and return once the service answers again."""
+        self.platform.restart(service)
+
+    def stop(self, service: str) -> None:
+        """Stop gracefully (SIGTERM, the grace period) and return once it is gone."""
+        self.platform.stop(service)
+
+    def start(self, service: str) -> None:
+        """Start a stopped service and return once it answers."""
+        self.platform.start(service)
+
+    def scale(self, service: str, replicas: int) -> None:
+        """0 stops the service, 1 starts it; both platforms run one replica per workload."""
+        if replicas not in (0, 1):
+            raise ValueError(
+                f"scale({service!r}, {replicas}): the harness scales a service to 0 or 1 "
+                "(the podman platform runs one replica); use stop/start"
+            )
+        (self.start if replicas else self.stop)(service)
+
+    def logs(self, service: str) -> str:
+        """Everything the service logged in this run, restarts included."""
+        return self.platform.logs(service)
+
+    @property
+    def name(self) -> str:
+        return self.platform.name
+
+
+def find_state_file(start: Path) -> Path | None:
+    """$E2E_STATE_FILE, else the newest stack recorded at or above `start`."""
+    if os.environ.get(run_state.STATE_ENV):
+        return Path(os.environ[run_state.STATE_ENV])
+    for directory in (start, *start.parents):
+        pointer = latest_state_pointer(directory)
+        if pointer.exists():
+            return pointer
+    return None
+
+
+def serial_marker(start: Path) -> str:
+    """The config's tests.serial_marker: set by the harness, else read from the kept stack's config."""
+    if os.environ.get(SERIAL_ENV):
+        return os.environ[SERIAL_ENV]
+    try:
+        found = find_state_file(start)
+        data = run_state.load(found).data if found else {}
+        with open(data["config"], "rb") as fh:
+            return str(tomllib.load(fh).get("tests", {}).get("serial_marker", DEFAULT_SERIAL_MARKER))
+    except (OSError, KeyError, ValueError, run_state.NoState):
+        return DEFAULT_SERIAL_MARKER
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    marker = serial_marker(config.invocation_params.dir)
+    config.addinivalue_line("markers", f"{marker}: restarts or stops a service; runs serially after the rest")
+
+
+@pytest.fixture(scope="session")
+def e2e_state(pytestconfig: pytest.Config) -> run_state.RunState:
+    found = find_state_file(pytestconfig.invocation_params.dir)
+    try:
+        return run_state.load(found or latest_state_pointer(pytestconfig.invocation_params.dir))
+    except run_state.NoState as err:
+        pytest.exit(str(err), returncode=4)
+
+
+@pytest.fixture(scope="session")
+def endpoints(e2e_state: run_state.RunState) -> dict[str, str]:
+    return e2e_state.endpoints
+
+
+@pytest.fixture(scope="session")
+def service_url(endpoints: dict[str, str]) -> Callable[[str], str]:
+    def url(service: str) -> str:
+        if service not in endpoints:
+            known = ", ".join(sorted(endpoints)) or "none (no service has a node_port)"
+            raise KeyError(f"no endpoint for service {service!r}; the run has: {known}")
+        return endpoints[service]
+
+    return url
+
+
+@pytest.fixture
+def http() -> Iterator[Http]:
+    with Http() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def platform(e2e_state: run_state.RunState) -> Services:
+    from infra.stack import platform_from_state  # the kubernetes client only when a test asks
+
+    return Services(platform_from_state(e2e_state))
+
+
+@pytest.fixture(scope="session")
+def run_namespace(e2e_state: run_state.RunState) -> str:
+    return str(e2e_state.data.get("namespace") or "")
+
+
+@pytest.fixture(scope="session")
+def run_id(e2e_state: run_state.RunState) -> str:
+    return e2e_state.run_id

