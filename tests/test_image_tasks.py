@@ -17,7 +17,7 @@ from infra.kind_cli import load_archive_args
 from infra.names import InvalidName
 from infra.podman_cli import Podman
 from infra.proc import CommandError, RecordingRunner, Result
-from tests.conftest import go_build_writes_binaries
+from tests.conftest import RealGoList, go_build_writes_binaries
 
 
 def write_archive(path: Path, repo_tags: list[list[str] | None]) -> Path:
@@ -97,7 +97,9 @@ def test_build_all_plans_once_and_builds_each_service(repo_cfg: Config, tmp_path
         return None
 
     runner.responders.append(gateway_missing)
-    plan, outcomes = image_tasks.build_all(repo_cfg, runner, Podman(runner), coverage=False, root=tmp_path)
+    plan, outcomes = image_tasks.build_all(
+        repo_cfg, RealGoList(runner), Podman(runner), coverage=False, root=tmp_path  # type: ignore[arg-type]
+    )
     assert {o.service: o.built for o in outcomes} == {"datastore": False, "gateway": True}
     assert {o.service: o.ref for o in outcomes} == dict(plan.refs)
     assert runner.argvs().count(("go", "env", "GOVERSION")) == 1

@@ -234,9 +234,9 @@ def test_a_job_completes_after_its_init_container_before_the_workloads_beside_it
     job = cluster.api.job("migrate-ok", cluster.namespace)
     assert job["status"]["succeeded"] == 1
     assert cluster.jobs == {"jobs": ["migrate-ok"]}
-    pods = cluster.api.pods(cluster.namespace, "app=after-job")
-    started = min(p["metadata"]["creationTimestamp"] for p in pods)
-    assert started >= job["status"]["completionTime"]  # the workload was applied once the Job was done
+    after_job = cluster.api.workload("Deployment", "after-job", cluster.namespace)
+    # the workload was applied once the Job was done
+    assert str(after_job["metadata"]["creationTimestamp"]) >= str(job["status"]["completionTime"])
 
 
 def test_a_failing_job_fails_in_seconds_with_its_pods_log(cluster: KindPlatform, sleeper: ImageRef) -> None:
