@@ -85,6 +85,10 @@ class Coverage(_Model):
         default=None, description="module the reports resolve; default: the services' common source"
     )
     fail_under: Annotated[float, Field(ge=0, le=100)] = 0
+    flush_signal: Literal["SIGUSR1", "SIGUSR2", "SIGHUP", "SIGWINCH", "off"] = Field(
+        default="SIGUSR1", description="signal on which -cover services write their counters; off: never"
+    )
+    flush_timeout: Seconds = 30
 
 
 class Tests(_Model):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import Config
+from infra.pertest import PER_TEST_ENV
 from infra.proc import Runner
 from infra.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
 from infra.state import STATE_ENV
@@ -29,7 +30,14 @@ class TestOutcome:
 
 
 def pytest_argv(
-    config: Config, *, junit: Path, marker: str, workers: str, reruns: int, extra: Sequence[str]
+    config: Config,
+    *,
+    junit: Path,
+    marker: str,
+    workers: str,
+    reruns: int,
+    extra: Sequence[str],
+    plugins: Sequence[str] = (),
 ) -> list[str]:
     argv = [
         sys.executable,
@@ -38,6 +46,7 @@ def pytest_argv(
         str(config.path(config.tests.path)),
         "-p",
         "infra.pytest_results",
+        *[arg for plugin in plugins for arg in ("-p", plugin)],
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit2",
@@ -56,18 +65,33 @@ def pytest_argv(
 
 
 def run_suite(
-    config: Config, runner: Runner, *, state_file: Path, artifacts: Path, extra: Sequence[str]
+    config: Config,
+    runner: Runner,
+    *,
+    state_file: Path,
+    artifacts: Path,
+    extra: Sequence[str],
+    per_test: Path | None = None,
 ) -> TestOutcome:
-    """Parallel tests, then the serial group in one worker; exit code is the worse."""
+    """Parallel tests, then the serial group in one worker; exit code is the worse.
+
+    per_test: every test's own coverage goes there (infra.pertest); both groups then run serially.
+    """
     results = artifacts / "results.jsonl"
     results.unlink(missing_ok=True)
     # the suite may live in a team's repo: let its pytest import this harness
     harness_root = str(Path(__file__).resolve().parents[1])
     pythonpath = os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH", "")) if p)
     env = {STATE_ENV: str(state_file), RESULTS_ENV: str(results), "PYTHONPATH": pythonpath}
+    plugins: tuple[str, ...] = ()
+    if per_test is not None:
+        env[PER_TEST_ENV] = str(per_test)
+        plugins = ("infra.pertest",)
     serial = config.tests.serial_marker
-    user_workers = _has_workers(extra)
+    user_workers = has_workers(extra)
     parallel_workers = "" if user_workers else config.tests.workers
+    if per_test is not None:
+        parallel_workers = "0"  # flushes around a test see only that test's traffic
     # the parallel run leaves the serial tests out itself and counts them: none, no serial run
     deferred = artifacts / "serial-count"
     deferred.unlink(missing_ok=True)
@@ -90,6 +114,7 @@ def run_suite(
             workers=workers,
             reruns=config.tests.reruns,
             extra=args,
+            plugins=plugins,
         )
         run_env = {**env, **(split if not marker else {})}
         res = runner.run(
@@ -103,7 +128,7 @@ def run_suite(
     return outcome
 
 
-def _has_workers(args: Sequence[str]) -> bool:
+def has_workers(args: Sequence[str]) -> bool:
     return any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
 
 
