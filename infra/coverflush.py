@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -197,7 +198,8 @@ def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, l
     names = [s for s in services if s in cfg.names() and flushable(cfg, s)]
     dirs = {s: ctx.paths.covdata / s for s in names}
     before = {s: counter_files(d) for s, d in dirs.items()}
-    signalled = {s: send(s, sig) for s in names}
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:  # one podman/ctr call each
+        signalled = dict(zip(names, pool.map(lambda s: send(s, sig), names), strict=True))
     wanted = {s: len(p) for s, p in signalled.items() if p}
 
     def new(service: str) -> set[str]:
