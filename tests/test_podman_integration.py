@@ -320,8 +320,10 @@ def test_per_test_coverage_of_a_one_endpoint_test_covers_that_handler_only(isola
     latest = isolated.parent / "coverage" / "e2e" / "per-test"
     summary = json.loads((latest / "summary.json").read_text())
     assert summary["run_id"] == run_id and not summary["errors"]
-    lists = summary["tests"]["test_one_endpoint.py::test_only_lists_events"]["services"]
-    metrics = summary["tests"]["test_one_endpoint.py::test_only_reads_gateway_metrics"]["services"]
+    ids = {nodeid.rsplit("::", 1)[1]: nodeid for nodeid in summary["tests"]}
+    assert sorted(ids) == ["test_only_lists_events", "test_only_reads_gateway_metrics"], ids
+    lists = summary["tests"][ids["test_only_lists_events"]]["services"]
+    metrics = summary["tests"][ids["test_only_reads_gateway_metrics"]]["services"]
     assert "datastore/handlers.go:120 listEvents" in lists["datastore"]["functions"]
     assert "datastore/handlers.go:64 postEvent" not in lists["datastore"]["functions"]
     assert "datastore/handlers.go:39 ready" not in lists["datastore"]["functions"]
@@ -329,9 +331,7 @@ def test_per_test_coverage_of_a_one_endpoint_test_covers_that_handler_only(isola
     assert "internal/httpkit/metrics.go:129 ServeHTTP" not in lists["gateway"]["functions"]
     assert "internal/httpkit/metrics.go:129 ServeHTTP" in metrics["gateway"]["functions"]
     assert "datastore/handlers.go:120 listEvents" not in metrics["datastore"]["functions"]
-    assert summary["functions"]["datastore/handlers.go:120 listEvents"] == [
-        "test_one_endpoint.py::test_only_lists_events"
-    ]
+    assert summary["functions"]["datastore/handlers.go:120 listEvents"] == [ids["test_only_lists_events"]]
     assert "gateway/handlers.go:85 ingest" in summary["unreached_functions"]
     assert summary["redundant_tests"] == []  # each covers something the other does not
     page = (latest / "index.html").read_text()
