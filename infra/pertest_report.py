@@ -9,6 +9,7 @@ of tests by service, each row linking to tests/<slug>.html).
 
 from __future__ import annotations
 
+import bisect
 import html
 import json
 import re
@@ -41,7 +42,6 @@ class TestCoverage:
     percent: dict[str, float] = field(default_factory=dict)
     functions: dict[str, list[str]] = field(default_factory=dict)  # service -> covered functions
     blocks: set[tuple[str, str]] = field(default_factory=set)  # (service, file:range) counted > 0
-    all_functions: set[str] = field(default_factory=set)
 
 
 def parse_func(text: str, module: str) -> tuple[dict[str, float], float]:
@@ -76,8 +76,42 @@ def _go(runner: Runner, module_dir: Path, *args: str) -> str:
     return runner.run(["go", *args], timeout=GO_TIMEOUT, cwd=module_dir).stdout
 
 
+class FunctionIndex:
+    """Which function a profile block is in: the one declared last at or before the block's line.
+
+    Every statement is inside a function, so the declaration lines that `go tool cover -func`
+    prints for the whole run (per service) are all that is needed; no `-func` call per test.
+    """
+
+    def __init__(self, func_txts: Sequence[str], module: str) -> None:
+        starts: dict[str, list[tuple[int, str]]] = {}
+        for text in func_txts:
+            for line in text.splitlines():
+                m = FUNC_LINE.match(line.strip())
+                if m:
+                    path, number, name, _ = m.groups()
+                    key = f"{path.removeprefix(module + '/')}:{number} {name}"
+                    starts.setdefault(path, []).append((int(number), key))
+        self.starts = {path: sorted(set(items)) for path, items in starts.items()}
+        self.keys = sorted({key for items in self.starts.values() for _, key in items})
+
+    def function_of(self, block: str) -> str:
+        path, _, where = block.rpartition(":")
+        line = int(where.split(".", 1)[0])
+        items = self.starts.get(path, [])
+        at = bisect.bisect_right(items, (line, "\uffff")) - 1
+        return items[at][1] if at >= 0 else f"{path}:? (outside any function)"
+
+
+def percent(blocks: Mapping[str, tuple[int, int]]) -> float:
+    """Statements covered, as `go tool cover -func` rounds its total."""
+    total = sum(stmts for stmts, _ in blocks.values())
+    covered = sum(stmts for stmts, count in blocks.values() if count > 0)
+    return round(100.0 * covered / total, 1) if total else 0.0
+
+
 def _one_test(
-    runner: Runner, module_dir: Path, module: str, root: Path, out_dir: Path, tc: TestCoverage
+    runner: Runner, module_dir: Path, funcs: FunctionIndex, root: Path, out_dir: Path, tc: TestCoverage
 ) -> TestCoverage:
     test_dir = root / tc.slug
     profiles = []
@@ -90,26 +124,19 @@ def _one_test(
         _go(runner, module_dir, "tool", "covdata", "textfmt", f"-i={service_dir.resolve()}", f"-o={txt}")
         text = coverflush.without_flush_package(txt.read_text())
         txt.write_text(text)
-        funcs, total = parse_func(_go(runner, module_dir, "tool", "cover", f"-func={txt}"), module)
-        tc.percent[service] = total
-        tc.functions[service] = sorted(f for f, pct in funcs.items() if pct > 0)
-        tc.all_functions |= set(funcs)
-        tc.blocks |= {(service, b) for b, (_, count) in profile_blocks(text).items() if count > 0}
+        blocks = profile_blocks(text)
+        covered = [b for b, (_, count) in blocks.items() if count > 0]
+        tc.percent[service] = percent(blocks)
+        tc.functions[service] = sorted({funcs.function_of(b) for b in covered})
+        tc.blocks |= {(service, b) for b in covered}
         profiles.append(text)
     if profiles:
         combined = out_dir / "profiles" / f"{tc.slug}.txt"
         combined.write_text(profiles[0].splitlines(keepends=True)[0] + "".join(
             "".join(p.splitlines(keepends=True)[1:]) for p in profiles
         ))  # fmt: skip
-        _go(
-            runner,
-            module_dir,
-            "tool",
-            "cover",
-            f"-html={combined}",
-            "-o",
-            str(out_dir / "tests" / f"{tc.slug}.html"),
-        )
+        page = out_dir / "tests" / f"{tc.slug}.html"
+        _go(runner, module_dir, "tool", "cover", f"-html={combined}", "-o", str(page))
     return tc
 
 
@@ -157,8 +184,11 @@ def build(
     (out_dir / "tests").mkdir(parents=True)
     (out_dir / "profiles").mkdir()
     todo = [t for t in tests if t.slug and not t.error]
+    # every function of the services, and whether the run reached it at all (outside tests too)
+    func_txts = {s: total_dir / f"{s}.func.txt" for s in services}
+    funcs = FunctionIndex([p.read_text() for p in func_txts.values() if p.exists()], module)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        list(pool.map(lambda t: _one_test(runner, module_dir, module, root, out_dir, t), todo))
+        list(pool.map(lambda t: _one_test(runner, module_dir, funcs, root, out_dir, t), todo))
 
     by_function: dict[str, list[str]] = {}
     block_tests: dict[tuple[str, str], int] = {}
@@ -168,17 +198,11 @@ def build(
         for b in t.blocks:
             block_tests[b] = block_tests.get(b, 0) + 1
     redundant = [t.nodeid for t in todo if all(block_tests[b] > 1 for b in t.blocks)]
-
-    # every function of the services, and whether the run reached it at all (outside tests too)
-    reached_in_run: dict[str, bool] = {}
-    for service in services:
-        func_txt = total_dir / f"{service}.func.txt"
-        if func_txt.exists():
-            for fn, pct in parse_func(func_txt.read_text(), module)[0].items():
-                reached_in_run[fn] = reached_in_run.get(fn, False) or pct > 0
-    for t in todo:
-        for fn in t.all_functions:
-            reached_in_run.setdefault(fn, False)
+    reached_in_run: dict[str, bool] = dict.fromkeys(funcs.keys, False)
+    for path in func_txts.values():
+        if path.exists():
+            for fn, pct in parse_func(path.read_text(), module)[0].items():
+                reached_in_run[fn] = reached_in_run[fn] or pct > 0
     unreached = sorted(fn for fn in reached_in_run if fn not in by_function)
 
     total_blocks = profile_blocks((total_dir / "coverage.txt").read_text())
