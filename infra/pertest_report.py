@@ -264,6 +264,7 @@ td:first-child{{text-align:left}} tr:nth-child(even){{background:#f4f4f4}}</styl
 </table>
 <p>* covers nothing that no other test covers.</p>
 <h2>Tests that cover nothing no other test covers (candidates to merge or drop)</h2>
+<p>Each one on its own: dropping several of them at once may lose what only they share.</p>
 <ul>{items(summary["redundant_tests"])}</ul>
 <h2>Functions no test reaches</h2>
 <p>Those also in the next list run only outside the tests (start-up, shutdown, between tests).</p>
