@@ -38,7 +38,7 @@ from infra.names import new_run_id, resource_name
 from infra.paths import RunPaths, point_latest
 from infra.phases import Timeline
 from infra.platform import Context, choose
-from infra.proc import SubprocessRunner
+from infra.proc import CommandError, SubprocessRunner
 from infra.stack import Stack, bring_up, make_platform, make_podman
 
 log = logging.getLogger("infra.run")
@@ -292,7 +292,7 @@ class Run:
             if self.opts.per_test:
                 with self.timeline.timed("coverage:per-test"):
                     self._per_test_reports(report)
-        except (gocoverage.CoverageError, pertest_report.PerTestError) as err:
+        except (gocoverage.CoverageError, pertest_report.PerTestError, CommandError) as err:
             self.failure, self.kind_of_failure = err, "coverage"
             say(f"COVERAGE FAILED: {err}")
             return code or EXIT_COVERAGE
