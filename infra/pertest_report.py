@@ -28,6 +28,7 @@ GO_TIMEOUT = 300
 FUNC_LINE = re.compile(r"^(\S+?):(\d+):\s+(\S+)\s+([\d.]+)%$")
 TOTAL_LINE = re.compile(r"^total:\s+\(statements\)\s+([\d.]+)%")
 WORKERS = 4
+RUN_DIR = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")  # infra.names.new_run_id
 
 
 class PerTestError(Exception):
@@ -153,7 +154,8 @@ def read_index(root: Path) -> list[TestCoverage]:
 
 def usual_run(coverage_e2e: Path, this_run: str) -> dict[str, Any] | None:
     """The newest plain e2e_coverage run's summary under coverage/e2e/, to compare totals with."""
-    for run_dir in sorted((p for p in coverage_e2e.iterdir() if p.is_dir()), reverse=True):
+    runs = (p for p in coverage_e2e.iterdir() if p.is_dir() and RUN_DIR.match(p.name))  # not per-test/
+    for run_dir in sorted(runs, reverse=True):
         summary = run_dir / "summary.json"
         if run_dir.name == this_run or not summary.exists():
             continue
@@ -212,6 +214,7 @@ def build(
 
     summary: dict[str, Any] = {
         "run_id": run_id,
+        "mode": "per-test",
         "services": list(services),
         "tests": {
             t.nodeid: {

@@ -5,6 +5,7 @@ The flush itself runs for real in test_podman_integration.py and test_kind_clust
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -129,3 +130,22 @@ def test_per_test_is_refused_before_anything_starts_when_it_cannot_work(
     msg = str(err.value)
     assert "--per-test needs --coverage" in msg and 'flush_signal is "off"' in msg and "drop -n" in msg
     check_per_test(make_cfg(), Options(per_test=True, coverage=True))
+
+
+def test_the_usual_run_to_compare_with_is_the_newest_plain_one(tmp_path: Path) -> None:
+    def summary(where: Path, **data: object) -> None:
+        where.mkdir(parents=True)
+        (where / "summary.json").write_text(json.dumps(data))
+
+    summary(
+        tmp_path / "20260101-000000-aaaa", run_id="20260101-000000-aaaa", total_percent=80.0
+    )  # before "mode"
+    summary(
+        tmp_path / "20260101-000001-bbbb", run_id="20260101-000001-bbbb", mode="suite", total_percent=81.0
+    )
+    summary(
+        tmp_path / "20260101-000002-cccc", run_id="20260101-000002-cccc", mode="per-test", total_percent=82.0
+    )
+    summary(tmp_path / "per-test", run_id="20260101-000002-cccc", total_percent=82.0)  # the latest copy
+    usual = pertest_report.usual_run(tmp_path, "20260101-000003-dddd")
+    assert usual == {"run_id": "20260101-000001-bbbb", "total_percent": 81.0}
