@@ -66,7 +66,8 @@ def check_counters(service_dirs: Mapping[str, Path], stops: Mapping[str, str] | 
             missing.append(
                 f"service {name!r} wrote no coverage counters to {path}"
                 + (f" (stop: {how})" if how else "")
-                + ": it was killed instead of stopped (SIGKILL, OOM, grace period too short), "
+                + ": it was killed instead of stopped (SIGKILL, OOM, grace period too short) and was not "
+                "running (or flushing was off) when the harness flushed the counters before the stop, "
                 "did not return from main on SIGTERM, or GOCOVERDIR was not writable"
             )
     if missing:
