@@ -100,7 +100,9 @@ def tag_input(config: Config) -> str:
 
 def flushable(config: Config, service: str) -> bool:
     """Host-built services get the file; a team's own Containerfile build cannot."""
-    return enabled(config) and config.service(service).containerfile is None
+    if not enabled(config) or service not in config.names():
+        return False  # objects deployed outside a configured service (e.g. shared) run no flush file
+    return config.service(service).containerfile is None
 
 
 def _link_or_copy(src: str, dst: str) -> object:

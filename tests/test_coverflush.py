@@ -149,3 +149,10 @@ def test_the_usual_run_to_compare_with_is_the_newest_plain_one(tmp_path: Path) -
     summary(tmp_path / "per-test", run_id="20260101-000002-cccc", total_percent=82.0)  # the latest copy
     usual = pertest_report.usual_run(tmp_path, "20260101-000003-dddd")
     assert usual == {"run_id": "20260101-000001-bbbb", "total_percent": 81.0}
+
+
+def test_only_configured_host_built_services_are_flushed(make_cfg: Callable[..., Config]) -> None:
+    cfg = make_cfg()
+    assert coverflush.flushable(cfg, "gateway")
+    assert not coverflush.flushable(cfg, "workloads")  # deployed outside e2e.toml's services
+    assert not coverflush.flushable(make_cfg(coverage={"flush_signal": "off"}), "gateway")
