@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import gosources
+from infra import coverflush, gosources
 from infra.config import Config
 from infra.images import ImageRef, content_tag, context_files, files_digest, qualify
 from infra.names import COVERAGE_LABEL, SERVICE_LABEL
@@ -84,6 +84,7 @@ def plan_images(config: Config, *, coverage: bool, toolchain: str, runner: Runne
             coverage=coverage,
             extra=extra,
             toolchain=toolchain,
+            flush=coverflush.tag_input(config) if coverage and not svc.containerfile else "",
         )
         refs[svc.name] = ImageRef(qualify(svc.image), tag)
     return ImagePlan(refs, coverage, toolchain, stand_ins.result())
@@ -174,13 +175,25 @@ def compile_batch(
         target.mkdir(exist_ok=True)
         binaries |= {n: target / names[n] for n in group}
         who = ", ".join(repr(n) for n in group)
-        runner.run(
-            go_build_argv([mains[n] for n in group], target, coverage=plan.coverage),
-            timeout=config.timeouts.build,
-            cwd=batch.source,
-            env=GO_ENV,
-            hint=f"fix the Go build of service{'s' if len(group) > 1 else ''} {who} ({batch.source})",
-        )
+        group_mains = [mains[n] for n in group]
+        # the flush package's tree lives outside the binaries' dir: that one is removed once empty
+        extra = Path(tempfile.mkdtemp(prefix=f"src-{batch.name}-", dir=build_root))
+        try:
+            cwd = batch.source
+            if plan.coverage and coverflush.enabled(config):
+                cwd = coverflush.prepare_tree(
+                    batch.source, module_path(batch.source), group_mains,
+                    config.coverage.flush_signal, extra, skip=output_dirs(config.root),
+                )  # fmt: skip
+            runner.run(
+                go_build_argv(group_mains, target, coverage=plan.coverage),
+                timeout=config.timeouts.build,
+                cwd=cwd,
+                env=GO_ENV,
+                hint=f"fix the Go build of service{'s' if len(group) > 1 else ''} {who} ({batch.source})",
+            )
+        finally:
+            shutil.rmtree(extra, ignore_errors=True)
     return binaries
 
 

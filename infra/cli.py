@@ -52,6 +52,7 @@ def cmd_e2e(ns: argparse.Namespace) -> int:
             fail_under=getattr(ns, "fail_under", None),
             pytest_args=tuple(ns.pytest_args),
             force_build=getattr(ns, "rebuild", False),
+            per_test=getattr(ns, "per_test", False),
         )
     )
 
@@ -70,10 +71,12 @@ def cmd_down(ns: argparse.Namespace) -> int:
 
 
 def cmd_images(ns: argparse.Namespace) -> int:
-    from infra import image_tasks
+    from infra import coverflush, image_tasks
 
     cfg, runner, podman = _tools(ns)
     _go(cfg)
+    if ns.coverage:
+        coverflush.check_mains(cfg)
     names = [ns.service] if ns.command != "images" else cfg.names()
     plan, _ = image_tasks.build_all(
         cfg, runner, podman, coverage=ns.coverage, services=names, force=ns.rebuild, root=cfg.root
@@ -219,6 +222,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--sequential", action="store_true", help="run setup phases one by one")
     e.add_argument("--fail-under", type=float, default=None, metavar="PCT")
     e.add_argument("--rebuild", action="store_true", help="rebuild images even if up to date")
+    e.add_argument(
+        "--per-test",
+        action="store_true",
+        help="with --coverage: run the tests one at a time, each one's Go coverage on its own "
+        "(coverage/e2e/per-test/)",
+    )
 
     command("down", cmd_down, "remove a stack that `up` or --keep left").add_argument(
         "--run-id", default="", help="default: the newest run"

@@ -109,6 +109,10 @@ class Coverage(_Model):
         default=None, description="the one module the reports resolve; default: every service's module"
     )
     fail_under: Annotated[float, Field(ge=0, le=100)] = 0
+    flush_signal: Literal["SIGUSR1", "SIGUSR2", "SIGHUP", "SIGWINCH", "off"] = Field(
+        default="SIGUSR1", description="signal on which -cover services write their counters; off: never"
+    )
+    flush_timeout: Seconds = 30
 
 
 class Tests(_Model):

@@ -115,11 +115,17 @@ def content_tag(
     coverage: bool,
     extra: Iterable[Path] = (),
     toolchain: str = "",
+    flush: str = "",
 ) -> str:
-    """The tag: a hash of the inputs' digest, build args, main package, coverage on/off, Go."""
+    """The tag: a hash of the inputs' digest, build args, main package, coverage on/off, Go.
+
+    flush: the coverage flush file and its signal (coverflush.tag_input), part of coverage images.
+    """
     digest = hashlib.sha256()
     header = {"tree": tree, "main": main, "args": dict(sorted(build_args.items())), "cover": coverage,
               "go": toolchain}  # fmt: skip
+    if flush:
+        header["flush"] = flush
     digest.update(json.dumps(header, sort_keys=True).encode())
     for path in extra:
         digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infra import hostfixes, kind_config, runlock, waits
+from infra import coverflush, hostfixes, kind_config, runlock, waits
 from infra.build import save_images
 from infra.console import say
 from infra.images import ImageRef, same_image_id
@@ -476,6 +476,7 @@ class KindPlatform:
         self._ended_pods.update(_uid(p) for p in found)
 
     def restart(self, service: str) -> None:
+        self._flush_before_end(service)
         with self._keeping_logs(service):
             for ident in self._idents(service):
                 kind, name = split_id(ident)
@@ -491,6 +492,7 @@ class KindPlatform:
             self.api.patch(kind, name, self.namespace, _node_selector("true"))
 
     def stop(self, service: str) -> None:
+        self._flush_before_end(service)
         with self._keeping_logs(service):
             for ident in self._idents(service):
                 self._stop_one(ident)
@@ -613,6 +615,59 @@ class KindPlatform:
         plat.jobs = {k: list(v) for k, v in state.get("jobs", {}).items()}
         plat.node_image = str(state.get("node_image", ""))
         return plat
+
+    # -- coverage flush (coverflush) ------------------------------------------
+    def flush_coverage(self, services: Sequence[str] | None = None) -> dict[str, list[str]]:
+        names = list(self.workloads) if services is None else list(services)
+        return coverflush.flush(self.ctx, names, self._signal_running)
+
+    def _signal_running(self, service: str, signame: str) -> list[str]:
+        """The node's containerd signals each running container that writes coverage (GOCOVERDIR).
+
+        `ctr tasks kill` through `podman exec <node>`: nothing is needed in the image.
+        """
+        done = []
+        for ident in self.workloads.get(service, []):
+            for pod in self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {}))):
+                meta, spec = pod.get("metadata", {}), pod.get("spec", {})
+                if meta.get("deletionTimestamp"):
+                    continue  # terminating: its exit writes what is left
+                covering = {
+                    c["name"]
+                    for c in spec.get("containers", [])
+                    if any(e.get("name") == "GOCOVERDIR" for e in c.get("env") or [])
+                }
+                node = check_dns_label("node", str(spec.get("nodeName", "")))
+                for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+                    if cs.get("name") not in covering or not (cs.get("state") or {}).get("running"):
+                        continue
+                    container_id = _container_id(str(cs.get("containerID", "")))
+                    try:
+                        self.node_exec(node, *CTR, "tasks", "kill", "--signal", signame, container_id)
+                    except CommandError as err:  # ended between the listing and the signal
+                        log.info("coverage flush: %s/%s not signalled: %s", meta.get("name"), cs["name"], err)
+                        continue
+                    done.append(f"{meta.get('name')}/{cs['name']}")
+        return done
+
+    def _flush_before_end(self, service: str) -> None:
+        """What the old pods counted survives a restart or stop that kills them at the grace period."""
+        if self.ctx.coverage and coverflush.flushable(self.ctx.config, service):
+            self.flush_coverage([service])
+
+
+_CONTAINER_ID = re.compile(r"^containerd://([0-9a-f]{64})$")
+
+
+def _container_id(status_id: str) -> str:
+    """`containerd://<64 hex>` from a pod's containerStatuses: the task id in the node's containerd."""
+    match = _CONTAINER_ID.match(status_id)
+    if not match:
+        raise PlatformError(
+            f"container id {status_id!r} is not a containerd one: the coverage flush needs a kind node "
+            "running containerd"
+        )
+    return match.group(1)
 
 
 def _uid(pod: dict[str, Any]) -> str:

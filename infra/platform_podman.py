@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infra import waits
+from infra import coverflush, waits
 from infra.images import ImageRef
 from infra.manifests import JOB_KINDS, WORKLOAD_KINDS, Doc, Rendered, ident, pod_labels, pod_spec, selects
 from infra.names import LABEL, RUN_LABEL, SERVICE_LABEL, resource_name
@@ -153,11 +153,13 @@ class PodmanPlatform:
 
     # -- the handle the E2E suite uses -------------------------------------
     def restart(self, service: str) -> None:
+        self._flush_before_end(service)
         for name in self._names(service):
             self.ctx.podman("restart", "--time", str(self.grace.get(name, DEFAULT_GRACE)), name)
         self.wait_ready(service)
 
     def stop(self, service: str) -> None:
+        self._flush_before_end(service)
         for name in self._names(service):
             self.ctx.podman("stop", "--time", str(self.grace.get(name, DEFAULT_GRACE)), name)
 
@@ -487,6 +489,30 @@ class PodmanPlatform:
             return self.ctx.podman.containers(f"label={RUN_LABEL}={self.ctx.run_id}")
         except (CommandError, json.JSONDecodeError):
             return []
+
+    # -- coverage flush (coverflush) ------------------------------------------
+    def flush_coverage(self, services: Sequence[str] | None = None) -> dict[str, list[str]]:
+        names = list(self.containers) if services is None else list(services)
+        return coverflush.flush(self.ctx, names, self._signal_running)
+
+    def _signal_running(self, service: str, signame: str) -> list[str]:
+        """`podman kill --signal` to each running container of the service; those signalled."""
+        names = self.containers.get(service, [])
+
+        def kill(name: str) -> str:
+            res = self.ctx.podman("kill", "--signal", signame, name, check=False)
+            if res.returncode != 0:  # not running (stopped by a test, exited): nothing to flush
+                log.info("coverage flush: %s not signalled: %s", name, (res.stderr or res.stdout).strip())
+                return ""
+            return name
+
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            return [n for n in pool.map(kill, names) if n]
+
+    def _flush_before_end(self, service: str) -> None:
+        """What the old process counted survives a restart or stop that kills it at the grace period."""
+        if self.ctx.coverage and coverflush.flushable(self.ctx.config, service):
+            self.flush_coverage([service])
 
 
 def _resolve_port(port: int | str, ctr: Doc) -> int:

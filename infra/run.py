@@ -18,11 +18,13 @@ from typing import Literal
 
 from infra import config as config_mod
 from infra import (
+    coverflush,
     diagnostics,
     doctor,
     gocoverage,
     gotool,
     manifests,
+    pertest_report,
     podman_fields,
     ports,
     runlock,
@@ -37,7 +39,7 @@ from infra.names import new_run_id, resource_name
 from infra.paths import RunPaths, point_latest
 from infra.phases import Timeline
 from infra.platform import Context, choose
-from infra.proc import SubprocessRunner
+from infra.proc import CommandError, SubprocessRunner
 from infra.stack import Stack, bring_up, make_platform, make_podman
 
 log = logging.getLogger("infra.run")
@@ -68,6 +70,7 @@ class Options:
     then: Literal["test", "keep", "teardown"] = "test"  # after setup: e2e, `inv up`, bench
     force_build: bool = False
     root: Path | None = None
+    per_test: bool = False  # coverage of every test on its own (serial run, flushes around each test)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -119,10 +122,32 @@ def e2e(opts: Options) -> int:
         cfg = config_mod.load(opts.config)
         docs = manifests.load_docs(cfg)
         manifests.check(cfg, docs, coverage=opts.coverage)
+        if opts.coverage:
+            coverflush.check_mains(cfg)
+        if opts.per_test:
+            check_per_test(cfg, opts)
     except (ConfigError, manifests.ManifestError) as err:
         say(str(err))
         return EXIT_USAGE
     return Run(cfg, opts, docs).execute()
+
+
+def check_per_test(cfg: Config, opts: Options) -> None:
+    """--per-test needs coverage, the flush file in every service and one test at a time."""
+    problems = []
+    if not opts.coverage:
+        problems.append("--per-test needs --coverage (`nox -s e2e_coverage -- --per-test`)")
+    if not coverflush.enabled(cfg):
+        problems.append(f'coverage.flush_signal is "off" in {cfg.source_file}: set a signal, e.g. "SIGUSR1"')
+    problems += [
+        f"service {s.name!r} is built from its own Containerfile: the harness cannot add the flush file"
+        for s in cfg.services
+        if s.containerfile is not None
+    ]
+    if testrun.has_workers(opts.pytest_args):
+        problems.append("--per-test runs the tests one at a time: drop -n from the pytest arguments")
+    if problems:
+        raise ConfigError("--per-test cannot run:\n  " + "\n  ".join(problems))
 
 
 class Run:
@@ -249,6 +274,7 @@ class Run:
                 state_file=state_file,
                 artifacts=self.paths.artifacts,
                 extra=opts.pytest_args,
+                per_test=self._per_test_dir() if opts.per_test else None,
             )
         code = self.tests.exit_code
         if code not in (0, testrun.NO_TESTS):
@@ -262,16 +288,23 @@ class Run:
             self.docs = manifests.load_docs(self.cfg)
         return self.docs
 
+    def _per_test_dir(self) -> Path:
+        return self.paths.coverage_run / "per-test" / "covdata"
+
     def _coverage(self, code: int) -> int:
         assert self.stack is not None
+        mode = "per-test" if self.opts.per_test else "suite"
         try:
             with self.timeline.timed("coverage"):
-                report = gocoverage.collect_run(self.stack.platform, self.runner)
-        except gocoverage.CoverageError as err:
+                report = gocoverage.collect_run(self.stack.platform, self.runner, mode)
+            say(gocoverage.describe(report))
+            if self.opts.per_test:
+                with self.timeline.timed("coverage:per-test"):
+                    self._per_test_reports(report)
+        except (gocoverage.CoverageError, pertest_report.PerTestError, CommandError) as err:
             self.failure, self.kind_of_failure = err, "coverage"
             say(f"COVERAGE FAILED: {err}")
             return code or EXIT_COVERAGE
-        say(gocoverage.describe(report))
         threshold = self.opts.fail_under if self.opts.fail_under is not None else self.cfg.coverage.fail_under
         if threshold and report.total_percent < threshold:
             say(
@@ -281,6 +314,24 @@ class Run:
             self.kind_of_failure = self.kind_of_failure or "coverage"
             return code or EXIT_COVERAGE
         return code
+
+    def _per_test_reports(self, report: gocoverage.CoverageReport) -> None:
+        out = self.paths.coverage_run / "per-test"
+        e2e_dir = self.paths.coverage_run.parent
+        summary = pertest_report.build(
+            self._per_test_dir(), out, self.cfg.coverage_modules(), self.runner,
+            run_id=self.paths.run_id, services=self.cfg.names(), total_percent=report.total_percent,
+            total_dir=report.out_dir, usual=pertest_report.usual_run(e2e_dir, self.paths.run_id),
+        )  # fmt: skip
+        pertest_report.publish(out, e2e_dir / "per-test")
+        say(pertest_report.describe(summary))
+        say(f"  reports: {out}/index.html, {e2e_dir / 'per-test'}/summary.json")
+        if summary["errors"]:
+            raise pertest_report.PerTestError(
+                "no per-test coverage for: "
+                + "; ".join(f"{n}: {e}" for n, e in summary["errors"].items())
+                + "\nnext: see the flush error above (the services' logs are in the diagnostics)"
+            )
 
     def _finish(self) -> None:
         failed = bool(self.kind_of_failure)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import Config
+from infra.pertest import PER_TEST_ENV
 from infra.proc import Runner
 from infra.pytest_plugin import SERIAL_ENV
 from infra.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
@@ -30,7 +31,14 @@ class TestOutcome:
 
 
 def pytest_argv(
-    config: Config, *, junit: Path, marker: str, workers: str, reruns: int, extra: Sequence[str]
+    config: Config,
+    *,
+    junit: Path,
+    marker: str,
+    workers: str,
+    reruns: int,
+    extra: Sequence[str],
+    plugins: Sequence[str] = (),
 ) -> list[str]:
     argv = [
         sys.executable,
@@ -41,6 +49,7 @@ def pytest_argv(
         "infra.pytest_results",
         "-p",
         "infra.pytest_plugin",  # the fixtures: the suite needs no conftest (same name as its entry point)
+        *[arg for plugin in plugins for arg in ("-p", plugin)],
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit2",
@@ -59,9 +68,18 @@ def pytest_argv(
 
 
 def run_suite(
-    config: Config, runner: Runner, *, state_file: Path, artifacts: Path, extra: Sequence[str]
+    config: Config,
+    runner: Runner,
+    *,
+    state_file: Path,
+    artifacts: Path,
+    extra: Sequence[str],
+    per_test: Path | None = None,
 ) -> TestOutcome:
-    """Parallel tests, then the serial group in one worker; exit code is the worse."""
+    """Parallel tests, then the serial group in one worker; exit code is the worse.
+
+    per_test: every test's own coverage goes there (infra.pertest); both groups then run serially.
+    """
     results = artifacts / "results.jsonl"
     results.unlink(missing_ok=True)
     # the suite may live in a team's repo: let its pytest import this harness
@@ -74,8 +92,14 @@ def run_suite(
         "PYTHONPATH": pythonpath,
         SERIAL_ENV: serial,
     }
-    user_workers = _has_workers(extra)
+    plugins: tuple[str, ...] = ()
+    if per_test is not None:
+        env[PER_TEST_ENV] = str(per_test)
+        plugins = ("infra.pertest",)
+    user_workers = has_workers(extra)
     parallel_workers = "" if user_workers else config.tests.workers
+    if per_test is not None:
+        parallel_workers = "0"  # flushes around a test see only that test's traffic
     # the parallel run leaves the serial tests out itself and counts them: none, no serial run
     deferred = artifacts / "serial-count"
     deferred.unlink(missing_ok=True)
@@ -98,6 +122,7 @@ def run_suite(
             workers=workers,
             reruns=config.tests.reruns,
             extra=args,
+            plugins=plugins,
         )
         run_env = {**env, **(split if not marker else {})}
         res = runner.run(
@@ -111,7 +136,7 @@ def run_suite(
     return outcome
 
 
-def _has_workers(args: Sequence[str]) -> bool:
+def has_workers(args: Sequence[str]) -> bool:
     return any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
 
 

@@ -117,13 +117,18 @@ def test_build_image_runs_go_build_then_podman_build(
         ),
     ]
     go = runner.calls[1]
-    assert go.cwd == str(SERVICES)
+    if coverage:  # a copy of the module with the coverage flush file added, removed afterwards
+        copy = Path(go.cwd)
+        assert copy.name == "src" and copy.parent.parent == root and not copy.exists()
+    else:
+        assert go.cwd == str(SERVICES)
     assert go.env["CGO_ENABLED"] == "0"
     assert go.env == {"CGO_ENABLED": "0", "GOOS": "linux"}
     assert go.timeout == repo_cfg.timeouts.build
     assert runner.calls[2].env == {"CONTAINERS_CONF": "/x/containers.conf"}
     assert runner.calls[2].timeout == repo_cfg.timeouts.build
     assert not ctx.exists() and not go_out.exists()  # both are temporary
+    assert list(root.iterdir()) == []
 
 
 def test_build_is_skipped_when_the_image_exists(repo_cfg: Config, tmp_path: Path) -> None:

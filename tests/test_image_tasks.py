@@ -98,7 +98,11 @@ def test_build_all_plans_once_and_builds_each_service(repo_cfg: Config, tmp_path
 
     runner.responders.append(gateway_missing)
     plan, outcomes = image_tasks.build_all(
-        repo_cfg, RealGoList(runner), Podman(runner), coverage=False, root=tmp_path  # type: ignore[arg-type]
+        repo_cfg,
+        RealGoList(runner),
+        Podman(runner),
+        coverage=False,
+        root=tmp_path,  # type: ignore[arg-type]
     )
     assert {o.service: o.built for o in outcomes} == {"datastore": False, "gateway": True}
     assert {o.service: o.ref for o in outcomes} == dict(plan.refs)

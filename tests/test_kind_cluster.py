@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from infra import cleanup, config, runlock, waits
+from infra import cleanup, config, gocoverage, image_tasks, manifests, runlock, waits
 from infra.images import ImageRef
 from infra.manifests import Rendered
 from infra.names import new_run_id, resource_name
@@ -353,3 +354,55 @@ def test_diagnostics_are_written_before_the_cluster_goes(cluster: KindPlatform, 
     assert (tmp_path / "events.json").exists() and (tmp_path / "pods.json").exists()
     exported = tmp_path / "kind-logs"
     assert exported.is_dir() and any(exported.rglob("kubelet.log")), os.listdir(tmp_path)
+
+
+def test_coverage_is_flushed_through_the_nodes_containerd(cluster: KindPlatform, tmp_path: Path) -> None:
+    """A -cover datastore on kind: SIGUSR1 through `ctr tasks kill` in its node writes its counters,
+    which a SIGKILL afterwards does not lose; a restart flushes the old pod first."""
+    ctx, spy = cluster.ctx, cluster.ctx.runner
+    cfg = ctx.config
+    plan, _ = image_tasks.build_all(
+        cfg, ctx.runner, ctx.podman, coverage=True, services=["datastore"], root=ctx.paths.root
+    )
+    cluster.load_images([plan.ref("datastore")])
+    gocoverage.prepare_dirs(ctx.paths.covdata, ["datastore"])
+    rendered = manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=True)
+    cluster.deploy("datastore", rendered.by_service["datastore"])
+    cluster.wait_ready("datastore")
+    url = f"http://127.0.0.1:{ctx.host_ports[30081]}"
+    waits.wait_http(url + "/ready", timeout=60)
+    assert requests.get(url + "/api/v1/events", params={"correlation_id": "x"}, timeout=10).status_code == 200
+
+    flushed = cluster.flush_coverage(["datastore"])
+    assert len(flushed["datastore"]) == 1, flushed  # one process, one new counters file
+    pod = cluster.api.pods(cluster.namespace, "app=datastore")[0]
+    node = pod["spec"]["nodeName"]
+    container_id = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    kill = ("podman", "exec", node, "ctr", "--namespace", "k8s.io", "tasks", "kill", "--signal", "SIGUSR1")
+    assert (*kill, container_id) in spy.argvs  # type: ignore[attr-defined]
+
+    cluster.node_exec(
+        node, "ctr", "--namespace", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", container_id
+    )
+    report = gocoverage.build_reports(
+        {"datastore": ctx.paths.covdata / "datastore"},
+        tmp_path / "report",
+        REPO / "services",
+        SubprocessRunner(),
+    )
+    assert report.services["datastore"] > 0
+    funcs = (tmp_path / "report" / "datastore.func.txt").read_text().splitlines()
+    listed = [
+        ln
+        for ln in funcs
+        if ln.split()[:2] == ["example.com/e2e-services/datastore/handlers.go:120:", "listEvents"]
+    ]
+    assert listed and not listed[0].endswith(" 0.0%"), listed
+
+    cluster.wait_ready("datastore")  # kubelet restarted the killed container
+    waits.wait_http(url + "/ready", timeout=60)
+    before = {p.name for p in (ctx.paths.covdata / "datastore").glob("covcounters.*")}
+    cluster.restart("datastore")  # flushes the running pod before replacing it
+    after = {p.name for p in (ctx.paths.covdata / "datastore").glob("covcounters.*")}
+    assert len(after - before) >= 1
+    cluster.stop("datastore")

@@ -690,3 +690,68 @@ def test_a_job_that_never_completes_says_what_it_saw(kit: Callable[..., Kit]) ->
     assert f"waiting for job datastore-migrate in namespace {NAMESPACE} to complete" in msg
     assert "last seen: active 1, succeeded 0, failed 1; last log lines of pod datastore-migrate-x1" in msg
     assert "describe job datastore-migrate" in msg
+
+
+# -- coverage flush ------------------------------------------------------------------------------
+
+
+def _pod(name: str, container_id: str, *, running: bool = True, terminating: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    state = {"running": {"startedAt": "x"}} if running else {"waiting": {"reason": "CrashLoopBackOff"}}
+    return {
+        "metadata": meta,
+        "spec": {
+            "nodeName": f"{CLUSTER}-worker",
+            "containers": [
+                {"name": "datastore", "env": [{"name": "GOCOVERDIR", "value": "/coverdata/datastore"}]},
+                {"name": "sidecar", "env": []},  # writes no coverage: never signalled
+            ],
+        },
+        "status": {
+            "containerStatuses": [
+                {"name": "datastore", "containerID": f"containerd://{container_id}", "state": state},
+                {"name": "sidecar", "containerID": "containerd://" + "f" * 64, "state": state},
+            ]
+        },
+    }
+
+
+def test_flush_signals_each_running_coverage_container_through_its_nodes_containerd(
+    kit: Callable[..., Kit],
+) -> None:
+    k = kit(coverage=True)
+    k.plat.workloads = {"datastore": ["Deployment/datastore"]}
+    covdata = k.ctx.paths.covdata / "datastore"
+    covdata.mkdir(parents=True)
+    k.api.pod_list = [
+        _pod("ds-1", "a" * 64),
+        _pod("ds-old", "b" * 64, terminating=True),  # its exit writes what is left
+        _pod("ds-2", "c" * 64, running=False),
+    ]
+
+    def writes_counters(argv: tuple[str, ...]) -> None:
+        if "tasks" in argv:  # what the Go runtime does on the signal
+            (covdata / f"covcounters.x.1.{argv[-1][:4]}").write_text("c")
+
+    k.runner.responders.insert(0, writes_counters)
+    flushed = k.plat.flush_coverage(["datastore"])
+    kills = [a for a in k.runner.argvs() if "tasks" in a]
+    assert kills == [
+        ("podman", "exec", f"{CLUSTER}-worker", "ctr", "--namespace", "k8s.io", "tasks", "kill", "--signal",
+         "SIGUSR1", "a" * 64)
+    ]  # fmt: skip
+    assert flushed == {"datastore": ["covcounters.x.1.aaaa"]}
+
+
+def test_a_container_id_that_is_not_containerds_is_refused_before_any_command(
+    kit: Callable[..., Kit],
+) -> None:
+    k = kit(coverage=True)
+    k.plat.workloads = {"datastore": ["Deployment/datastore"]}
+    k.api.pod_list = [_pod("ds-1", "a" * 64)]
+    k.api.pod_list[0]["status"]["containerStatuses"][0]["containerID"] = "docker://" + "a" * 64
+    with pytest.raises(PlatformError, match="not a containerd one"):
+        k.plat.flush_coverage(["datastore"])
+    assert not [a for a in k.runner.argvs() if "tasks" in a]

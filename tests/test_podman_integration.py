@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -219,4 +220,127 @@ def test_e2e_coverage_reports_cover_the_gateway_handlers(isolated: Path) -> None
     handler = [ln for ln in func.splitlines() if "gateway/handlers.go" in ln]
     assert handler and any(not ln.rstrip().endswith("0.0%") for ln in handler), handler
     assert "Go coverage (statements):" in text
+    assert leftovers(run_id) == []
+
+
+# -- coverage flushed on a signal (issue 15) --------------------------------------------------
+
+
+def _kept_stack(cfg_file: Path) -> tuple[Run, Any]:
+    run = Run(
+        config.load(cfg_file), Options(config=str(cfg_file), platform="podman", coverage=True, then="keep")
+    )
+    assert run.execute() == 0
+    return run, platform_from_state(state.load(run.paths.state_file))
+
+
+def _remove(run: Run, plat: Any) -> None:
+    plat.teardown()
+    runlock.unmark_kept(run.paths.run_id)
+    assert leftovers(run.paths.run_id) == []
+
+
+def _func_percent(func_txt: Path, suffix: str) -> float:
+    """The percent `go tool cover -func` gives the function whose line ends with suffix (file:line name)."""
+    for line in func_txt.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and f"{parts[0]} {parts[1]}".endswith(suffix):
+            return float(parts[2].rstrip("%"))
+    raise AssertionError(f"no function {suffix!r} in {func_txt}")
+
+
+METRICS_HANDLER = "internal/httpkit/metrics.go:129: ServeHTTP"
+
+
+def test_a_service_sigkilled_after_a_flush_keeps_its_counters(isolated: Path) -> None:
+    run, plat = _kept_stack(isolated)
+    try:
+        gateway = plat.state()["containers"]["gateway"][0]
+        url = plat.ctx.endpoint("gateway")
+        assert requests.get(f"{url}/metrics", timeout=10).status_code == 200
+        flushed = plat.flush_coverage(["gateway"])
+        assert len(flushed["gateway"]) == 1, flushed  # one new counters file from the one process
+        assert podman("kill", "--signal", "KILL", gateway).returncode == 0
+        report = gocoverage.collect_run(plat, SubprocessRunner())  # no "wrote no counters" error
+        assert report.services["gateway"] > 0
+        assert _func_percent(report.out_dir / "gateway.func.txt", METRICS_HANDLER) > 0
+        assert "_e2ehcoverflush" not in (report.out_dir / "coverage.txt").read_text()  # the harness's own
+    finally:
+        _remove(run, plat)
+
+
+def test_a_disruptive_restart_keeps_the_old_processs_counters(isolated: Path, tmp_path: Path) -> None:
+    """The gateway is killed at once on restart (grace 0): only the flush before it keeps its counters."""
+    gateway_yaml = (REPO / "manifests" / "gateway.yaml").read_text()
+    assert "terminationGracePeriodSeconds: 15" in gateway_yaml
+    killed = tmp_path / "gateway-grace0.yaml"
+    killed.write_text(
+        gateway_yaml.replace("terminationGracePeriodSeconds: 15", "terminationGracePeriodSeconds: 0")
+    )
+    text = isolated.read_text().replace(str(REPO / "manifests" / "gateway.yaml"), str(killed))
+    assert str(killed) in text
+    isolated.write_text(text)
+    run, plat = _kept_stack(isolated)
+    try:
+        url = plat.ctx.endpoint("gateway")
+        assert requests.get(f"{url}/metrics", timeout=10).status_code == 200  # the old process only
+        plat.restart("gateway")
+        gateway = plat.state()["containers"]["gateway"][0]
+        running = podman("inspect", "--format", "{{.State.Running}}", gateway).stdout.strip()
+        assert running == "true"  # the new process serves
+        report = gocoverage.collect_run(plat, SubprocessRunner())
+        assert _func_percent(report.out_dir / "gateway.func.txt", METRICS_HANDLER) > 0
+    finally:
+        _remove(run, plat)
+
+
+ONE_ENDPOINT_SUITE = """
+import requests
+from infra import state
+
+
+def endpoints():
+    return state.load().endpoints
+
+
+def test_only_lists_events():
+    r = requests.get(endpoints()["datastore"] + "/api/v1/events", params={"correlation_id": "x"}, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def test_only_reads_gateway_metrics():
+    assert requests.get(endpoints()["gateway"] + "/metrics", timeout=10).status_code == 200
+"""
+
+
+def test_per_test_coverage_of_a_one_endpoint_test_covers_that_handler_only(isolated: Path) -> None:
+    suite = isolated.parent / "suite"
+    suite.mkdir()
+    (suite / "test_one_endpoint.py").write_text(ONE_ENDPOINT_SUITE)
+    text = isolated.read_text().replace(f'path = "{REPO / "e2e"}"', f'path = "{suite}"')
+    isolated.write_text(text)
+    out, run_id = e2e(isolated, "--coverage", "--per-test")
+    assert "Per-test Go coverage (statements):" in out
+    latest = isolated.parent / "coverage" / "e2e" / "per-test"
+    summary = json.loads((latest / "summary.json").read_text())
+    assert summary["run_id"] == run_id and not summary["errors"]
+    ids = {nodeid.rsplit("::", 1)[1]: nodeid for nodeid in summary["tests"]}
+    assert sorted(ids) == ["test_only_lists_events", "test_only_reads_gateway_metrics"], ids
+    lists = summary["tests"][ids["test_only_lists_events"]]["services"]
+    metrics = summary["tests"][ids["test_only_reads_gateway_metrics"]]["services"]
+    assert "datastore/handlers.go:120 listEvents" in lists["datastore"]["functions"]
+    assert "datastore/handlers.go:64 postEvent" not in lists["datastore"]["functions"]
+    assert "datastore/handlers.go:39 ready" not in lists["datastore"]["functions"]
+    assert "gateway/handlers.go:85 ingest" not in lists["gateway"]["functions"]
+    assert "internal/httpkit/metrics.go:129 ServeHTTP" not in lists["gateway"]["functions"]
+    assert "internal/httpkit/metrics.go:129 ServeHTTP" in metrics["gateway"]["functions"]
+    assert "datastore/handlers.go:120 listEvents" not in metrics["datastore"]["functions"]
+    assert summary["functions"]["datastore/handlers.go:120 listEvents"] == [ids["test_only_lists_events"]]
+    assert "gateway/handlers.go:85 ingest" in summary["unreached_functions"]
+    assert summary["redundant_tests"] == []  # each covers something the other does not
+    page = (latest / "index.html").read_text()
+    for data in summary["tests"].values():
+        assert data["html"] in page and (latest / data["html"]).exists()
+    per_run = json.loads((isolated.parent / "coverage" / "e2e" / run_id / "summary.json").read_text())
+    assert per_run["mode"] == "per-test" and per_run["total_percent"] == summary["total_percent"]
     assert leftovers(run_id) == []

@@ -1,0 +1,225 @@
+"""Coverage counters flushed from running services on a signal, with no change to their code.
+
+For -cover builds the harness builds each Go module from a copy of its tree
+(hard links) to which it adds a small package and, in each main package, a
+file that imports it; the sources and the non-coverage images are untouched.
+(`go build -overlay` cannot add a file to a covered package: the cover tool
+reads the package's files from disk, not through the overlay.) On the flush
+signal the package writes the process's counters into GOCOVERDIR
+(runtime/coverage WriteCountersDir) and clears them (ClearCounters, which
+needs -covermode=atomic), so every counters file holds what was counted since
+the previous one and a process's files add up to its whole run. The package
+is instrumented too (-coverpkg matches it): reports leave it out.
+
+The harness sends the signal itself (podman kill; on kind the node's
+containerd) and waits, with a deadline, for one new counters file per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from infra import waits
+from infra.config import Config, ConfigError
+from infra.images import context_files
+
+if TYPE_CHECKING:
+    from infra.platform import Context
+
+OFF = "off"
+OVERLAY_FILE = "e2eh_coverflush.go"
+"""The name the added file takes in each main package (a main with its own file of that name is refused)."""
+PACKAGE_DIR = "_e2ehcoverflush"
+"""The added package, at the module's root ('_': no ./... pattern of the team's own lists it)."""
+_FLUSH_PACKAGE_LINE = re.compile(rf"/{PACKAGE_DIR}(?:/|\s)")
+COUNTERS_GLOB = "covcounters.*"
+
+_SOURCE = """\
+// Added by e2e-harness to -cover builds only, in a copy of the module; not in your sources.
+// On {signal} it writes this process's coverage counters into GOCOVERDIR and clears them.
+
+package e2ehcoverflush
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/coverage"
+	"syscall"
+)
+
+func init() {{
+	dir := os.Getenv("GOCOVERDIR")
+	if dir == "" {{
+		return
+	}}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.{signal})
+	go func() {{
+		for range sigs {{
+			if err := coverage.WriteMetaDir(dir); err != nil {{
+				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
+				continue
+			}}
+			if err := coverage.WriteCountersDir(dir); err != nil {{
+				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
+				continue
+			}}
+			if err := coverage.ClearCounters(); err != nil {{
+				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
+			}}
+		}}
+	}}()
+}}
+"""
+
+
+def go_source(signame: str) -> str:
+    return _SOURCE.format(signal=signame)
+
+
+def enabled(config: Config) -> bool:
+    return config.coverage.flush_signal != OFF
+
+
+def tag_input(config: Config) -> str:
+    """What the coverage image's tag must change with: the signal and the added file."""
+    sig = config.coverage.flush_signal
+    if sig == OFF:
+        return OFF
+    added = go_source(sig) + PACKAGE_DIR + OVERLAY_FILE
+    return f"{sig}:{hashlib.sha256(added.encode()).hexdigest()[:16]}"
+
+
+def flushable(config: Config, service: str) -> bool:
+    """Host-built services get the file; a team's own Containerfile build cannot."""
+    if not enabled(config) or service not in config.names():
+        return False  # objects deployed outside a configured service (e.g. shared) run no flush file
+    return config.service(service).containerfile is None
+
+
+def _link_or_copy(src: str, dst: str) -> object:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
+    return dst
+
+
+def prepare_tree(
+    source: Path, module: str, mains: Sequence[str], signame: str, dest: Path, skip: Sequence[Path] = ()
+) -> Path:
+    """A copy of the module (hard links) with the flush package and one import file per main; its root."""
+    source = source.resolve()
+    skipped = {p.resolve() for p in skip}
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        here = Path(directory)
+        return [n for n in names if n in (".git", "__pycache__") or (here / n).resolve() in skipped]
+
+    root = dest / "src"
+    shutil.copytree(source, root, ignore=ignore, copy_function=_link_or_copy, symlinks=True)
+    package = root / PACKAGE_DIR
+    package.mkdir()
+    (package / "flush.go").write_text(go_source(signame))
+    for main in mains:
+        added = root / main / OVERLAY_FILE
+        added.write_text(f'package main\n\nimport _ "{module}/{PACKAGE_DIR}"\n')
+    return root
+
+
+def report_line_kept(line: str) -> bool:
+    """A line of a text profile or of `covdata percent` that is not about the added package."""
+    return not _FLUSH_PACKAGE_LINE.search(line)
+
+
+def without_flush_package(text: str) -> str:
+    return "".join(ln for ln in text.splitlines(keepends=True) if report_line_kept(ln))
+
+
+def check_mains(config: Config) -> None:
+    """Refuse, before anything starts, a module whose own code already handles the flush signal.
+
+    A reference to syscall.SIG… (or unix.SIG…) anywhere in the module's sources
+    counts: the harness cannot tell which handler would win.
+    """
+    if not enabled(config):
+        return
+    sig = config.coverage.flush_signal
+    pattern = re.compile(rf"\b(?:syscall|unix)\.{sig}\b")
+    problems: list[str] = []
+    for source in sorted(
+        {config.path(s.source).resolve() for s in config.services if flushable(config, s.name)}
+    ):
+        if (source / PACKAGE_DIR).exists():
+            problems.append(f"{source / PACKAGE_DIR}: the harness adds a package of that name")
+        for path in context_files(source):
+            if path.suffix != ".go" or path.name.endswith("_test.go") or "testdata" in path.parts:
+                continue
+            if path.name == OVERLAY_FILE:
+                problems.append(f"{path}: a file named {OVERLAY_FILE} (the harness adds its own)")
+                continue
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if pattern.search(line):
+                    problems.append(f"{path}:{number}: {line.strip()}")
+    if problems:
+        raise ConfigError(
+            f"coverage.flush_signal = {sig!r} in {config.source_file}, but the services' code already "
+            f"uses that signal:\n  " + "\n  ".join(problems) + "\nnext: choose another signal "
+            '(`[coverage] flush_signal = "SIGUSR2"`) or turn flushing off (`flush_signal = "off"`: '
+            "counters then come only from a graceful stop)"
+        )
+
+
+def counter_files(directory: Path) -> set[str]:
+    return {p.name for p in directory.glob(COUNTERS_GLOB)} if directory.is_dir() else set()
+
+
+Signaller = Callable[[str, str], list[str]]
+"""(service, signal name) -> the processes (containers) signalled, only those running."""
+
+
+def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, list[str]]:
+    """Signal every running process of the services; wait until each wrote a new counters file.
+
+    Returns service -> the new counters files. A service with no running
+    process is skipped (nothing to flush); one built from its own
+    Containerfile has no flush file and is skipped too.
+    """
+    cfg = ctx.config
+    if not ctx.coverage or not enabled(cfg):
+        return {}
+    sig = cfg.coverage.flush_signal
+    names = [s for s in services if s in cfg.names() and flushable(cfg, s)]
+    dirs = {s: ctx.paths.covdata / s for s in names}
+    before = {s: counter_files(d) for s, d in dirs.items()}
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:  # one podman/ctr call each
+        signalled = dict(zip(names, pool.map(lambda s: send(s, sig), names), strict=True))
+    wanted = {s: len(p) for s, p in signalled.items() if p}
+
+    def new(service: str) -> set[str]:
+        return counter_files(dirs[service]) - before[service]
+
+    def probe() -> waits.Observation[None]:
+        short = {s: f"{len(new(s))} of {n}" for s, n in wanted.items() if len(new(s)) < n}
+        return waits.Observation(not short, f"new counters files: {short}")
+
+    if wanted:
+        who = "; ".join(f"{s} ({', '.join(signalled[s])})" for s in wanted)
+        waits.poll(
+            f"{sig} to make {who} write new coverage counters files under {ctx.paths.covdata}",
+            probe,
+            timeout=cfg.coverage.flush_timeout,
+            interval=0.05,
+            hint="check that the images were built by this harness with coverage (the flush file is "
+            "added at build time), that the process is the container's entrypoint, and its logs for "
+            "'e2e-harness coverage flush'",
+        )
+    return {s: sorted(new(s)) for s in wanted}
