@@ -185,6 +185,7 @@ def compile_batch(
                     batch.source, module_path(batch.source), group_mains,
                     config.coverage.flush_signal, extra, skip=output_dirs(config.root),
                 )  # fmt: skip
+                coverflush.mirror_workspace(batch.source, cwd, runner=runner, timeout=config.timeouts.build)
             runner.run(
                 go_build_argv(group_mains, target, coverage=plan.coverage),
                 timeout=config.timeouts.build,

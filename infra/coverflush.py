@@ -18,6 +18,7 @@ containerd) and waits, with a deadline, for one new counters file per process.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 from infra import waits
 from infra.config import Config, ConfigError
 from infra.images import context_files
+from infra.proc import Runner
 
 if TYPE_CHECKING:
     from infra.platform import Context
@@ -133,6 +135,36 @@ def prepare_tree(
         added = root / main / OVERLAY_FILE
         added.write_text(f'package main\n\nimport _ "{module}/{PACKAGE_DIR}"\n')
     return root
+
+
+def mirror_workspace(source: Path, copy: Path, *, runner: Runner, timeout: float) -> None:
+    """The module's go.work, if it is in one, for its copy: the copy in place of the module.
+
+    The copy lies inside the repository, where go would find the repo's go.work,
+    which does not list it; modules of the workspace still resolve each other.
+    """
+    gowork = runner.run(["go", "env", "GOWORK"], cwd=source, timeout=timeout).stdout.strip()
+    if not gowork or gowork == "off":
+        return
+    work = json.loads(runner.run(["go", "work", "edit", "-json", gowork], cwd=source, timeout=timeout).stdout)
+    base = Path(gowork).parent
+
+    def local(path: str) -> str:
+        return str((base / path).resolve()) if path.startswith(".") or path.startswith("/") else path
+
+    uses = [copy if Path(local(u["DiskPath"])) == source.resolve() else Path(local(u["DiskPath"]))
+            for u in work.get("Use") or []]  # fmt: skip
+    lines = [f"go {work['Go']}"] if work.get("Go") else []
+    lines += [f"toolchain {work['Toolchain']}"] if work.get("Toolchain") else []
+    lines += ["use (", *(f"\t{u}" for u in [*uses, *([] if copy in uses else [copy])]), ")"]
+    for rep in work.get("Replace") or []:
+        old, new = rep["Old"], rep["New"]
+        left = " ".join(filter(None, (old["Path"], old.get("Version"))))
+        right = " ".join(filter(None, (local(new["Path"]), new.get("Version"))))
+        lines.append(f"replace {left} => {right}")
+    (copy / "go.work").write_text("\n".join(lines) + "\n")
+    if (base / "go.work.sum").is_file():
+        shutil.copy2(base / "go.work.sum", copy / "go.work.sum")
 
 
 def report_line_kept(line: str) -> bool:
