@@ -14,7 +14,8 @@ import pytest
 
 from infra import build, coverflush, pertest_report
 from infra.config import Config, ConfigError
-from infra.images import tree_digest
+from infra.images import context_files, files_digest
+from infra.proc import SubprocessRunner
 from infra.run import Options, check_per_test
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +50,9 @@ def test_a_main_that_handles_the_signal_is_refused_naming_the_line_and_the_way_o
 
 def test_the_coverage_tag_changes_with_the_flush_signal(make_cfg: Callable[..., Config]) -> None:
     tags = {
-        sig: build.plan_images(make_cfg(coverage={"flush_signal": sig}), coverage=cov, toolchain="go1")
+        sig: build.plan_images(
+            make_cfg(coverage={"flush_signal": sig}), coverage=cov, toolchain="go1", runner=SubprocessRunner()
+        )
         .ref("gateway")
         .tag
         for sig in ("SIGUSR1", "SIGUSR2", "off")
@@ -57,7 +60,12 @@ def test_the_coverage_tag_changes_with_the_flush_signal(make_cfg: Callable[..., 
     }
     assert len(set(tags.values())) == 3
     plain = {
-        build.plan_images(make_cfg(coverage={"flush_signal": sig}), coverage=False, toolchain="go1")
+        build.plan_images(
+            make_cfg(coverage={"flush_signal": sig}),
+            coverage=False,
+            toolchain="go1",
+            runner=SubprocessRunner(),
+        )
         .ref("gateway")
         .tag
         for sig in ("SIGUSR1", "off")
@@ -72,11 +80,11 @@ def test_an_unknown_signal_is_refused_by_the_config(make_cfg: Callable[..., Conf
 
 def test_the_build_copy_adds_the_flush_package_and_leaves_the_sources_alone(tmp_path: Path) -> None:
     source = REPO / "services"
-    before = tree_digest(source)
+    before = files_digest(source, context_files(source))
     root = coverflush.prepare_tree(
         source, "example.com/e2e-services", ["./gateway", "./datastore"], "SIGUSR2", tmp_path
     )
-    assert tree_digest(source) == before
+    assert files_digest(source, context_files(source)) == before
     assert not (source / "gateway" / coverflush.OVERLAY_FILE).exists()
     added = (root / "gateway" / coverflush.OVERLAY_FILE).read_text()
     assert 'import _ "example.com/e2e-services/_e2ehcoverflush"' in added
