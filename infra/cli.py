@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra import config as config_mod
-from infra import gotool
+from infra.builds import gotool
 from infra.config import Config, ConfigError
 from infra.console import say
 from infra.names import InvalidName
@@ -24,21 +24,21 @@ NODE_IMAGE_GO = gotool.Requirement("1.26", "Kubernetes v1.37 (infra/nodeimage/re
 
 
 def _tools(ns: argparse.Namespace) -> tuple[Config, SubprocessRunner, Podman]:
-    from infra.stack import make_podman
+    from infra.platforms.stack import make_podman
 
     cfg, runner = config_mod.load(ns.config), SubprocessRunner()
     return cfg, runner, make_podman(cfg, runner, cfg.root)
 
 
 def _go(cfg: Config, minimum: gotool.Requirement | None = None) -> gotool.GoChoice:
-    """Resolve and activate the Go this command runs (infra.gotool); said on stderr."""
+    """Resolve and activate the Go this command runs (infra.builds.gotool); said on stderr."""
     choice = gotool.ensure(gotool.config_go_mods(cfg), minimum=minimum)
     logging.getLogger("infra.gotool").info("go: %s", choice.line())
     return choice
 
 
 def cmd_e2e(ns: argparse.Namespace) -> int:
-    from infra.run import Options, e2e
+    from infra.run.run import Options, e2e
 
     return e2e(
         Options(
@@ -58,8 +58,9 @@ def cmd_e2e(ns: argparse.Namespace) -> int:
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
-    from infra import runlock, state
-    from infra.stack import platform_from_state
+    from infra import state
+    from infra.cleanup import runlock
+    from infra.platforms.stack import platform_from_state
 
     root = config_mod.load(ns.config).root
     st = state.load(RunPaths(root, ns.run_id).state_file if ns.run_id else None, root=root)
@@ -71,7 +72,8 @@ def cmd_down(ns: argparse.Namespace) -> int:
 
 
 def cmd_images(ns: argparse.Namespace) -> int:
-    from infra import coverflush, image_tasks
+    from infra.builds import image_tasks
+    from infra.gocover import coverflush
 
     cfg, runner, podman = _tools(ns)
     _go(cfg)
@@ -88,7 +90,7 @@ def cmd_images(ns: argparse.Namespace) -> int:
 
 
 def cmd_load_image(ns: argparse.Namespace) -> int:
-    from infra import image_tasks
+    from infra.builds import image_tasks
 
     cfg, runner, podman = _tools(ns)
     archive = Path(ns.archive) if ns.archive else images_archive(cfg.root)
@@ -97,7 +99,7 @@ def cmd_load_image(ns: argparse.Namespace) -> int:
 
 
 def cmd_coverage_report(ns: argparse.Namespace) -> int:
-    from infra import gocoverage
+    from infra.gocover import gocoverage
 
     cfg = config_mod.load(ns.config)
     _go(cfg)
@@ -109,8 +111,8 @@ def cmd_coverage_report(ns: argparse.Namespace) -> int:
 
 
 def cmd_doctor(ns: argparse.Namespace) -> int:
-    from infra import doctor
-    from infra.platform import choose
+    from infra.platforms.platform import choose
+    from infra.run import doctor
 
     cfg, runner, podman = _tools(ns)
     platform = choose(ns.platform, cfg, podman)
@@ -123,7 +125,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 
 def cmd_cleanup(ns: argparse.Namespace) -> int:
     """clean-stale-clusters alone, or (cleanup) also everything else runs left on podman."""
-    from infra import cleanup
+    from infra.cleanup import cleanup
 
     cfg, runner, podman = _tools(ns)
     report = cleanup.clean_stale_clusters(
@@ -144,7 +146,7 @@ def cmd_cleanup(ns: argparse.Namespace) -> int:
 
 def cmd_node_image(ns: argparse.Namespace) -> int:
     from infra.nodeimage import cache
-    from infra.run import EXIT_INTERRUPTED, Interrupted, interruptible
+    from infra.run.run import EXIT_INTERRUPTED, Interrupted, interruptible
 
     cfg, runner, podman = _tools(ns)
     _go(cfg, NODE_IMAGE_GO)
@@ -163,7 +165,7 @@ def cmd_node_image(ns: argparse.Namespace) -> int:
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from infra import bench
+    from infra.run import bench
 
     cfg = config_mod.load(ns.config)
     _go(cfg)
@@ -187,7 +189,7 @@ def cmd_go(ns: argparse.Namespace) -> int:
 
 def cmd_init(ns: argparse.Namespace) -> int:
     """Write e2e.toml, a smoke test and the base kind config for the Go repo in DIR (never overwriting)."""
-    from infra import scaffold
+    from infra.run import scaffold
 
     written = scaffold.init(Path(ns.directory), SubprocessRunner())
     for item in written:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from infra import config as config_mod
-from infra import gotool
+from infra.builds import gotool
 from infra.config import Config
 from infra.proc import RecordingRunner, Result, SubprocessRunner
 
@@ -23,7 +23,7 @@ RUN_ID = "20260101-000000-abcd"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The Go the harness would run (infra/gotool.py), first on PATH for the tests that run go."""
+    """The Go the harness would run (infra/builds/gotool.py), first on PATH for the tests that run go."""
     with contextlib.suppress(gotool.GoNotFound):
         gotool.ensure([REPO / "services" / "go.mod"])
 

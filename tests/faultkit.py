@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from infra import runlock
+from infra.cleanup import runlock
 from infra.names import KIND_CLUSTER_LABEL, PREFIX, RUN_LABEL
 from infra.podman_cli import podman_env
 

@@ -1,4 +1,4 @@
-"""infra.build: exact argv of go build, podman build and podman save."""
+"""infra.builds.build: exact argv of go build, podman build and podman save."""
 
 from __future__ import annotations
 
@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from infra import build
-from infra.build import BuildOutcome, ImagePlan, build_services, go_build_argv, plan_images, save_images
+from infra.builds import build
+from infra.builds.build import (
+    BuildOutcome,
+    ImagePlan,
+    build_services,
+    go_build_argv,
+    plan_images,
+    save_images,
+)
 from infra.config import Config
 from infra.config import parse as parse_config
 from infra.images import ImageRef, content_tag

@@ -1,4 +1,4 @@
-"""infra.coverflush and the per-test report's parsing: what needs no running service.
+"""infra.gocover.coverflush and the per-test report's parsing: what needs no running service.
 
 The flush itself runs for real in test_podman_integration.py and test_kind_cluster.py.
 """
@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from infra import build, coverflush, pertest_report
+from infra.builds import build
 from infra.config import Config, ConfigError
+from infra.gocover import coverflush, pertest_report
 from infra.images import context_files, files_digest
 from infra.proc import SubprocessRunner
-from infra.run import Options, check_per_test
+from infra.run.run import Options, check_per_test
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from infra.proc import RecordingRunner
 
 
 def test_the_container_probe_is_cached_by_podman_version_and_containers_conf(tmp_path: Path) -> None:
-    from infra import doctor
+    from infra.run import doctor
 
     conf = tmp_path / "containers.conf"
     conf.write_text('[engine]\nruntime = "runc"\n')

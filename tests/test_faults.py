@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from infra import runlock
+from infra.cleanup import runlock
 from tests.faultkit import (
     REPO,
     Outcome,

@@ -1,4 +1,4 @@
-"""infra.gocoverage: the parts that need no Go run (those run for real in test_podman_integration)."""
+"""infra.gocover.gocoverage: the parts that need no Go run (those run for real in test_podman_integration)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import gocoverage
+from infra.gocover import gocoverage
 
 
 def test_prepare_dirs_makes_a_writable_dir_per_service(tmp_path: Path) -> None:

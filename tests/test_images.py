@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import gosources
-from infra.build import GO_ENV
+from infra.builds import gosources
+from infra.builds.build import GO_ENV
 from infra.images import ImageRef, content_tag, context_files, files_digest, qualify, same_image_id
 from infra.names import InvalidName
 from infra.proc import CommandError, SubprocessRunner

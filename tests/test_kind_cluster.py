@@ -23,14 +23,18 @@ from typing import Any
 import pytest
 import requests
 
-from infra import cleanup, config, gocoverage, image_tasks, manifests, runlock, waits
+from infra import config, waits
+from infra.builds import image_tasks
+from infra.cleanup import cleanup, runlock
+from infra.gocover import gocoverage
 from infra.images import ImageRef
-from infra.manifests import Rendered
 from infra.names import new_run_id, resource_name
 from infra.nodeimage import select
 from infra.paths import RunPaths
-from infra.platform import Context, ImageMissing
-from infra.platform_kind import KindPlatform
+from infra.platforms import manifests
+from infra.platforms.manifests import Rendered
+from infra.platforms.platform import Context, ImageMissing
+from infra.platforms.platform_kind import KindPlatform
 from infra.podman_cli import Podman, podman_env
 from infra.proc import Result, SubprocessRunner
 

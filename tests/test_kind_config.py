@@ -1,4 +1,4 @@
-"""infra.kind_config: the run's kind cluster config and early validation."""
+"""infra.platforms.kind_config: the run's kind cluster config and early validation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.kind_config import API_VERSION, KindConfigError, dump, load_base, render, validate
+from infra.platforms.kind_config import API_VERSION, KindConfigError, dump, load_base, render, validate
 
 REPO = Path(__file__).resolve().parents[1]
 

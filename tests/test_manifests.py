@@ -1,4 +1,4 @@
-"""infra.manifests: refs substituted by repository (localhost/ kept), coverage added."""
+"""infra.platforms.manifests: refs substituted by repository (localhost/ kept), coverage added."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import manifests
-from infra.build import ImagePlan
+from infra.builds.build import ImagePlan
 from infra.config import Config
 from infra.config import parse as parse_config
 from infra.images import ImageRef
-from infra.manifests import COVERAGE_VOLUME, ManifestError, load_docs, render
+from infra.platforms import manifests
+from infra.platforms.manifests import COVERAGE_VOLUME, ManifestError, load_docs, render
 
 DS = ImageRef("localhost/e2e-harness/datastore", "cov-1111111111111111")
 GW = ImageRef("localhost/e2e-harness/gateway", "cov-2222222222222222")

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import hostfixes, kind_config
 from infra.nodeimage import builder, cache, oci, recipe, select
 from infra.nodeimage import versions as v
+from infra.platforms import hostfixes, kind_config
 from infra.podman_cli import Podman
 from infra.proc import CommandError, RecordingRunner, Result
 
@@ -349,7 +349,7 @@ def test_a_failed_step_names_its_log(cache_home: Path) -> None:
 
 
 def test_the_choice_says_where_the_platform_came_from(make_cfg: Any, cache_home: Path) -> None:
-    from infra.platform import choose
+    from infra.platforms.platform import choose
 
     cfg = make_cfg(platform={"default": "podman"})
     _, podman = _podman(exists=True)
@@ -360,7 +360,7 @@ def test_the_choice_says_where_the_platform_came_from(make_cfg: Any, cache_home:
 def test_auto_falls_back_to_podman_naming_the_node_image_command(
     make_cfg: Any, cache_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from infra import platform
+    from infra.platforms import platform
 
     monkeypatch.setattr(platform.shutil, "which", lambda name: f"/usr/bin/{name}")
     cfg = make_cfg(platform={"default": "auto"})

@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from infra import runlock, waits
+from infra import waits
+from infra.cleanup import runlock
 from tests.faultkit import REPO, RootFactory, harness_env, run_id_in
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]

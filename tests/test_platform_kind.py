@@ -1,4 +1,4 @@
-"""infra.platform_kind through a RecordingRunner and a fake KubeApi (no cluster)."""
+"""infra.platforms.platform_kind through a RecordingRunner and a fake KubeApi (no cluster)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,18 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import cleanup, hostfixes, runlock, waits
-from infra.build import ImagePlan
+from infra import waits
+from infra.builds.build import ImagePlan
+from infra.cleanup import cleanup, runlock
 from infra.config import Config
 from infra.images import ImageRef
-from infra.manifests import Rendered, load_docs, render
 from infra.names import LABEL, RUN_LABEL
 from infra.nodeimage import select
 from infra.paths import RunPaths
-from infra.platform import Context, ImageMissing, PlatformError
-from infra.platform_kind import KindPlatform
+from infra.platforms import hostfixes
+from infra.platforms.manifests import Rendered, load_docs, render
+from infra.platforms.platform import Context, ImageMissing, PlatformError
+from infra.platforms.platform_kind import KindPlatform
 from infra.podman_cli import Podman
 from infra.proc import RecordingRunner, Result
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from infra import podman_fields as pf
 from infra.config import Config
-from infra.manifests import load_docs
+from infra.platforms import podman_fields as pf
+from infra.platforms.manifests import load_docs
 
 
 def _keys(model: Any) -> set[str]:

@@ -14,12 +14,16 @@ from typing import Any
 import pytest
 import requests
 
-from infra import build, config, gocoverage, image_tasks, manifests, runlock, state
+from infra import config, state
+from infra.builds import build, image_tasks
+from infra.cleanup import runlock
+from infra.gocover import gocoverage
 from infra.images import ImageRef
+from infra.platforms import manifests
+from infra.platforms.stack import platform_from_state
 from infra.podman_cli import podman_env
 from infra.proc import SubprocessRunner
-from infra.run import Options, Run
-from infra.stack import platform_from_state
+from infra.run.run import Options, Run
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""infra.ports: nodePort -> 127.0.0.1 port, fixed or free."""
+"""infra.platforms.ports: nodePort -> 127.0.0.1 port, fixed or free."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from infra import doctor, ports
 from infra.config import Config, parse
+from infra.platforms import ports
 from infra.podman_cli import Podman
 from infra.proc import RecordingRunner
+from infra.run import doctor
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`inv init DIR` (infra/scaffold.py) on the example services and on a generated multi-service repo.
+"""`inv init DIR` (infra/run/scaffold.py) on the example services and on a generated multi-service repo.
 
 Real `go list` with the Go the harness resolves; the generated smoke test runs for real
 on podman in tests/test_user_suite.py.
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from infra import config as config_mod
-from infra import gotool, scaffold
+from infra.builds import gotool
 from infra.proc import SubprocessRunner
+from infra.run import scaffold
 from tests.gorepo import make_repo
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""infra.stack: the tag is computed once per run and carried unchanged to every step."""
+"""infra.platforms.stack: the tag is computed once per run and carried unchanged to every step."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from typing import Any
 
 import pytest
 
-from infra import build, images, manifests, waits
+from infra import images, waits
+from infra.builds import build
 from infra.config import Config
 from infra.images import ImageRef
-from infra.manifests import Rendered
 from infra.paths import RunPaths
 from infra.phases import PhaseFailed, Timeline, Timing
-from infra.platform import Context
+from infra.platforms import manifests
+from infra.platforms.manifests import Rendered
+from infra.platforms.platform import Context
+from infra.platforms.stack import Stack, bring_up, setup_phases
 from infra.podman_cli import Podman
 from infra.proc import RecordingRunner, Result, SubprocessRunner
-from infra.stack import Stack, bring_up, setup_phases
 from tests.conftest import RealGoList, go_build_writes_binaries
 
 RUN_ID = "20260101-000000-abcd"
@@ -206,8 +208,8 @@ def test_run_main_computes_the_tag_once_per_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The real run entry point: plan -> render -> bring_up -> state, with fakes at the edges."""
-    from infra import run as run_mod
     from infra import state
+    from infra.run import run as run_mod
 
     platforms: list[FakePlatform] = []
 
@@ -308,7 +310,7 @@ def test_coverage_with_a_reused_kind_cluster_is_refused(
     repo_cfg: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A reused cluster's /coverdata mount belongs to another run: say so, touch nothing."""
-    from infra import run as run_mod
+    from infra.run import run as run_mod
 
     opts = run_mod.Options(platform="kind", reuse="team-x", coverage=True, root=tmp_path)
     run = run_mod.Run(repo_cfg, opts)

@@ -185,7 +185,7 @@ def test_clean_stale_clusters_rejects_a_bad_age(roots: RootFactory) -> None:
 
 def test_volumes_of_nodes_that_are_gone_are_removed_and_others_left(tmp_path: Path) -> None:
     """kind's podman provider labels each node's /var volume `<node>=true`; a failed create leaves them."""
-    from infra import cleanup
+    from infra.cleanup import cleanup
     from infra.podman_cli import Podman
     from infra.proc import RecordingRunner
 

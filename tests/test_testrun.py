@@ -1,4 +1,4 @@
-"""infra.testrun: pytest argv, flaky/failed classification, junit merging."""
+"""infra.run.testrun: pytest argv, flaky/failed classification, junit merging."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from infra import testrun
 from infra.config import Config
 from infra.proc import RecordingRunner
-from infra.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
+from infra.pytest_plugin.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
+from infra.run import testrun
+from infra.run.testrun import classify, merge_junit, pytest_argv, run_suite
 from infra.state import STATE_ENV
-from infra.testrun import classify, merge_junit, pytest_argv, run_suite
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def test_pytest_argv(repo_cfg: Config, tmp_path: Path) -> None:
         "pytest",
         str(REPO / "e2e"),
         "-p",
-        "infra.pytest_results",
+        "infra.pytest_plugin.pytest_results",
         "-p",
         "infra.pytest_plugin",
         f"--junitxml={junit}",
@@ -193,7 +193,7 @@ def test_run_suite_exit_code_is_the_worse_ignoring_no_tests(repo_cfg: Config, tm
             "pytest",
             str(REPO / "e2e"),
             "-p",
-            "infra.pytest_results",
+            "infra.pytest_plugin.pytest_results",
             "-p",
             "infra.pytest_plugin",
             "-m",
@@ -256,7 +256,7 @@ def test_the_plugin_defers_the_serial_tests_that_survive_k(tmp_path: Path) -> No
     env = {**os.environ, DEFER_ENV: "disruptive", DEFERRED_ENV: str(count), "PYTHONPATH": str(REPO)}
 
     def pytest_run(*args: str) -> str:
-        plugins = ["-p", "infra.pytest_results", "-p", "no:cacheprovider"]
+        plugins = ["-p", "infra.pytest_plugin.pytest_results", "-p", "no:cacheprovider"]
         argv = [sys.executable, "-m", "pytest", str(suite), *plugins, "-q", *args]
         return subprocess.run(argv, env=env, capture_output=True, text=True, check=False).stdout
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from infra.build import ImagePlan
+from infra.builds.build import ImagePlan
 from infra.config import Config
 from infra.images import ImageRef, qualify
 from infra.names import InvalidName

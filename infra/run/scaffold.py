@@ -22,14 +22,14 @@ from typing import Any
 
 import yaml
 
-from infra import gotool
+from infra.builds import gotool
 from infra.images import ImageRef
 from infra.proc import Runner
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 SKIP_DIRS = {".git", ".e2e", ".nox", ".venv", "vendor", "node_modules", "testdata", "artifacts", "coverage"}
 BUILD_FILES = ("Containerfile", "Dockerfile")
-HARNESS_KIND_CONFIG = Path(__file__).resolve().parents[1] / "kind" / "cluster.yaml"
+HARNESS_KIND_CONFIG = Path(__file__).resolve().parents[2] / "kind" / "cluster.yaml"
 GO_LIST_TIMEOUT = 300.0
 Doc = dict[str, Any]
 

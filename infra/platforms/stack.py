@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import build, third_party
 from infra import config as config_mod
-from infra.build import ImagePlan
+from infra.builds import build, third_party
+from infra.builds.build import ImagePlan
 from infra.config import Config
 from infra.console import say
-from infra.manifests import Rendered
 from infra.paths import RunPaths, build_dir, state_dir
 from infra.phases import Phase, Reporter, Timeline, run_phases
-from infra.platform import Context, Platform
+from infra.platforms.manifests import Rendered
+from infra.platforms.platform import Context, Platform
 from infra.podman_cli import Podman, podman_env
 from infra.proc import Runner, SubprocessRunner
 from infra.state import RunState
@@ -32,10 +32,10 @@ def make_podman(config: Config, runner: Runner, root: Path) -> Podman:
 def platform_class(name: str) -> Any:
     """Imported on demand: the podman path never loads the kubernetes client."""
     if name == "podman":
-        from infra.platform_podman import PodmanPlatform
+        from infra.platforms.platform_podman import PodmanPlatform
 
         return PodmanPlatform
-    from infra.platform_kind import KindPlatform
+    from infra.platforms.platform_kind import KindPlatform
 
     return KindPlatform
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import Config
-from infra.pertest import PER_TEST_ENV
+from infra.gocover.pertest import PER_TEST_ENV
 from infra.proc import Runner
 from infra.pytest_plugin import SERIAL_ENV
-from infra.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
+from infra.pytest_plugin.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
 from infra.state import STATE_ENV
 
 NO_TESTS = 5  # pytest's "no tests collected"
@@ -46,7 +46,7 @@ def pytest_argv(
         "pytest",
         str(config.path(config.tests.path)),
         "-p",
-        "infra.pytest_results",
+        "infra.pytest_plugin.pytest_results",
         "-p",
         "infra.pytest_plugin",  # the fixtures: the suite needs no conftest (same name as its entry point)
         *[arg for plugin in plugins for arg in ("-p", plugin)],
@@ -78,12 +78,12 @@ def run_suite(
 ) -> TestOutcome:
     """Parallel tests, then the serial group in one worker; exit code is the worse.
 
-    per_test: every test's own coverage goes there (infra.pertest); both groups then run serially.
+    per_test: every test's own coverage goes there (infra.gocover.pertest); both groups then run serially.
     """
     results = artifacts / "results.jsonl"
     results.unlink(missing_ok=True)
     # the suite may live in a team's repo: let its pytest import this harness
-    harness_root = str(Path(__file__).resolve().parents[1])
+    harness_root = str(Path(__file__).resolve().parents[2])
     pythonpath = os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH", "")) if p)
     serial = config.tests.serial_marker
     env = {
@@ -95,7 +95,7 @@ def run_suite(
     plugins: tuple[str, ...] = ()
     if per_test is not None:
         env[PER_TEST_ENV] = str(per_test)
-        plugins = ("infra.pertest",)
+        plugins = ("infra.gocover.pertest",)
     user_workers = has_workers(extra)
     parallel_workers = "" if user_workers else config.tests.workers
     if per_test is not None:

@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import coverflush, gosources
+from infra.builds import gosources
 from infra.config import Config
+from infra.gocover import coverflush
 from infra.images import ImageRef, content_tag, context_files, files_digest, qualify
 from infra.names import COVERAGE_LABEL, SERVICE_LABEL
 from infra.paths import output_dirs

@@ -19,16 +19,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infra import coverflush, hostfixes, kind_config, runlock, waits
-from infra.build import save_images
+from infra import waits
+from infra.builds.build import save_images
+from infra.cleanup import runlock
 from infra.console import say
+from infra.gocover import coverflush
 from infra.images import ImageRef, same_image_id
 from infra.kind_cli import load_archive_args, run_kind
-from infra.kube import KubeApi, RealKubeApi
-from infra.manifests import JOB_KINDS, WORKLOAD_KINDS, Doc, Rendered
 from infra.names import LABEL, RUN_LABEL, check_dns_label, resource_name
 from infra.paths import make_open_dir, scratch_dir
-from infra.platform import Context, ImageMissing, PlatformError
+from infra.platforms import hostfixes, kind_config
+from infra.platforms.kube import KubeApi, RealKubeApi
+from infra.platforms.manifests import JOB_KINDS, WORKLOAD_KINDS, Doc, Rendered
+from infra.platforms.platform import Context, ImageMissing, PlatformError
 from infra.proc import CommandError, tail
 
 log = logging.getLogger("infra.kind")
@@ -180,7 +183,7 @@ class KindPlatform:
 
     def _remove_dead_runs_clusters(self) -> None:
         """Clusters of the harness's own interrupted runs (no live lock, not kept); never anyone else's."""
-        from infra import cleanup
+        from infra.cleanup import cleanup
 
         report = cleanup.clean_stale_clusters(
             self.ctx.runner, self.ctx.podman, older_than=0, dry_run=False, all_=False,
@@ -428,7 +431,7 @@ class KindPlatform:
         if self.ctx.reuse:
             self.api.delete_namespace(self.namespace)
             return
-        from infra.cleanup import remove_node_volumes
+        from infra.cleanup.cleanup import remove_node_volumes
 
         self.kind(
             "delete", "cluster", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig),

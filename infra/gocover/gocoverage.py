@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import coverflush
-from infra.build import COVER_FLAGS
+from infra.builds.build import COVER_FLAGS
 from infra.console import say
+from infra.gocover import coverflush
 from infra.paths import make_open_dir
-from infra.platform import Platform
+from infra.platforms.platform import Platform
 from infra.proc import Runner
 
 log = logging.getLogger("infra.gocoverage")

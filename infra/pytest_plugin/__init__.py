@@ -17,6 +17,11 @@ Fixtures (all read the run-state file: $E2E_STATE_FILE, else the newest
 
 Marker: the config's `tests.serial_marker` (default `disruptive`): such tests run
 after the rest, in one worker.
+
+This package holds the plugins the harness loads into the suite it runs: this
+module (the fixtures, kept at its public name `infra.pytest_plugin`) and
+pytest_results (every test's outcomes as JSON lines). May import: the core
+(infra/*.py) and infra.platforms.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from infra import state as run_state
 from infra.paths import latest_state_pointer
 
 if TYPE_CHECKING:  # kept light: pytest loads this plugin into every suite of the venv
-    from infra.platform import Platform
+    from infra.platforms.platform import Platform
 
 SERIAL_ENV = "E2E_SERIAL_MARKER"
 DEFAULT_SERIAL_MARKER = "disruptive"
@@ -158,7 +163,7 @@ def http() -> Iterator[Http]:
 
 @pytest.fixture(scope="session")
 def platform(e2e_state: run_state.RunState) -> Services:
-    from infra.stack import platform_from_state  # the kubernetes client only when a test asks
+    from infra.platforms.stack import platform_from_state  # the kubernetes client only when a test asks
 
     return Services(platform_from_state(e2e_state))
 

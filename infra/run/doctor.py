@@ -15,10 +15,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import gotool, hostfixes, ports
+from infra.builds import gotool
 from infra.config import Config
 from infra.names import RUN_LABEL
 from infra.nodeimage import versions
+from infra.platforms import hostfixes, ports
 from infra.podman_cli import Podman, needs_containers_conf
 from infra.proc import CommandError, Runner
 
@@ -66,7 +67,7 @@ def check_tool(
 
 
 def check_go(config: Config, runner: Runner) -> Check:
-    """Which Go the harness uses and why (infra.gotool); activated for the checks after it."""
+    """Which Go the harness uses and why (infra.builds.gotool); activated for the checks after it."""
     try:
         choice = gotool.ensure(gotool.config_go_mods(config), runner)
     except gotool.GoNotFound as err:

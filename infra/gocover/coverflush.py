@@ -33,7 +33,7 @@ from infra.images import context_files
 from infra.proc import Runner
 
 if TYPE_CHECKING:
-    from infra.platform import Context
+    from infra.platforms.platform import Context
 
 OFF = "off"
 OVERLAY_FILE = "e2eh_coverflush.go"

@@ -1,6 +1,6 @@
 """pytest plugin: records every test's outcomes (reruns included) as JSON lines.
 
-Loaded by the harness with `-p infra.pytest_results`; with xdist the
+Loaded by the harness with `-p infra.pytest_plugin.pytest_results`; with xdist the
 controller sees every worker's reports, so one file holds the whole run.
 """
 

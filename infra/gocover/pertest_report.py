@@ -1,4 +1,4 @@
-"""`--per-test` reports: which E2E test covered what, from the counters infra.pertest set apart.
+"""`--per-test` reports: which E2E test covered what, from the counters infra.gocover.pertest set apart.
 
 coverage/e2e/<run>/per-test/ (and coverage/e2e/per-test/, the newest):
 summary.json (tests -> per service percent and covered functions; functions
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import coverflush
-from infra.build import module_path
-from infra.gocoverage import Modules, modules_for
+from infra.builds.build import module_path
+from infra.gocover import coverflush
+from infra.gocover.gocoverage import Modules, modules_for
 from infra.proc import Runner
 
 GO_TIMEOUT = 300
@@ -178,7 +178,7 @@ def build(
     total_dir: Path,
     usual: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """Per-test reports from root (infra.pertest's output) into out_dir; the summary written."""
+    """Per-test reports from root (infra.gocover.pertest's output) into out_dir; the summary written."""
     module_dir = modules_for(modules, out_dir, runner)  # one module, or a go.work of them all
     module = module_path(module_dir.cwd)  # names are shown relative to the first module
     tests = read_index(root)

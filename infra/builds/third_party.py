@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import build
+from infra.builds import build
 from infra.config import Config, StandIn
 from infra.images import ImageRef
 from infra.podman_cli import Podman

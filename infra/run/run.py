@@ -17,30 +17,21 @@ from types import FrameType
 from typing import Literal
 
 from infra import config as config_mod
-from infra import (
-    coverflush,
-    diagnostics,
-    doctor,
-    gocoverage,
-    gotool,
-    manifests,
-    pertest_report,
-    podman_fields,
-    ports,
-    runlock,
-    state,
-    testrun,
-    waits,
-)
-from infra.build import go_version, plan_images
+from infra import state, waits
+from infra.builds import gotool
+from infra.builds.build import go_version, plan_images
+from infra.cleanup import runlock
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
+from infra.gocover import coverflush, gocoverage, pertest_report
 from infra.names import new_run_id, resource_name
 from infra.paths import RunPaths, point_latest
 from infra.phases import Timeline
-from infra.platform import Context, choose
+from infra.platforms import manifests, podman_fields, ports
+from infra.platforms.platform import Context, choose
+from infra.platforms.stack import Stack, bring_up, make_platform, make_podman
 from infra.proc import CommandError, SubprocessRunner
-from infra.stack import Stack, bring_up, make_platform, make_podman
+from infra.run import diagnostics, doctor, testrun
 
 log = logging.getLogger("infra.run")
 
@@ -424,7 +415,7 @@ class Run:
 
 def kept_hints(cfg: Config, paths: RunPaths, inspect: str) -> list[str]:
     """Commands that work as printed, from any directory: absolute paths, this Python."""
-    harness_root = Path(__file__).resolve().parents[1]
+    harness_root = Path(__file__).resolve().parents[2]
     python = shlex.quote(sys.executable)
     suite = shlex.quote(str(cfg.path(cfg.tests.path).resolve()))
     state_file = shlex.quote(str(paths.state_file.resolve()))

@@ -20,12 +20,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infra import coverflush, waits
+from infra import waits
+from infra.gocover import coverflush
 from infra.images import ImageRef
-from infra.manifests import JOB_KINDS, WORKLOAD_KINDS, Doc, Rendered, ident, pod_labels, pod_spec, selects
 from infra.names import LABEL, RUN_LABEL, SERVICE_LABEL, resource_name
 from infra.paths import make_open_dir
-from infra.platform import Context, ImageMissing, PlatformError
+from infra.platforms.manifests import (
+    JOB_KINDS,
+    WORKLOAD_KINDS,
+    Doc,
+    Rendered,
+    ident,
+    pod_labels,
+    pod_spec,
+    selects,
+)
+from infra.platforms.platform import Context, ImageMissing, PlatformError
 from infra.proc import CommandError, tail
 
 log = logging.getLogger("infra.podman")

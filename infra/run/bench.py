@@ -29,15 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from infra import build, runlock
 from infra import config as config_mod
+from infra.builds import build
+from infra.cleanup import runlock
 from infra.console import say
 from infra.images import ImageRef
 from infra.paths import state_dir
+from infra.platforms.stack import make_podman
 from infra.podman_cli import Podman
 from infra.proc import SubprocessRunner
-from infra.run import EXIT_OK, Options, Run
-from infra.stack import make_podman
+from infra.run.run import EXIT_OK, Options, Run
 
 TARGETS = {
     "true_cold.ratio": ("<=", 1.15),
@@ -125,7 +126,7 @@ def floor_seconds(config: str | None, runner: SubprocessRunner, podman: Podman, 
 
 def nox_overhead(root: Path, runner: SubprocessRunner) -> float:
     """What `nox -s e2e` adds before the harness starts: the same `-h`, with and without nox."""
-    noxfile = Path(__file__).resolve().parents[1] / "noxfile.py"
+    noxfile = Path(__file__).resolve().parents[2] / "noxfile.py"
     via_nox = [sys.executable, "-m", "nox", "-f", str(noxfile), "-s", "e2e", "--", "-h"]
     direct = [sys.executable, "-m", "infra", "e2e", "-h"]
     runner.run(via_nox, timeout=600, cwd=noxfile.parent)  # the session's venv exists from here on

@@ -8,9 +8,9 @@ import traceback
 from pathlib import Path
 
 from infra.config import Config
-from infra.manifests import Rendered
 from infra.phases import Timeline
-from infra.platform import Platform
+from infra.platforms.manifests import Rendered
+from infra.platforms.platform import Platform
 
 log = logging.getLogger("infra.diagnostics")
 

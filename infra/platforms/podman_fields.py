@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra.manifests import Doc, ident
+from infra.platforms.manifests import Doc, ident
 
 OK, INERT, REFUSED = "honoured", "inert", "refused"
 Schema = Mapping[str, Any]  # field -> OK | INERT | REFUSED | Schema | [Schema] (a list of them)

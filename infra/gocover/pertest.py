@@ -1,6 +1,6 @@
 """pytest plugin of `--per-test` coverage: every service's counters flushed before and after each test.
 
-Loaded by the harness with `-p infra.pertest` (the suite then runs serially).
+Loaded by the harness with `-p infra.gocover.pertest` (the suite then runs serially).
 What the services count between two flushes around a test (its fixtures,
 reruns and any restart it does included) is that test's own: the new counters
 files are linked into `<E2E_PER_TEST_DIR>/<slug>/<service>/` beside the
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from infra.coverflush import counter_files
+from infra.gocover.coverflush import counter_files
 
 PER_TEST_ENV = "E2E_PER_TEST_DIR"
 INDEX = "tests.jsonl"
@@ -32,7 +32,7 @@ def _handle() -> Any:
     """The platform of the running stack, from the run-state file (made once per pytest process)."""
     if not _platform:
         from infra import state
-        from infra.stack import platform_from_state
+        from infra.platforms.stack import platform_from_state
 
         _platform.append(platform_from_state(state.load()))
     return _platform[0]

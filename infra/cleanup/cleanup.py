@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import runlock
+from infra.cleanup import runlock
 from infra.kind_cli import run_kind
 from infra.names import KIND_CLUSTER_LABEL, MANAGED, PREFIX, RUN_LABEL
 from infra.paths import archives_dir, build_dir, state_dir

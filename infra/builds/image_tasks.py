@@ -6,8 +6,8 @@ import json
 import tarfile
 from pathlib import Path
 
-from infra import build
-from infra.build import BuildOutcome, ImagePlan
+from infra.builds import build
+from infra.builds.build import BuildOutcome, ImagePlan
 from infra.config import Config
 from infra.console import say
 from infra.kind_cli import load_archive_args, run_kind

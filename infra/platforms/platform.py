@@ -11,8 +11,8 @@ from typing import Protocol
 from infra import waits
 from infra.config import Config
 from infra.images import ImageRef
-from infra.manifests import Doc, Rendered
 from infra.paths import RunPaths
+from infra.platforms.manifests import Doc, Rendered
 from infra.podman_cli import Podman
 from infra.proc import Runner
 

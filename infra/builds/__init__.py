@@ -1,0 +1,11 @@
+"""Images and builds: from the services' Go sources to tagged images in podman's store.
+
+    build         plan refs (tag computed once), go build, podman build, save
+    gosources     a binary's inputs as `go list -deps` knows them (the content tag)
+    gotool        which Go the harness runs, and why
+    third_party   images the harness does not build: taken, pulled or stood in for
+    image_tasks   `inv images`, `build-image`, `save-image`, `load-image`
+
+May import: the core (infra/*.py) and infra.gocover.coverflush (the flush hook a
+-cover build compiles in).
+"""
