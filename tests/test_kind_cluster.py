@@ -31,7 +31,7 @@ from infra.images import ImageRef
 from infra.names import new_run_id, resource_name
 from infra.nodeimage import select
 from infra.paths import RunPaths
-from infra.platforms import manifests
+from infra.platforms import manifests, ports
 from infra.platforms.manifests import Rendered
 from infra.platforms.platform import Context, ImageMissing
 from infra.platforms.platform_kind import KindPlatform
@@ -92,13 +92,17 @@ def sleeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageRef]:
     _podman()("rmi", "--force", str(ref), check=False)
 
 
+HOST_PORTS = dict(zip((30080, 30081), sorted({ports.free_port() for _ in range(8)})[:2], strict=True))
+"""Free ones, as a run takes them: another cluster on this machine may hold any fixed pair."""
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindPlatform]:
     root = tmp_path_factory.mktemp("kindrun")
     cfg = config.load(REPO / "e2e.toml")
     runner = Spy()
     ctx = Context(cfg, RunPaths(root, new_run_id()), runner, _podman(), coverage=True,
-                  host_ports={30080: 41180, 30081: 41181})  # fmt: skip
+                  host_ports=HOST_PORTS)  # fmt: skip
     before = _kube_home_digest()
     plat = KindPlatform(ctx)
     lock = runlock.hold(ctx.run_id)  # a live run: another run's stale sweep leaves it alone
@@ -149,7 +153,7 @@ def test_the_cluster_is_the_runs_own(cluster: KindPlatform) -> None:
     create = next(a for a in cluster.ctx.runner.argvs if a[:3] == ("kind", "create", "cluster"))  # type: ignore[attr-defined]
     assert create[create.index("--kubeconfig") + 1] == str(cluster.kubeconfig)
     rendered = (cluster.ctx.paths.run_dir / "kind-config.yaml").read_text()
-    assert "containerPath: /coverdata" in rendered and "hostPort: 41180" in rendered
+    assert "containerPath: /coverdata" in rendered and f"hostPort: {HOST_PORTS[30080]}" in rendered
     if not Path("/sys/fs/cgroup/cgroup.controllers").exists():
         assert "failCgroupV1: false" in rendered  # applied because this host needs it
 
@@ -348,7 +352,7 @@ def test_a_reused_cluster_gets_its_own_ports_and_a_fresh_namespace(cluster: Kind
                     cluster=cluster.cluster, reuse=True)  # fmt: skip
     reused = KindPlatform(again)
     reused.create()
-    assert again.host_ports == {30080: 41180, 30081: 41181}  # what the cluster publishes
+    assert again.host_ports == HOST_PORTS  # what the cluster publishes
     assert reused.api.namespace_exists(reused.namespace)
     assert reused.api.pods(reused.namespace, "") == []  # reset: the earlier tests' pods are gone
 
@@ -371,7 +375,8 @@ def test_coverage_is_flushed_through_the_nodes_containerd(cluster: KindPlatform,
     cluster.load_images([plan.ref("datastore")])
     gocoverage.prepare_dirs(ctx.paths.covdata, ["datastore"])
     rendered = manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=True)
-    cluster.deploy("datastore", rendered.by_service["datastore"])
+    cluster.deploy("", rendered.shared)  # the token Secret
+    cluster.deploy("datastore", rendered.by_service["datastore"])  # its migration Job, then it
     cluster.wait_ready("datastore")
     url = f"http://127.0.0.1:{ctx.host_ports[30081]}"
     waits.wait_http(url + "/ready", timeout=60)
@@ -391,7 +396,7 @@ def test_coverage_is_flushed_through_the_nodes_containerd(cluster: KindPlatform,
     report = gocoverage.build_reports(
         {"datastore": ctx.paths.covdata / "datastore"},
         tmp_path / "report",
-        REPO / "services",
+        [REPO / "services"],
         SubprocessRunner(),
     )
     assert report.services["datastore"] > 0

@@ -47,10 +47,10 @@ def test_init_on_the_example_services_matches_the_handwritten_config(tmp_path: P
         assert (got.source, got.main, got.image, got.node_port, got.depends_on) == (
             svc.source, svc.main, svc.image, svc.node_port, svc.depends_on,
         )  # fmt: skip
-    # the readiness probes: the gateway's is /health (it serves while its datastore is down)
-    assert {s.name: s.ready_path for s in made.services} == {"datastore": "/ready", "gateway": "/health"}
+    # their readiness probes are exec and tcpSocket (no path): the liveness probes' paths
+    assert {s.name: s.ready_path for s in made.services} == {"datastore": "/health", "gateway": "/health"}
     smoke = (tmp_path / "e2e" / "test_smoke.py").read_text()
-    assert "'gateway': ('/health', True)" in smoke and "'datastore': ('/ready', True)" in smoke
+    assert "'gateway': ('/health', True)" in smoke and "'datastore': ('/health', True)" in smoke
     assert (tmp_path / "kind" / "cluster.yaml").read_text() == (REPO / "kind" / "cluster.yaml").read_text()
 
 

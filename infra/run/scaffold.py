@@ -136,7 +136,12 @@ def workloads(manifests: dict[Path, list[Doc]]) -> list[Workload]:
         if not ctrs or not isinstance(ctrs[0].get("image"), str):
             continue
         ctr = ctrs[0]
-        probe = (ctr.get("readinessProbe") or {}).get("httpGet") or {}
+        # an exec or tcpSocket readiness probe has no path: the liveness probe's answers 200 too
+        probe = (
+            (ctr.get("readinessProbe") or {}).get("httpGet")
+            or (ctr.get("livenessProbe") or {}).get("httpGet")
+            or {}
+        )
         env = [str(e.get("value", "")) for e in ctr.get("env") or []]
         for ref in ctr.get("envFrom") or []:
             env += map(str, configmaps.get((ref.get("configMapRef") or {}).get("name"), {}).values())
@@ -212,9 +217,9 @@ def _service(w: Workload) -> list[str]:
     else:
         lines.append("# no node_port: its Service has none, tests cannot reach it (make it type NodePort)")
     if w.ready_path:
-        lines.append(_kv("ready_path", _q(w.ready_path), "its readinessProbe: answers 200 before the tests"))
+        lines.append(_kv("ready_path", _q(w.ready_path), "its httpGet probe: answers 200 before the tests"))
     else:
-        lines.append(_kv("ready_path", '""', "no httpGet readinessProbe: nothing to poll"))
+        lines.append(_kv("ready_path", '""', "no httpGet readiness or liveness probe: nothing to poll"))
     if w.depends_on:
         lines.append(_kv("depends_on", f"[{', '.join(map(_q, w.depends_on))}]", "named in its env"))
     return lines
