@@ -415,3 +415,31 @@ def test_coverage_is_flushed_through_the_nodes_containerd(cluster: KindPlatform,
     after = {p.name for p in (ctx.paths.covdata / "datastore").glob("covcounters.*")}
     assert len(after - before) >= 1
     cluster.stop("datastore")
+
+
+def test_an_address_of_a_gone_pod_is_unreachable_not_routed_out_of_the_node(cluster: KindPlatform) -> None:
+    """A Service endpoint can outlive its pod for a moment; a connection to it must fail at once.
+
+    Through the node's default route it would reach whatever answers on the host's network
+    (here: a proxy answering 404, which a client then kept in its connection pool).
+    """
+    plane = next(n for n in cluster.nodes() if n.endswith("-control-plane"))
+    worker = next(n for n in cluster.nodes() if n != plane)
+    cidr = cluster.node_exec(
+        plane, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "node", worker,
+        "-o", "jsonpath={.spec.podCIDR}",
+    ).strip()  # fmt: skip
+    gone = cidr.rsplit(".", 1)[0] + ".250"  # no pod has it: the node's pods count up from .2
+
+    def route() -> waits.Observation[str]:
+        res = cluster.ctx.runner.run(
+            ["podman", "exec", worker, "ip", "route", "get", gone], timeout=30,
+            env=dict(cluster.ctx.podman.env), check=False,
+        )  # fmt: skip
+        seen = (
+            res.stdout + res.stderr
+        ).strip()  # the unreachable route: "RTNETLINK answers: No route to host"
+        return waits.Observation(res.returncode != 0 and "No route to host" in seen, seen, seen)
+
+    seen = waits.poll(f"the pod network to make {cidr} unreachable on {worker}", route, timeout=60)
+    assert seen is not None and "via" not in seen, seen
