@@ -34,6 +34,7 @@ class CoverageError(Exception):
 @dataclass
 class CoverageReport:
     out_dir: Path
+    modules: Modules | None = None  # where the reports resolved packages (per-test reuses it)
     services: dict[str, float] = field(default_factory=dict)
     total_percent: float = 0.0
     unit_percent: float = 0.0
@@ -99,7 +100,7 @@ def build_reports(
     """Per service, all of E2E, unit tests, and merged: coverage.txt, func.txt, index.html each."""
     out_dir.mkdir(parents=True, exist_ok=True)
     module = modules_for(modules, out_dir, runner)
-    report = CoverageReport(out_dir)
+    report = CoverageReport(out_dir, module)
     dirs = {n: p.resolve() for n, p in service_dirs.items()}
     for name, path in sorted(dirs.items()):
         report.services[name] = _text_func_html(runner, module, str(path), out_dir, f"{name}.")

@@ -22,7 +22,7 @@ from typing import Any
 
 from infra.builds.build import module_path
 from infra.gocover import coverflush
-from infra.gocover.gocoverage import Modules, modules_for
+from infra.gocover.gocoverage import Modules
 from infra.proc import Runner
 
 GO_TIMEOUT = 300
@@ -169,7 +169,7 @@ def usual_run(coverage_e2e: Path, this_run: str) -> dict[str, Any] | None:
 def build(
     root: Path,
     out_dir: Path,
-    modules: Sequence[Path],
+    modules: Modules,
     runner: Runner,
     *,
     run_id: str,
@@ -179,7 +179,7 @@ def build(
     usual: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """Per-test reports from root (infra.gocover.pertest's output) into out_dir; the summary written."""
-    module_dir = modules_for(modules, out_dir, runner)  # one module, or a go.work of them all
+    module_dir = modules  # the coverage report's: one module, or its go.work of them all
     module = module_path(module_dir.cwd)  # names are shown relative to the first module
     tests = read_index(root)
     shutil.rmtree(out_dir / "tests", ignore_errors=True)

@@ -379,7 +379,9 @@ class PodmanPlatform:
             prefix = src.get("prefix", "")
             for key, ref in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
                 if key in src:
-                    data = self._object(ref, src[key]["name"], doc, optional=src[key].get("optional", False))
+                    data = self._object(
+                        ref, src[key]["name"], ident(doc), optional=src[key].get("optional", False)
+                    )
                     env.update({prefix + k: _text(v, ref, src[key]["name"], k) for k, v in data.items()})
         for item in ctr.get("env", []):
             if "value" in item:
@@ -390,7 +392,7 @@ class PodmanPlatform:
                 if sel is None:
                     continue
                 optional = sel.get("optional", False)
-                data = self._object(ref, sel["name"], doc, optional=optional)
+                data = self._object(ref, sel["name"], ident(doc), optional=optional)
                 if sel["key"] in data:
                     env[item["name"]] = _text(data[sel["key"]], ref, sel["name"], sel["key"])
                 elif not optional:
@@ -399,12 +401,13 @@ class PodmanPlatform:
                     )
         return env
 
-    def _object(self, kind: str, name: str, doc: Doc, *, optional: bool = False) -> dict[str, bytes]:
+    def _object(self, kind: str, name: str, who: str, *, optional: bool = False) -> dict[str, bytes]:
+        """The data of a ConfigMap or Secret `who` (an object, a volume) uses."""
         store = self._configmaps if kind == "ConfigMap" else self._secrets
         if name not in store:
             if optional:
                 return {}
-            raise PlatformError(f"{ident(doc)} uses {kind} {name!r}, which no manifest defines")
+            raise PlatformError(f"{who} uses {kind} {name!r}, which no manifest defines")
         return store[name]
 
     def _mounts(self, ctr: Doc, spec: Doc, deployment: str) -> Iterable[tuple[Path, str, bool]]:
@@ -439,7 +442,7 @@ class PodmanPlatform:
         kind, src = ("ConfigMap", vol["configMap"]) if "configMap" in vol else ("Secret", vol["secret"])
         name = src.get("name") or src.get("secretName", "")
         data = self._object(
-            kind, name, {"kind": "Pod", "metadata": {"name": pod}}, optional=src.get("optional", False)
+            kind, name, f"volume {vol['name']!r} of {pod}", optional=src.get("optional", False)
         )
         items = src.get("items") or [{"key": k, "path": k} for k in sorted(data)]
         target: Path = self.ctx.paths.run_dir / "volumes" / pod / vol["name"]

@@ -309,8 +309,9 @@ class Run:
     def _per_test_reports(self, report: gocoverage.CoverageReport) -> None:
         out = self.paths.coverage_run / "per-test"
         e2e_dir = self.paths.coverage_run.parent
+        assert report.modules is not None
         summary = pertest_report.build(
-            self._per_test_dir(), out, self.cfg.coverage_modules(), self.runner,
+            self._per_test_dir(), out, report.modules, self.runner,
             run_id=self.paths.run_id, services=self.cfg.names(), total_percent=report.total_percent,
             total_dir=report.out_dir, usual=pertest_report.usual_run(e2e_dir, self.paths.run_id),
         )  # fmt: skip
