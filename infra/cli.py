@@ -223,7 +223,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--keep", action="store_true", help="keep the stack up afterwards")
     e.add_argument("--sequential", action="store_true", help="run setup phases one by one")
     e.add_argument("--fail-under", type=float, default=None, metavar="PCT")
-    e.add_argument("--rebuild", action="store_true", help="rebuild images even if up to date")
+    e.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild every image the harness builds (services, stand-ins) even if up to date",
+    )
     e.add_argument(
         "--per-test",
         action="store_true",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
+import select
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 log = logging.getLogger("infra.proc")
 
@@ -67,6 +70,30 @@ class CommandTimeout(CommandError):
         self.timeout = timeout
 
 
+class OutputGate:
+    """Holds a child's console output until `release` (then it streams through), or `discard`s it.
+
+    For a process started before its output may be shown (the suite's pytest,
+    started while setup still draws its phases): discarded output goes to the log.
+    The command's timeout counts from the release, not from its start.
+    """
+
+    def __init__(self) -> None:
+        self._decided = threading.Event()
+        self.shown = False
+        self.released_at: float | None = None
+
+    def release(self) -> None:
+        self.shown, self.released_at = True, time.monotonic()
+        self._decided.set()
+
+    def discard(self) -> None:
+        self._decided.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._decided.wait(timeout)
+
+
 class Runner(Protocol):
     """What every module that starts a process depends on (real or recording)."""
 
@@ -81,6 +108,7 @@ class Runner(Protocol):
         capture: bool = True,
         hint: str = "",
         stream_to: Path | None = None,
+        gate: OutputGate | None = None,
     ) -> Result: ...
 
 
@@ -164,8 +192,14 @@ class SubprocessRunner:
         capture: bool = True,
         hint: str = "",
         stream_to: Path | None = None,
+        gate: OutputGate | None = None,
     ) -> Result:
-        """stream_to: write stdout+stderr to that file as they come (long steps tail it)."""
+        """stream_to: write stdout+stderr to that file as they come (long steps tail it).
+
+        gate: console output (capture=False) held by an OutputGate, see there.
+        """
+        if gate is not None:
+            return self._gated(argv, gate, timeout=timeout, env=env, cwd=cwd, check=check, hint=hint)
         args = _argv(argv)
         full_env = {**os.environ, **(env or {})}
         log.info("$ %s%s", shlex.join(args), f"  (cwd {cwd})" if cwd else "")
@@ -207,6 +241,105 @@ class SubprocessRunner:
             log.debug("output of %s:\n%s%s", args[0], result.stdout, result.stderr)
         log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])
         return _checked(result, check, hint)
+
+    def _gated(
+        self,
+        argv: Sequence[str],
+        gate: OutputGate,
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None,
+        cwd: Path | str | None,
+        check: bool,
+        hint: str,
+    ) -> Result:
+        args = _argv(argv)
+        log.info("$ %s%s  (output held until released)", shlex.join(args), f"  (cwd {cwd})" if cwd else "")
+        start = time.monotonic()
+        cancellable = not CANCEL.is_set()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - the one chokepoint; argv lists only
+                args,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        except FileNotFoundError as exc:
+            gate.discard()
+            raise ExecutableNotFound(args) from exc
+        assert proc.stdout is not None
+        relay = threading.Thread(target=_relay, args=(proc.stdout, gate, args[0]), name="relay", daemon=True)
+        relay.start()
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancellable and CANCEL.is_set():
+                        _end(proc)
+                        raise CommandCancelled(args, proc.returncode, "") from None
+                    if gate.released_at is not None and time.monotonic() >= gate.released_at + timeout:
+                        _end(proc, grace=0)
+                        raise CommandTimeout(args, timeout, "") from None
+        except BaseException:
+            if proc.poll() is None:
+                _end(proc)
+            gate.discard()  # a no-op once released
+            raise
+        finally:
+            relay.join()
+        result = Result(args, proc.returncode, "", "", time.monotonic() - start)
+        log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])
+        return _checked(result, check, hint)
+
+
+def _end(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE) -> None:
+    """Stop a process whose output another thread reads (communicate would race it)."""
+    if grace:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait()
+
+
+def _relay(stream: IO[bytes], gate: OutputGate, name: str) -> None:
+    """Copy the child's output to our stdout once the gate is released; hold it until then."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    held: list[str] = []
+    fd = stream.fileno()
+
+    def show(text: str) -> None:
+        if held:
+            text, held[:] = "".join(held) + text, []
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    try:
+        while True:
+            readable, _, _ = select.select([fd], [], [], POLL_SECONDS / 2)
+            chunk = os.read(fd, 65536) if readable else None
+            text = decoder.decode(chunk or b"", final=chunk == b"")
+            if gate.shown:
+                show(text)
+            elif text:
+                held.append(text)
+            if chunk == b"":
+                break
+        gate.wait()
+        if gate.shown:
+            show("")
+        elif "".join(held).strip():
+            log.info("output of %s, not shown (discarded):\n%s", name, "".join(held))
+    finally:
+        stream.close()
 
 
 Responder = Callable[[tuple[str, ...]], Result | None]
@@ -256,6 +389,7 @@ class RecordingRunner:
         capture: bool = True,
         hint: str = "",
         stream_to: Path | None = None,
+        gate: OutputGate | None = None,
     ) -> Result:
         args = _argv(argv)
         with self.lock:

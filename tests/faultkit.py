@@ -367,6 +367,7 @@ class Root:
         found += [f"archive {a}" for a in sorted((self.path / ".e2e" / "archives").glob("*.tar"))]
         if self.run_dir(run_id).exists():
             found.append(f"run dir {self.run_dir(run_id)}")
+        found += [f"process {pid} (the suite's pytest)" for pid in suite_processes(run_id)]
         return found
 
     def present(self, run_id: str) -> dict[str, bool]:
@@ -429,3 +430,18 @@ def lines_with(output: str, *needles: str) -> list[str]:
 def diagnostics_files(outcome: Outcome) -> set[str]:
     diag = outcome.artifacts / "diagnostics"
     return {str(p.relative_to(diag)) for p in diag.rglob("*") if p.is_file()}
+
+
+def suite_processes(run_id: str) -> list[int]:
+    """Processes still running the suite of run_id (an early pytest carries the run's results path)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if any(e.startswith(b"E2E_RESULTS_FILE=") and run_id.encode() in e for e in environ):
+            pids.append(int(proc.name))
+    return pids

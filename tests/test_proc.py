@@ -17,6 +17,7 @@ from infra.proc import (
     CommandError,
     CommandTimeout,
     ExecutableNotFound,
+    OutputGate,
     RecordingRunner,
     Result,
     SubprocessRunner,
@@ -223,3 +224,42 @@ def test_an_interrupt_while_waiting_stops_the_child_too(tmp_path: Path) -> None:
         signal.signal(signal.SIGALRM, old)
     with pytest.raises(ProcessLookupError):
         os.kill(int(pidfile.read_text()), 0)
+
+
+def test_held_output_is_shown_on_release_and_the_timeout_counts_from_there(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gate = OutputGate()
+    script = "import sys, time; print('header', flush=True); sys.stdin.close(); time.sleep(60)"
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            SubprocessRunner().run([sys.executable, "-c", script], timeout=0.5, capture=False, gate=gate)
+        except BaseException as err:  # noqa: BLE001 - checked below
+            errors.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(1.0)  # longer than the timeout: not yet counting, the gate is closed
+    assert thread.is_alive()
+    assert capsys.readouterr().out == ""
+    gate.release()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], CommandTimeout), errors
+    assert "header" in capsys.readouterr().out
+
+
+def test_discarded_output_goes_to_the_log_only(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = OutputGate()
+    gate.discard()
+    caplog.set_level("INFO", logger="infra.proc")
+    res = SubprocessRunner().run(
+        [sys.executable, "-c", "print('collected 3 items')"], timeout=30, capture=False, gate=gate
+    )
+    assert res.ok
+    assert capsys.readouterr().out == ""
+    assert "collected 3 items" in caplog.text

@@ -98,6 +98,9 @@ def test_a_stand_in_is_rebuilt_when_its_source_changes_and_only_then(roots: Root
 
         again = root.e2e(*SMOKE)
         assert f"third-party image {image}: stand-in up to date" in again.output, str(again)
+        # --rebuild: every image the harness builds, stand-ins too
+        forced = root.harness("e2e", "--platform", "podman", "--rebuild", "--", *SMOKE)
+        assert f"third-party image {image}: stand-in built from" in forced.output, str(forced)
 
         main = source / "waitfor" / "main.go"
         main.write_text(main.read_text().replace("answered %s", "answered: %s"))

@@ -7,16 +7,19 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from infra import waits
 from infra.config import Config
-from infra.proc import RecordingRunner
+from infra.proc import RecordingRunner, SubprocessRunner
 from infra.pytest_plugin.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
 from infra.run import testrun
 from infra.run.testrun import classify, merge_junit, pytest_argv, run_suite
 from infra.state import STATE_ENV
+from infra.suite_env import START_DEADLINE_ENV, START_GATE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -264,3 +267,75 @@ def test_the_plugin_defers_the_serial_tests_that_survive_k(tmp_path: Path) -> No
     assert count.read_text() == "1" and "1 passed, 1 deselected" in out, out
     out = pytest_run("-k", "plain")
     assert count.read_text() == "0", out  # -k left no serial test: the serial run is skipped
+
+
+def _tiny_suite(tmp_path: Path) -> Path:
+    """One passing test; its conftest leaves `collected` beside it once collection is done."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_tiny.py").write_text("def test_one():\n    pass\n")
+    (suite / "conftest.py").write_text(
+        "import pathlib\n\ndef pytest_collection_finish(session):\n"
+        "    (pathlib.Path(__file__).parent / 'collected').touch()\n"
+    )
+    return suite
+
+
+def test_an_early_pytest_collects_then_runs_only_on_go(
+    make_cfg: Callable[..., Config], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For real: pytest starts before the stack is up, its output is held, and `go` runs the tests."""
+    tests = _tiny_suite(tmp_path)
+    cfg = make_cfg(tests={"path": str(tests), "workers": "0", "reruns": 0})
+    suite = testrun.Suite(cfg, SubprocessRunner(), state_file=tmp_path / "s", artifacts=tmp_path, extra=[])
+    suite.start_early(wait_seconds=120)
+    waits.poll(
+        "the early pytest to finish collecting",
+        lambda: waits.Observation((tests / "collected").exists(), "no `collected` file yet"),
+        timeout=60,
+        interval=0.05,
+    )
+    # collected, and still no test has run: it waits for the word; its header is held, not shown
+    assert suite._early is not None and suite._early.is_alive()
+    assert not (tmp_path / "results.jsonl").exists()
+    assert capsys.readouterr().out == ""
+    outcome = suite.run()
+    assert outcome.exit_code == 0 and outcome.passed == ["test_tiny.py::test_one"], outcome
+    assert "1 passed" in capsys.readouterr().out  # released: pytest's output reached the console
+    assert not suite.gate_file.exists()
+
+
+def test_an_abandoned_early_pytest_ends_without_a_test_and_shows_nothing(
+    make_cfg: Callable[..., Config], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = make_cfg(tests={"path": str(_tiny_suite(tmp_path)), "workers": "0", "reruns": 0})
+    suite = testrun.Suite(cfg, SubprocessRunner(), state_file=tmp_path / "s", artifacts=tmp_path, extra=[])
+    suite.start_early(wait_seconds=120)
+    suite.abandon("phase 'deploy:api' failed")
+    assert suite._early is None  # joined: the pytest process has ended
+    assert not (tmp_path / "results.jsonl").exists()  # no test ran
+    assert capsys.readouterr().out == ""  # its output went to the log only
+    assert not suite.gate_file.exists()
+
+
+def test_the_plugin_gives_up_waiting_at_its_deadline_and_says_for_what(tmp_path: Path) -> None:
+    from infra.pytest_plugin import wait_for_start
+
+    word = wait_for_start(tmp_path / "gate", timeout=0.2)
+    assert "gave up after 0.2s waiting for the harness to finish setup" in word
+    assert "not written yet" in word
+    (tmp_path / "gate").write_text("go\n")
+    assert wait_for_start(tmp_path / "gate", timeout=0.2) == "go"
+
+
+def test_an_early_pytest_that_is_told_no_exits_without_running_a_test(tmp_path: Path) -> None:
+    """For real: the plugin in a pytest process, the gate written before it looks."""
+    suite = _tiny_suite(tmp_path)
+    gate = tmp_path / "gate"
+    gate.write_text("setup did not finish (PhaseFailed)\n")
+    env = {**os.environ, START_GATE_ENV: str(gate), START_DEADLINE_ENV: "30", "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "pytest", str(suite), "-p", "infra.pytest_plugin", "-p", "no:cacheprovider"]
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert res.returncode == pytest.ExitCode.INTERRUPTED, res.stdout + res.stderr
+    assert "no test ran: setup did not finish (PhaseFailed)" in res.stdout + res.stderr
+    assert "1 passed" not in res.stdout

@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from infra.images import ImageRef, content_tag, context_files, files_digest, qua
 from infra.names import COVERAGE_LABEL, SERVICE_LABEL
 from infra.paths import output_dirs
 from infra.podman_cli import Podman
-from infra.proc import Runner
+from infra.proc import CANCEL, CommandCancelled, Runner
 
 log = logging.getLogger("infra.build")
 
@@ -187,19 +188,37 @@ def compile_batch(
                     config.coverage.flush_signal, extra, skip=output_dirs(config.root),
                 )  # fmt: skip
                 coverflush.mirror_workspace(batch.source, cwd, runner=runner, timeout=config.timeouts.build)
-            runner.run(
-                go_build_argv(group_mains, target, coverage=plan.coverage),
-                timeout=config.timeouts.build,
-                cwd=cwd,
-                env=GO_ENV,
+            go_build(
+                runner, group_mains, target, coverage=plan.coverage, cwd=cwd, timeout=config.timeouts.build,
                 hint=f"fix the Go build of service{'s' if len(group) > 1 else ''} {who} ({batch.source})",
-            )
+            )  # fmt: skip
         finally:
             shutil.rmtree(extra, ignore_errors=True)
     return binaries
 
 
 GO_ENV = {"CGO_ENABLED": "0", "GOOS": "linux"}
+_GO_BUILDS = threading.Lock()
+
+
+def go_build(
+    runner: Runner,
+    mains: Sequence[str],
+    out_dir: Path,
+    *,
+    coverage: bool,
+    cwd: Path,
+    timeout: float,
+    hint: str,
+) -> None:
+    """One go build at a time: each already uses every core, and two at once on an empty cache
+    would both compile the standard library (other modules' builds, stand-ins)."""
+    argv = go_build_argv(mains, out_dir, coverage=coverage)
+    with _GO_BUILDS:
+        if CANCEL.is_set():  # interrupted while it waited its turn: a command started now would run on
+            raise CommandCancelled(argv, -1, "")
+        runner.run(argv, timeout=timeout, cwd=cwd, env=GO_ENV,
+                   hint=hint)  # fmt: skip
 
 
 @dataclass(frozen=True)

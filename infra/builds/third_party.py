@@ -56,13 +56,17 @@ def ensure(
     runner: Runner,
     build_root: Path,
     stand_ins: Mapping[ImageRef, str],
+    force: bool = False,
 ) -> list[Outcome]:
-    """Make every third-party image present in podman's store, or raise naming each one that is not."""
+    """Make every third-party image present in podman's store, or raise naming each one that is not.
+
+    force: stand-ins are rebuilt even when up to date (`--rebuild`: every image the harness builds).
+    """
 
     def one(ref: ImageRef) -> Outcome | str:
         stand_in = stand_in_for(config, ref)
         if stand_in is not None:
-            return _stand_in(config, ref, stand_in, stand_ins[ref], podman, runner, build_root)
+            return _stand_in(config, ref, stand_in, stand_ins[ref], podman, runner, build_root, force)
         present = podman.image_exists(ref)
         policy = config.images.pull
         if present and policy != "always":
@@ -104,10 +108,11 @@ def _stand_in(
     podman: Podman,
     runner: Runner,
     build_root: Path,
+    force: bool = False,
 ) -> Outcome:
     """Built when absent or when its inputs changed (the digest the plan computed, kept as a label)."""
     source = config.path(stand_in.source).resolve()
-    if podman.image_exists(ref):
+    if not force and podman.image_exists(ref):
         have = podman(
             "image", "inspect", "--format", f'{{{{index .Labels "{STAND_IN_LABEL}"}}}}', str(ref)
         ).stdout.strip()
@@ -116,13 +121,10 @@ def _stand_in(
     build_root.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="stand-in-", dir=build_root))
     name = build.binary_name(build.module_path(source), stand_in.main)
-    runner.run(
-        build.go_build_argv([stand_in.main], out, coverage=False),
-        timeout=config.timeouts.build,
-        cwd=source,
-        env=build.GO_ENV,
+    build.go_build(
+        runner, [stand_in.main], out, coverage=False, cwd=source, timeout=config.timeouts.build,
         hint=f"fix the Go build of the stand-in for {ref} ({source})",
-    )
+    )  # fmt: skip
     build.build_scratch_image(
         ref, out / name, podman=podman, build_root=build_root,
         labels={STAND_IN_LABEL: digest}, timeout=config.timeouts.build,

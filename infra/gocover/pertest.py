@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from infra.gocover.coverflush import counter_files
+from infra.suite_env import PER_TEST_ENV
 
-PER_TEST_ENV = "E2E_PER_TEST_DIR"
 INDEX = "tests.jsonl"
 
 _platform: list[Any] = []

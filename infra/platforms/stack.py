@@ -86,8 +86,12 @@ def setup_phases(
     podman: Podman,
     force_build: bool = False,
     preflight: Callable[[], object] | None = None,
+    images_ready: Callable[[], object] | None = None,
 ) -> list[Phase]:
-    """preflight first; cluster and builds start together; deploy X waits for its image and deps."""
+    """preflight first; cluster and builds start together; deploy X waits for its image and deps.
+
+    images_ready: runs once every image is there (the suite's pytest starts then, beside the deploys).
+    """
     cfg, plat, plan = stack.config, stack.platform, stack.plan
     kind = plat.name == "kind"
     first: tuple[str, ...] = ("preflight",) if preflight else ()
@@ -122,8 +126,9 @@ def setup_phases(
 
         def third_party_images() -> None:
             outcomes = third_party.ensure(
-                cfg, foreign, podman=podman, runner=runner, build_root=build_root, stand_ins=plan.stand_ins
-            )
+                cfg, foreign, podman=podman, runner=runner, build_root=build_root, stand_ins=plan.stand_ins,
+                force=force_build,
+            )  # fmt: skip
             for outcome in outcomes:
                 say(outcome.line())
 
@@ -169,6 +174,9 @@ def setup_phases(
 
     phases += [deployer(s.name) for s in cfg.services]
     phases += [waiter(s.name) for s in cfg.services]
+    if images_ready is not None:  # after the builds: pytest's start-up would slow them on a small machine
+        built = (*[f"build:{s.name}" for s in cfg.services], *(["images:third-party"] if foreign else []))
+        phases.append(Phase("tests:start", images_ready, built))
     return phases
 
 
@@ -183,8 +191,16 @@ def bring_up(
     cancel: threading.Event | None = None,
     force_build: bool = False,
     preflight: Callable[[], object] | None = None,
+    images_ready: Callable[[], object] | None = None,
 ) -> None:
-    phases = setup_phases(stack, runner=runner, podman=podman, force_build=force_build, preflight=preflight)
+    phases = setup_phases(
+        stack,
+        runner=runner,
+        podman=podman,
+        force_build=force_build,
+        preflight=preflight,
+        images_ready=images_ready,
+    )
     run_phases(phases, timeline=timeline, reporter=reporter, parallel=parallel, cancel=cancel)
 
 

@@ -38,12 +38,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from infra import state as run_state
+from infra import waits
 from infra.paths import latest_state_pointer
+from infra.suite_env import SERIAL_ENV, START_DEADLINE_ENV, START_GATE_ENV
 
 if TYPE_CHECKING:  # kept light: pytest loads this plugin into every suite of the venv
     from infra.platforms.platform import Platform
 
-SERIAL_ENV = "E2E_SERIAL_MARKER"
+__all__ = ["SERIAL_ENV", "Http", "Services"]
 DEFAULT_SERIAL_MARKER = "disruptive"
 REQUEST_TIMEOUT = 10.0
 CONNECT_RETRIES = 3  # a connection refused while a service restarts; never a request the server saw
@@ -128,6 +130,33 @@ def serial_marker(start: Path) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     marker = serial_marker(config.invocation_params.dir)
     config.addinivalue_line("markers", f"{marker}: restarts or stops a service; runs serially after the rest")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Started by the harness while setup was under way: collected, now wait for its word."""
+    gate = os.environ.get(START_GATE_ENV)
+    if gate and not hasattr(session.config, "workerinput"):  # xdist workers wait for their controller
+        verdict = wait_for_start(Path(gate), float(os.environ.get(START_DEADLINE_ENV) or 1800))
+        if verdict != "go":
+            pytest.exit(f"no test ran: {verdict}", returncode=pytest.ExitCode.INTERRUPTED)
+
+
+def wait_for_start(gate: Path, timeout: float) -> str:
+    """The gate file's word ("go", or why the tests will not run); gives up if the harness is gone."""
+    parent = os.getppid()
+
+    def probe() -> waits.Observation[str]:
+        if gate.exists():
+            return waits.Observation(True, "written", gate.read_text().strip())
+        if os.getppid() != parent:
+            raise waits.Fatal("the harness process that started this pytest is gone")
+        return waits.Observation(False, f"{gate} not written yet: setup still under way")
+
+    try:
+        return waits.poll("the harness to finish setup", probe, timeout=timeout, interval=0.02) or ""
+    except (waits.WaitTimeout, waits.Fatal) as err:
+        return str(err)
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-RESULTS_ENV = "E2E_RESULTS_FILE"
-DEFER_ENV = "E2E_DEFER_MARKER"
-"""Tests with this marker are left for the serial run; how many is written to DEFERRED_ENV's file."""
-DEFERRED_ENV = "E2E_DEFERRED_FILE"
+from infra.suite_env import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
+
+__all__ = ["DEFERRED_ENV", "DEFER_ENV", "RESULTS_ENV"]
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m: what is deferred is what the serial run will select

@@ -210,6 +210,7 @@ class Run:
                 "belongs to the run that created it. next: drop --reuse (a new cluster mounts this run)"
             )
             return EXIT_USAGE
+        suite: testrun.Suite | None = None
         try:
             with self.timeline.timed("plan"):
                 host_ports = ports.allocate(cfg)
@@ -234,6 +235,13 @@ class Run:
             platform = make_platform(choice.name, ctx)
             self.stack = Stack(cfg, self.paths, platform, plan, rendered)
             (self.paths.artifacts / "manifests.rendered.yaml").write_text(rendered.yaml())
+            suite = self._suite() if opts.then == "test" else None
+            early = None
+            if suite is not None and not opts.sequential:  # pytest starts up while the stack deploys
+
+                def early() -> None:
+                    suite.start_early(wait_seconds=setup_deadline(cfg))
+
             with PhaseReporter() as reporter:
                 bring_up(
                     self.stack,
@@ -247,32 +255,40 @@ class Run:
                     preflight=lambda: doctor.preflight(
                         cfg, self.runner, self.podman, self.paths.root, choice.name
                     ),
+                    images_ready=early,
                 )
-        except Exception as err:  # noqa: BLE001 - any setup failure is reported, diagnosed, torn down
+        except BaseException as err:
+            if suite is not None:
+                suite.abandon(type(err).__name__)
+            if not isinstance(err, Exception):
+                raise
             self.failure, self.kind_of_failure = err, "infrastructure"
             say(f"SETUP FAILED: {err}")
             return EXIT_INFRA
         self.setup_seconds = self.timeline.now()
-        state_file = state.write(self.paths, self.stack.state())
+        state.write(self.paths, self.stack.state())
         for name, url in self.stack.endpoints().items():
             say(f"endpoint {name}: {url}")
-        if opts.then != "test":
+        if suite is None:
             return EXIT_OK
         with self.timeline.timed("tests"):
-            self.tests = testrun.run_suite(
-                cfg,
-                self.runner,
-                state_file=state_file,
-                artifacts=self.paths.artifacts,
-                extra=opts.pytest_args,
-                per_test=self._per_test_dir() if opts.per_test else None,
-            )
+            self.tests = suite.run()
         code = self.tests.exit_code
         if code not in (0, testrun.NO_TESTS):
             self.kind_of_failure = "tests"
         if opts.coverage:
             code = self._coverage(code)
         return code
+
+    def _suite(self) -> testrun.Suite:
+        return testrun.Suite(
+            self.cfg,
+            self.runner,
+            state_file=self.paths.state_file,
+            artifacts=self.paths.artifacts,
+            extra=self.opts.pytest_args,
+            per_test=self._per_test_dir() if self.opts.per_test else None,
+        )
 
     def _docs(self) -> list[manifests.Doc]:
         if self.docs is None:
@@ -412,6 +428,12 @@ class Run:
         say("")
         say(text.rstrip())
         say(f"artifacts: {self.paths.artifacts}")
+
+
+def setup_deadline(cfg: Config) -> float:
+    """The longest a setup can take: what an early pytest waits for at most (the run ends it sooner)."""
+    t = cfg.timeouts
+    return t.pull + t.build * 2 + t.cluster + t.load + (t.job + t.deploy + t.ready) * len(cfg.services)
 
 
 def kept_hints(cfg: Config, paths: RunPaths, inspect: str) -> list[str]:

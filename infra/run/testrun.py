@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import Config
-from infra.gocover.pertest import PER_TEST_ENV
-from infra.proc import Runner
-from infra.pytest_plugin import SERIAL_ENV
-from infra.pytest_plugin.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
+from infra.proc import OutputGate, Runner
 from infra.state import STATE_ENV
+from infra.suite_env import (
+    DEFER_ENV,
+    DEFERRED_ENV,
+    PER_TEST_ENV,
+    RESULTS_ENV,
+    SERIAL_ENV,
+    START_DEADLINE_ENV,
+    START_GATE_ENV,
+)
 
 NO_TESTS = 5  # pytest's "no tests collected"
 PYTEST_COULD_NOT_RUN = (2, 3, 4)  # interrupted, internal error, usage error
@@ -67,6 +75,141 @@ def pytest_argv(
     return argv + list(extra)
 
 
+class Suite:
+    """The suite's pytest runs: parallel first, then the serial group in one worker.
+
+    The first can start before the stack is up (`start_early`): pytest imports
+    and collects while setup deploys, then waits for `go` (or ends at `abandon`);
+    its console output is held until then, so the setup's display stays whole.
+    per_test: every test's own coverage goes there (infra.gocover.pertest); both groups then run serially.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        runner: Runner,
+        *,
+        state_file: Path,
+        artifacts: Path,
+        extra: Sequence[str],
+        per_test: Path | None = None,
+    ) -> None:
+        self.config, self.runner, self.artifacts = config, runner, artifacts
+        self.results = artifacts / "results.jsonl"
+        self.results.unlink(missing_ok=True)
+        # the suite may live in a team's repo: let its pytest import this harness
+        harness_root = str(Path(__file__).resolve().parents[2])
+        pythonpath = os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH", "")) if p)
+        serial = config.tests.serial_marker
+        self.env = {STATE_ENV: str(state_file), RESULTS_ENV: str(self.results), "PYTHONPATH": pythonpath,
+                    SERIAL_ENV: serial, **console_env()}  # fmt: skip
+        self.plugins: tuple[str, ...] = ()
+        if per_test is not None:
+            self.env[PER_TEST_ENV] = str(per_test)
+            self.plugins = ("infra.gocover.pertest",)
+        parallel_workers = "" if has_workers(extra) else config.tests.workers
+        if per_test is not None:
+            parallel_workers = "0"  # flushes around a test see only that test's traffic
+        # the parallel run leaves the serial tests out itself and counts them: none, no serial run
+        self.deferred = artifacts / "serial-count"
+        self.deferred.unlink(missing_ok=True)
+        self.runs = [
+            ("junit-parallel.xml", "", parallel_workers, list(extra)),
+            ("junit-serial.xml", serial, "0", _without_workers(extra)),
+        ]
+        self.split = {DEFER_ENV: serial, DEFERRED_ENV: str(self.deferred)}
+        if "-m" in extra:  # the user's marker replaces the harness's split
+            self.runs, self.split = [self.runs[0]], {}
+        self.gate_file = artifacts / ".start-gate"
+        self._gate: OutputGate | None = None
+        self._early: threading.Thread | None = None
+        self._early_code: list[int | BaseException] = []
+
+    def _argv_env(self, index: int) -> tuple[list[str], dict[str, str]]:
+        junit_name, marker, workers, args = self.runs[index]
+        argv = pytest_argv(
+            self.config,
+            junit=self.artifacts / junit_name,
+            marker=marker,
+            workers=workers,
+            reruns=self.config.tests.reruns,
+            extra=args,
+            plugins=self.plugins,
+        )
+        return argv, {**self.env, **(self.split if not marker else {})}
+
+    def start_early(self, wait_seconds: float) -> None:
+        """Start the first run now; it waits up to wait_seconds for `go` before its first test."""
+        self.gate_file.unlink(missing_ok=True)
+        argv, env = self._argv_env(0)
+        env |= {START_GATE_ENV: str(self.gate_file), START_DEADLINE_ENV: str(round(wait_seconds))}
+        gate = self._gate = OutputGate()
+
+        def run() -> None:
+            try:
+                res = self.runner.run(argv, timeout=self.config.timeouts.tests, env=env, cwd=self.config.root,
+                                      check=False, capture=False, gate=gate)  # fmt: skip
+                self._early_code.append(res.returncode)
+            except BaseException as err:  # noqa: BLE001 - handed to the thread that waits for it
+                self._early_code.append(err)
+
+        self._early = threading.Thread(target=run, name="pytest-early", daemon=True)
+        self._early.start()
+
+    def _word(self, word: str) -> None:
+        tmp = self.gate_file.with_suffix(".tmp")
+        tmp.write_text(word + "\n")
+        tmp.replace(self.gate_file)  # whole or absent: the waiting pytest never reads half of it
+
+    def abandon(self, why: str) -> None:
+        """Setup did not finish: the early pytest ends without a test, its output goes to the log only."""
+        if self._early is None or self._gate is None:
+            return
+        self._word(f"setup did not finish ({why})")
+        self._gate.discard()
+        self._early.join()
+        self._early = None
+        self.gate_file.unlink(missing_ok=True)
+
+    def run(self) -> TestOutcome:
+        """Both runs (the first may be under way already); the exit code is the worse."""
+        codes = []
+        for index, (_, marker, _, _) in enumerate(self.runs):
+            if marker and self.deferred.exists() and self.deferred.read_text().strip() == "0":
+                codes.append(NO_TESTS)  # saves a pytest start-up (about a second) after the last test
+                continue
+            if index == 0 and self._early is not None:
+                codes.append(self._finish_early())
+                continue
+            argv, env = self._argv_env(index)
+            res = self.runner.run(
+                argv,
+                timeout=self.config.timeouts.tests,
+                env=env,
+                cwd=self.config.root,
+                check=False,
+                capture=False,
+            )
+            codes.append(res.returncode)
+        merge_junit([self.artifacts / run[0] for run in self.runs], self.artifacts / "junit.xml")
+        outcome = classify(self.results)
+        real = [c for c in codes if c != NO_TESTS]
+        outcome.exit_code = max(real) if real else NO_TESTS
+        return outcome
+
+    def _finish_early(self) -> int:
+        assert self._early is not None and self._gate is not None
+        self._word("go")
+        self._gate.release()
+        self._early.join()
+        self._early = None
+        self.gate_file.unlink(missing_ok=True)
+        code = self._early_code.pop()
+        if isinstance(code, BaseException):
+            raise code
+        return code
+
+
 def run_suite(
     config: Config,
     runner: Runner,
@@ -76,64 +219,17 @@ def run_suite(
     extra: Sequence[str],
     per_test: Path | None = None,
 ) -> TestOutcome:
-    """Parallel tests, then the serial group in one worker; exit code is the worse.
+    """Both runs, started now (see Suite)."""
+    return Suite(
+        config, runner, state_file=state_file, artifacts=artifacts, extra=extra, per_test=per_test
+    ).run()
 
-    per_test: every test's own coverage goes there (infra.gocover.pertest); both groups then run serially.
-    """
-    results = artifacts / "results.jsonl"
-    results.unlink(missing_ok=True)
-    # the suite may live in a team's repo: let its pytest import this harness
-    harness_root = str(Path(__file__).resolve().parents[2])
-    pythonpath = os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH", "")) if p)
-    serial = config.tests.serial_marker
-    env = {
-        STATE_ENV: str(state_file),
-        RESULTS_ENV: str(results),
-        "PYTHONPATH": pythonpath,
-        SERIAL_ENV: serial,
-    }
-    plugins: tuple[str, ...] = ()
-    if per_test is not None:
-        env[PER_TEST_ENV] = str(per_test)
-        plugins = ("infra.gocover.pertest",)
-    user_workers = has_workers(extra)
-    parallel_workers = "" if user_workers else config.tests.workers
-    if per_test is not None:
-        parallel_workers = "0"  # flushes around a test see only that test's traffic
-    # the parallel run leaves the serial tests out itself and counts them: none, no serial run
-    deferred = artifacts / "serial-count"
-    deferred.unlink(missing_ok=True)
-    runs = [
-        ("junit-parallel.xml", "", parallel_workers, list(extra)),
-        ("junit-serial.xml", serial, "0", _without_workers(extra)),
-    ]
-    split = {DEFER_ENV: serial, DEFERRED_ENV: str(deferred)}
-    if "-m" in extra:  # the user's marker replaces the harness's split
-        runs, split = [("junit-parallel.xml", "", parallel_workers, list(extra))], {}
-    codes = []
-    for junit_name, marker, workers, args in runs:
-        if marker and deferred.exists() and deferred.read_text().strip() == "0":
-            codes.append(NO_TESTS)  # saves a pytest start-up (about a second) after the last test
-            continue
-        argv = pytest_argv(
-            config,
-            junit=artifacts / junit_name,
-            marker=marker,
-            workers=workers,
-            reruns=config.tests.reruns,
-            extra=args,
-            plugins=plugins,
-        )
-        run_env = {**env, **(split if not marker else {})}
-        res = runner.run(
-            argv, timeout=config.timeouts.tests, env=run_env, cwd=config.root, check=False, capture=False
-        )
-        codes.append(res.returncode)
-    merge_junit([artifacts / run[0] for run in runs], artifacts / "junit.xml")
-    outcome = classify(results)
-    real = [c for c in codes if c != NO_TESTS]
-    outcome.exit_code = max(real) if real else NO_TESTS
-    return outcome
+
+def console_env() -> dict[str, str]:
+    """pytest writes into a pipe when its output is held: keep the colours and width of our terminal."""
+    if not sys.stdout.isatty():
+        return {}
+    return {"PY_COLORS": "1", "COLUMNS": str(shutil.get_terminal_size().columns)}
 
 
 def has_workers(args: Sequence[str]) -> bool:
