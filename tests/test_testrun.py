@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -299,9 +301,12 @@ def test_an_early_pytest_collects_then_runs_only_on_go(
     assert suite._early is not None and suite._early.is_alive()
     assert not (tmp_path / "results.jsonl").exists()
     assert capsys.readouterr().out == ""
+    time.sleep(1.5)  # not a wait for anything: the setup time the summary must leave out
     outcome = suite.run()
     assert outcome.exit_code == 0 and outcome.passed == ["test_tiny.py::test_one"], outcome
-    assert "1 passed" in capsys.readouterr().out  # released: pytest's output reached the console
+    out = capsys.readouterr().out  # released: pytest's output reached the console
+    summary = re.search(r"1 passed in ([0-9.]+)s", out)
+    assert summary and float(summary.group(1)) < 1.5, out  # the tests' time, not the wait's
     assert not suite.gate_file.exists()
 
 
