@@ -24,6 +24,7 @@ class Timing:
     start: float
     end: float
     status: str  # ok | failed | skipped
+    needs: tuple[str, ...] = ()  # a setup phase's: what it waited for (the bench's critical path)
 
     @property
     def seconds(self) -> float:
@@ -36,6 +37,7 @@ class Timing:
             "end": round(self.end, 3),
             "seconds": self.seconds,
             "status": self.status,
+            "needs": list(self.needs),
         }
 
 
@@ -120,7 +122,7 @@ def run_phases(
             phase.run()
             status = "ok"
         finally:
-            timing = Timing(phase.name, start, timeline.now(), status)
+            timing = Timing(phase.name, start, timeline.now(), status, phase.needs)
             timeline.add(timing)
             reporter.finished(timing)
 
@@ -147,8 +149,24 @@ def run_phases(
                     failure = PhaseFailed(phase.name, err)
         for phase in pending:
             now = timeline.now()
-            timeline.add(Timing(phase.name, now, now, "skipped"))
+            timeline.add(Timing(phase.name, now, now, "skipped", phase.needs))
     if failure is not None:
         raise failure
     if cancel is not None and cancel.is_set():
         raise KeyboardInterrupt
+
+
+def critical_path(timings: Sequence[Timing]) -> float:
+    """The longest chain of needs, each phase taking the time it took: no schedule of these phases,
+    on any number of cores, finishes sooner (measured one by one, it bounds what running them in
+    parallel can gain)."""
+    took = {t.name: t.end - t.start for t in timings}
+    needs = {t.name: [n for n in t.needs if n in took] for t in timings}
+    done: dict[str, float] = {}
+
+    def finish(name: str) -> float:
+        if name not in done:
+            done[name] = took[name] + max((finish(n) for n in needs[name]), default=0.0)
+        return done[name]
+
+    return round(max((finish(n) for n in took), default=0.0), 3)

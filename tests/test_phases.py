@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.phases import Phase, PhaseFailed, Timeline, Timing, run_phases
+from infra.phases import Phase, PhaseFailed, Timeline, Timing, critical_path, run_phases
 
 HANDSHAKE = 5.0  # seconds a phase waits for its partner before giving up
 
@@ -237,6 +237,21 @@ def test_cancel_stops_new_starts() -> None:
 
 
 def test_timing_as_dict() -> None:
-    t = Timing("build:x", 1.0, 3.5004, "ok")
+    t = Timing("build:x", 1.0, 3.5004, "ok", ("go:services",))
     assert t.seconds == 2.5
-    assert t.as_dict() == {"name": "build:x", "start": 1.0, "end": 3.5, "seconds": 2.5, "status": "ok"}
+    assert t.as_dict() == {
+        "name": "build:x", "start": 1.0, "end": 3.5, "seconds": 2.5, "status": "ok", "needs": ["go:services"]
+    }  # fmt: skip
+
+
+def test_the_critical_path_is_the_longest_chain_of_needs() -> None:
+    timings = [
+        Timing("preflight", 0.0, 0.5, "ok"),
+        Timing("go", 0.5, 2.5, "ok", ("preflight",)),  # 2.0
+        Timing("cluster", 2.5, 5.5, "ok", ("preflight",)),  # 3.0
+        Timing("build", 5.5, 6.0, "ok", ("go",)),  # 0.5
+        Timing("deploy", 6.0, 7.0, "ok", ("cluster", "build")),  # 1.0
+    ]
+    # preflight 0.5 + cluster 3.0 + deploy 1.0: the go -> build chain (2.5) runs beside the cluster
+    assert critical_path(timings) == 4.5
+    assert critical_path([]) == 0.0
