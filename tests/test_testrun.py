@@ -19,7 +19,7 @@ from infra.config import Config
 from infra.proc import RecordingRunner, SubprocessRunner
 from infra.pytest_plugin.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_ENV
 from infra.run import testrun
-from infra.run.testrun import classify, merge_junit, pytest_argv, run_suite
+from infra.run.testrun import Suite, classify, merge_junit, pytest_argv
 from infra.state import STATE_ENV
 from infra.suite_env import START_DEADLINE_ENV, START_GATE_ENV
 
@@ -151,10 +151,10 @@ def test_pytest_argv(repo_cfg: Config, tmp_path: Path) -> None:
     assert "--reruns" not in serial
 
 
-def test_run_suite_runs_parallel_then_serial(repo_cfg: Config, tmp_path: Path) -> None:
+def test_the_suite_runs_parallel_then_serial(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()
     state_file = tmp_path / "state.json"
-    out = run_suite(repo_cfg, runner, state_file=state_file, artifacts=tmp_path, extra=["-x"])
+    out = Suite(repo_cfg, runner, state_file=state_file, artifacts=tmp_path, extra=["-x"]).run()
     assert len(runner.calls) == 2
     par, ser = (c.argv for c in runner.calls)
     assert list(par) == pytest_argv(
@@ -189,7 +189,7 @@ def test_run_suite_runs_parallel_then_serial(repo_cfg: Config, tmp_path: Path) -
     assert (tmp_path / "junit.xml").exists()
 
 
-def test_run_suite_exit_code_is_the_worse_ignoring_no_tests(repo_cfg: Config, tmp_path: Path) -> None:
+def test_the_suite_exit_code_is_the_worse_ignoring_no_tests(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()
     runner.on(
         [
@@ -207,15 +207,17 @@ def test_run_suite_exit_code_is_the_worse_ignoring_no_tests(repo_cfg: Config, tm
         returncode=testrun.NO_TESTS,
     )
     runner.on([sys.executable], returncode=1)
-    assert run_suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=[]).exit_code == 1
+    assert (
+        Suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=[]).run().exit_code == 1
+    )
     none = RecordingRunner()
     none.on([sys.executable], returncode=testrun.NO_TESTS)
-    assert run_suite(repo_cfg, none, state_file=tmp_path / "s", artifacts=tmp_path, extra=[]).exit_code == 5
+    assert Suite(repo_cfg, none, state_file=tmp_path / "s", artifacts=tmp_path, extra=[]).run().exit_code == 5
 
 
 def test_a_user_marker_replaces_the_harness_markers(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()
-    run_suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=["-m", "smoke"])
+    Suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=["-m", "smoke"]).run()
     assert len(runner.calls) == 1
     argv = runner.calls[0].argv
     assert argv[:3] == (sys.executable, "-m", "pytest")
@@ -225,7 +227,7 @@ def test_a_user_marker_replaces_the_harness_markers(repo_cfg: Config, tmp_path: 
 
 def test_user_workers_are_not_combined_with_no_xdist(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner()
-    run_suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=["-n", "2"])
+    Suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=["-n", "2"]).run()
     parallel, serial = (c.argv for c in runner.calls)
     assert "no:xdist" not in parallel
     assert parallel.count("-n") == 1 and parallel[-2:] == ("-n", "2")
@@ -242,7 +244,7 @@ def test_no_serial_run_when_the_parallel_run_deferred_nothing(
             (tmp_path / "serial-count").write_text(deferred)  # what the plugin writes
 
     runner = RecordingRunner(responders=[parallel_run_counts])  # type: ignore[list-item]
-    run_suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=[])
+    Suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=[]).run()
     assert len(runner.calls) == runs
 
 
@@ -298,7 +300,7 @@ def test_an_early_pytest_collects_then_runs_only_on_go(
         interval=0.05,
     )
     # collected, and still no test has run: it waits for the word; its header is held, not shown
-    assert suite._early is not None and suite._early.is_alive()
+    assert suite._early is not None and not suite._early.done()
     assert not (tmp_path / "results.jsonl").exists()
     assert capsys.readouterr().out == ""
     time.sleep(1.5)  # not a wait for anything: the setup time the summary must leave out

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import Config
-from infra.proc import OutputGate, Runner
+from infra.proc import OutputGate, Result, Runner
 from infra.state import STATE_ENV
 from infra.suite_env import (
     DEFER_ENV,
@@ -121,9 +122,8 @@ class Suite:
         if "-m" in extra:  # the user's marker replaces the harness's split
             self.runs, self.split = [self.runs[0]], {}
         self.gate_file = artifacts / ".start-gate"
-        self._gate: OutputGate | None = None
-        self._early: threading.Thread | None = None
-        self._early_code: list[int | BaseException] = []
+        self._gate = OutputGate()
+        self._early: Future[Result] | None = None
 
     def _argv_env(self, index: int) -> tuple[list[str], dict[str, str]]:
         junit_name, marker, workers, args = self.runs[index]
@@ -143,18 +143,11 @@ class Suite:
         self.gate_file.unlink(missing_ok=True)
         argv, env = self._argv_env(0)
         env |= {START_GATE_ENV: str(self.gate_file), START_DEADLINE_ENV: str(round(wait_seconds))}
-        gate = self._gate = OutputGate()
-
-        def run() -> None:
-            try:
-                res = self.runner.run(argv, timeout=self.config.timeouts.tests, env=env, cwd=self.config.root,
-                                      check=False, capture=False, gate=gate)  # fmt: skip
-                self._early_code.append(res.returncode)
-            except BaseException as err:  # noqa: BLE001 - handed to the thread that waits for it
-                self._early_code.append(err)
-
-        self._early = threading.Thread(target=run, name="pytest-early", daemon=True)
-        self._early.start()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pytest-early")
+        tests = self.config.timeouts.tests
+        self._early = pool.submit(self.runner.run, argv, timeout=tests, env=env, cwd=self.config.root,
+                                  check=False, capture=False, gate=self._gate)  # fmt: skip
+        pool.shutdown(wait=False)
 
     def _word(self, word: str) -> None:
         tmp = self.gate_file.with_suffix(".tmp")
@@ -163,13 +156,23 @@ class Suite:
 
     def abandon(self, why: str) -> None:
         """Setup did not finish: the early pytest ends without a test, its output goes to the log only."""
-        if self._early is None or self._gate is None:
-            return
-        self._word(f"setup did not finish ({why})")
-        self._gate.discard()
-        self._early.join()
-        self._early = None
-        self.gate_file.unlink(missing_ok=True)
+        if self._early is not None:
+            with contextlib.suppress(Exception):  # the setup's failure is the one reported
+                self._decide(f"setup did not finish ({why})")
+
+    def _decide(self, word: str) -> int:
+        """Give the early pytest its word ("go" shows its output), wait for its end; its exit code."""
+        assert self._early is not None
+        early, self._early = self._early, None
+        self._word(word)
+        if word == "go":
+            self._gate.release()
+        else:
+            self._gate.discard()
+        try:
+            return early.result().returncode
+        finally:
+            self.gate_file.unlink(missing_ok=True)
 
     def run(self) -> TestOutcome:
         """Both runs (the first may be under way already); the exit code is the worse."""
@@ -179,7 +182,7 @@ class Suite:
                 codes.append(NO_TESTS)  # saves a pytest start-up (about a second) after the last test
                 continue
             if index == 0 and self._early is not None:
-                codes.append(self._finish_early())
+                codes.append(self._decide("go"))
                 continue
             argv, env = self._argv_env(index)
             res = self.runner.run(
@@ -196,33 +199,6 @@ class Suite:
         real = [c for c in codes if c != NO_TESTS]
         outcome.exit_code = max(real) if real else NO_TESTS
         return outcome
-
-    def _finish_early(self) -> int:
-        assert self._early is not None and self._gate is not None
-        self._word("go")
-        self._gate.release()
-        self._early.join()
-        self._early = None
-        self.gate_file.unlink(missing_ok=True)
-        code = self._early_code.pop()
-        if isinstance(code, BaseException):
-            raise code
-        return code
-
-
-def run_suite(
-    config: Config,
-    runner: Runner,
-    *,
-    state_file: Path,
-    artifacts: Path,
-    extra: Sequence[str],
-    per_test: Path | None = None,
-) -> TestOutcome:
-    """Both runs, started now (see Suite)."""
-    return Suite(
-        config, runner, state_file=state_file, artifacts=artifacts, extra=extra, per_test=per_test
-    ).run()
 
 
 def console_env() -> dict[str, str]:
