@@ -273,6 +273,28 @@ def test_the_plugin_defers_the_serial_tests_that_survive_k(tmp_path: Path) -> No
     assert count.read_text() == "0", out  # -k left no serial test: the serial run is skipped
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_results_are_recorded_once_even_under_an_outer_xdist_worker(tmp_path: Path, workers: str) -> None:
+    """For real: a harness started from a team's xdist worker passes PYTEST_XDIST_WORKER down."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_x.py").write_text("def test_one():\n    pass\n\ndef test_two():\n    assert 0\n")
+    results = tmp_path / "results.jsonl"
+    env = {**os.environ, RESULTS_ENV: str(results), "PYTHONPATH": str(REPO), "PYTEST_XDIST_WORKER": "gw3",
+           "PYTEST_XDIST_WORKER_COUNT": "4"}  # fmt: skip
+    xdist = ["-p", "no:xdist"] if workers == "0" else ["-n", workers]
+    argv = [sys.executable, "-m", "pytest", str(suite), "-p", "infra.pytest_plugin.pytest_results",
+            "-p", "no:cacheprovider", "-q", *xdist]  # fmt: skip
+
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+
+    assert "1 failed, 1 passed" in out.stdout, out.stdout + out.stderr
+    recorded = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted((r["nodeid"].split("::")[1], r["outcome"]) for r in recorded) == [
+        ("test_one", "passed"), ("test_two", "failed"),
+    ], recorded  # fmt: skip
+
+
 def _tiny_suite(tmp_path: Path) -> Path:
     """One passing test; its conftest leaves `collected` beside it once collection is done."""
     suite = tmp_path / "suite"

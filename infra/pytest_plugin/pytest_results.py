@@ -42,10 +42,20 @@ def _message(report: pytest.TestReport) -> str:
     return " ".join(text.split())[:400]
 
 
+_in_worker = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the xdist controller records the workers' reports; a worker is known by its workerinput, not
+    # by PYTEST_XDIST_WORKER, which a harness started from inside a team's own xdist worker inherits
+    global _in_worker
+    _in_worker = hasattr(config, "workerinput")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     path = os.environ.get(RESULTS_ENV)
-    if not path or os.environ.get("PYTEST_XDIST_WORKER"):
-        return  # the xdist controller records the workers' reports
+    if not path or _in_worker:
+        return
     outcome = report.outcome
     if report.when != "call" and outcome == "passed":
         return
