@@ -185,7 +185,7 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     assert seq.index(("deploy", "")) < seq.index(("deploy", "datastore"))  # the Secret first
     assert sorted(reporter.started_names) == sorted(
         [
-            "images:third-party",
+            "images:stand-ins",
             "deploy:shared",
             "cluster",
             "go:services",
@@ -252,19 +252,37 @@ def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> 
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert "load" not in phases
-    assert phases["images:third-party"] == ()
-    assert phases["cluster"] == ("images:third-party",)  # a missing third-party image fails before it
-    assert phases["go:services"] == ()  # builds do not wait for it
+    assert "images:third-party" not in phases  # the one third-party image has a stand-in
+    assert phases["images:stand-ins"] == ("go:services",)  # one go build at a time: the services' first
+    assert phases["cluster"] == ()
+    assert phases["go:services"] == ()
     assert phases["build:gateway"] == ("go:services",)
-    assert phases["deploy:gateway"] == ("cluster", "build:gateway", "deploy:shared", "ready:datastore")
+    # the gateway's init container runs the stand-in; the datastore does not wait for it
+    assert phases["deploy:gateway"] == (
+        "cluster", "build:gateway", "images:stand-ins", "deploy:shared", "ready:datastore",
+    )  # fmt: skip
+    assert phases["deploy:datastore"] == ("cluster", "build:datastore", "deploy:shared")
     assert phases["ready:gateway"] == ("deploy:gateway",)
+
+
+def test_a_pulled_third_party_image_is_checked_before_the_cluster(repo_cfg: Config, tmp_path: Path) -> None:
+    """Absent, it fails the run before any cluster work; its users wait for it through the cluster."""
+    cfg = repo_cfg.model_copy(update={"images": repo_cfg.images.model_copy(update={"stand_in": ()})})
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
+    for platform in ("podman", "kind"):
+        st, _ = make_stack(cfg, tmp_path / platform, runner, coverage=False, platform=platform)
+        phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
+        assert "images:stand-ins" not in phases
+        assert phases["images:third-party"] == ()
+        assert phases["cluster"] == ("images:third-party",), platform
+        assert "images:third-party" in phases["deploy:gateway"], platform
 
 
 def test_kind_deploy_needs_the_load(repo_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
-    assert phases["load"] == ("cluster", "build:datastore", "build:gateway")
+    assert phases["load"] == ("cluster", "build:datastore", "build:gateway", "images:stand-ins")
     assert phases["deploy:datastore"] == ("cluster", "build:datastore", "load", "deploy:shared")
 
 

@@ -315,7 +315,7 @@ class KindPlatform:
                 "; ".join(problems) + ". next: an image the harness builds is referenced as "
                 "localhost/<name>:<tag> exactly as built (see `inv images`) and loaded with "
                 "`inv load-image`; a third-party one is loaded with them by its full name "
-                "(see the images:third-party phase)"
+                "(see the images:third-party and images:stand-ins phases)"
             )
 
     # -- workloads -------------------------------------------------------------------

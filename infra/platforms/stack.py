@@ -14,9 +14,10 @@ from infra.builds import build, third_party
 from infra.builds.build import ImagePlan
 from infra.config import Config
 from infra.console import say
+from infra.images import ImageRef
 from infra.paths import RunPaths, build_dir, state_dir
 from infra.phases import Phase, Reporter, Timeline, run_phases
-from infra.platforms.manifests import Rendered
+from infra.platforms.manifests import Doc, Rendered
 from infra.platforms.platform import Context, Platform
 from infra.podman_cli import Podman, podman_env
 from infra.proc import Runner, SubprocessRunner
@@ -122,19 +123,35 @@ def setup_phases(
 
     phases = [Phase("preflight", preflight)] if preflight else []
     foreign = stack.rendered.foreign
-    if foreign:  # before any cluster work: a missing image fails the run in seconds
+    # a stand-in is a build like the services' (beside them, waited for by its users only); any
+    # other third-party image is checked or pulled before the cluster: absent, it fails in seconds
+    built_here = {ref: who for ref, who in foreign.items() if third_party.stand_in_for(cfg, ref)}
+    groups = {
+        "images:third-party": {ref: who for ref, who in foreign.items() if ref not in built_here},
+        "images:stand-ins": built_here,
+    }
+    groups = {name: refs for name, refs in groups.items() if refs}
 
-        def third_party_images() -> None:
+    def images_phase(name: str, refs: dict[ImageRef, list[str]]) -> Phase:
+        def run() -> None:
             outcomes = third_party.ensure(
-                cfg, foreign, podman=podman, runner=runner, build_root=build_root, stand_ins=plan.stand_ins,
+                cfg, refs, podman=podman, runner=runner, build_root=build_root, stand_ins=plan.stand_ins,
                 force=force_build,
             )  # fmt: skip
             for outcome in outcomes:
                 say(outcome.line())
 
-        phases.append(Phase("images:third-party", third_party_images, first))
-    # deploys wait for the cluster, so for the third-party images too
-    cluster_needs = ("images:third-party",) if foreign else first
+        # after the services' go builds (one go build at a time): their deploys come first
+        after = tuple(f"go:{b.name}" for b in build.go_batches(cfg)) if name == "images:stand-ins" else ()
+        return Phase(name, run, (*first, *after))
+
+    def foreign_needs(docs: list[Doc]) -> list[str]:
+        """The images phases whose images these documents run."""
+        used = Rendered(docs).image_refs()
+        return [name for name, refs in groups.items() if any(str(ref) in used for ref in refs)]
+
+    phases += [images_phase(name, refs) for name, refs in groups.items()]
+    cluster_needs = ("images:third-party",) if "images:third-party" in groups else first
     phases += [Phase("cluster", plat.create, cluster_needs), *map(compiler, build.go_batches(cfg))]
     phases += [builder(s.name) for s in cfg.services]
     if kind:
@@ -142,7 +159,7 @@ def setup_phases(
             Phase(
                 "load",
                 lambda: plat.load_images([*plan.all(), *sorted(foreign)]),
-                ("cluster", *[f"build:{s.name}" for s in cfg.services]),
+                ("cluster", *[f"build:{s.name}" for s in cfg.services], *groups),
             )
         )
     if stack.rendered.shared:
@@ -151,7 +168,8 @@ def setup_phases(
             plat.verify_images(Rendered(stack.rendered.shared))
             plat.deploy("", stack.rendered.shared)
 
-        phases.append(Phase("deploy:shared", deploy_shared, ("cluster", *(["load"] if kind else []))))
+        shared_needs = ["cluster", *(["load"] if kind else []), *foreign_needs(stack.rendered.shared)]
+        phases.append(Phase("deploy:shared", deploy_shared, tuple(shared_needs)))
 
     def deployer(name: str) -> Phase:
         docs = stack.rendered.by_service.get(name, [])
@@ -160,7 +178,7 @@ def setup_phases(
             plat.verify_images(Rendered(docs))
             plat.deploy(name, docs)
 
-        needs = ["cluster", f"build:{name}", *(["load"] if kind else [])]
+        needs = ["cluster", f"build:{name}", *(["load"] if kind else []), *foreign_needs(docs)]
         needs += ["deploy:shared"] if stack.rendered.shared else []
         needs += [f"ready:{dep}" for dep in cfg.service(name).depends_on]
         return Phase(f"deploy:{name}", run, tuple(needs))
@@ -175,7 +193,7 @@ def setup_phases(
     phases += [deployer(s.name) for s in cfg.services]
     phases += [waiter(s.name) for s in cfg.services]
     if images_ready is not None:  # after the builds: pytest's start-up would slow them on a small machine
-        built = (*[f"build:{s.name}" for s in cfg.services], *(["images:third-party"] if foreign else []))
+        built = (*[f"build:{s.name}" for s in cfg.services], *groups)
         phases.append(Phase("tests:start", images_ready, built))
     return phases
 
