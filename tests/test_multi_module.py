@@ -7,6 +7,7 @@ each, their manifests, and a suite of its own that reads the run's state file.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ spec:
       terminationGracePeriodSeconds: 5
       containers:
         - name: {name}
-          image: localhost/e2eh-test/{name}:dev
+          image: {image}:dev
           ports: [{{name: http, containerPort: 8080}}]
           readinessProbe: {{httpGet: {{path: /ready, port: http}}}}
 ---
@@ -91,7 +92,7 @@ def test_each_service_answers():
 """
 
 
-def make_repo(root: Path, *, workspace: bool) -> Path:
+def make_repo(root: Path, *, workspace: bool, prefix: str) -> Path:
     services = []
     for name, port in (("alpha", 30091), ("beta", 30092)):
         module = f"example.com/{name}"
@@ -106,8 +107,8 @@ def make_repo(root: Path, *, workspace: bool) -> Path:
             f'\tif Text("/x") != "{name} /x" {{\n\t\tt.Fatal(Text("/x"))\n\t}}\n}}\n'
         )
         (root / "manifests").mkdir(exist_ok=True)
-        (root / "manifests" / f"{name}.yaml").write_text(MANIFEST.format(name=name, port=port))
-        image = f"localhost/e2eh-test/{name}"
+        image = f"{prefix}{name}"
+        (root / "manifests" / f"{name}.yaml").write_text(MANIFEST.format(name=name, port=port, image=image))
         services.append({"name": name, "source": name, "main": f"./cmd/{name}", "image": image,
                          "node_port": port, "ready_path": "/ready"})  # fmt: skip
     if workspace:
@@ -131,19 +132,22 @@ def run(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def images() -> Iterator[None]:
-    yield
+def images() -> Iterator[str]:
+    """This case's image names' prefix (its own: another case or test session builds others)."""
+    prefix = f"localhost/e2eh-test/{secrets.token_hex(3)}-"
+    yield prefix
     podman = Podman(SubprocessRunner(), podman_env(REPO / ".e2e"))
     for name in ("alpha", "beta"):
-        ids = podman("images", "--quiet", "--filter", f"reference=localhost/e2eh-test/{name}").stdout.split()
+        ids = podman("images", "--quiet", "--filter", f"reference={prefix}{name}").stdout.split()
         if ids:
             podman("rmi", "--force", *sorted(set(ids)), check=False)
 
 
-@pytest.mark.usefixtures("images")
 @pytest.mark.parametrize("workspace", [False, True], ids=["modules", "go.work"])
-def test_services_of_two_modules_build_once_each_and_cover_both(tmp_path: Path, workspace: bool) -> None:
-    cfg = make_repo(tmp_path, workspace=workspace)
+def test_services_of_two_modules_build_once_each_and_cover_both(
+    tmp_path: Path, workspace: bool, images: str
+) -> None:
+    cfg = make_repo(tmp_path, workspace=workspace, prefix=images)
 
     out = run(cfg, "--coverage")
     text = out.stdout + out.stderr

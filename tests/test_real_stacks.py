@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 
 import pytest
@@ -63,7 +64,7 @@ def test_an_absent_third_party_image_fails_before_any_cluster_work(roots: RootFa
 
 def test_a_third_party_image_in_podmans_store_is_run_as_is(roots: RootFactory) -> None:
     """A registry-qualified name only podman's store holds (tagged locally): used, never pulled."""
-    mine = "quay.io/e2e-harness-tests/waitfor:local"
+    mine = f"quay.io/e2e-harness-tests/waitfor-{secrets.token_hex(3)}:local"  # no other session's
     root = roots.make("third-party-present")
     first = root.e2e(*SMOKE)  # builds the stand-in the tag below copies
     assert first.code == EXIT_OK, str(first)
@@ -87,7 +88,7 @@ def test_a_stand_in_is_rebuilt_when_its_source_changes_and_only_then(roots: Root
     shutil.copytree(REPO / "services" / "thirdparty", source)
     root.data["images"]["stand_in"][0]["source"] = str(source)
     root.write_config()
-    image = "registry.example.com/e2e-harness-tests/waitfor:1.0"  # its own name: no other root shares it
+    image = f"registry.example.com/e2e-harness-tests/waitfor-{secrets.token_hex(3)}:1.0"  # its own
     root.data["images"]["stand_in"][0]["image"] = image
     root.write_config()
     root.edit_manifest("gateway.yaml", f"image: {WAITFOR}", f"image: {image}")

@@ -188,7 +188,9 @@ def _settled(run_id: str) -> str:
 def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = True) -> Report:
     """Containers, pods, networks, images, archives and run dirs of finished runs."""
     report = Report()
-    containers = podman.containers(MANAGED)
+    # kind's node containers inherit the managed label from the harness's node image, run label
+    # or not: they are clusters, judged by clean_stale_clusters (run locks, prefix), never here
+    containers = [c for c in podman.containers(MANAGED) if KIND_CLUSTER_LABEL not in (c.get("Labels") or {})]
 
     def remove_containers(names: list[str]) -> None:
         for name in names:  # one per call: podman 4.3 removes none if any name is missing
@@ -259,6 +261,13 @@ def _clean_lock_dir(live: set[str], report: Report, dry_run: bool) -> None:
 def _clean_images(podman: Podman, report: Report, dry_run: bool) -> None:
     from infra.nodeimage import recipe
 
+    live = runlock.live_runs()
+    if live:  # images carry no run: any of them may be the one a live run is about to start or load
+        report.left.append(
+            f"images: run(s) {', '.join(live)} still going and may be about to use them; "
+            "run cleanup again once they end"
+        )
+        return
     seen: set[str] = set()
     current_node_image = recipe.cache_key()
     for img in podman.json("images", "--format", "json", "--filter", MANAGED) or []:

@@ -47,6 +47,11 @@ def is_alive(run_id: str) -> bool:
     return False
 
 
+def live_runs() -> list[str]:
+    """The run IDs whose lock is held now, on this machine."""
+    return sorted(p.stem for p in LOCK_DIR.glob("*.lock") if is_alive(p.stem))
+
+
 def mark_kept(run_id: str) -> None:
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
     (LOCK_DIR / f"{run_id}.kept").touch()
