@@ -35,12 +35,14 @@ class RunState:
         return dict(self.data["endpoints"])
 
 
-def write(paths: RunPaths, data: dict[str, Any]) -> Path:
+def write(paths: RunPaths, data: dict[str, Any], *, latest: bool = True) -> Path:
+    """Whole or absent for a reader; latest: the stack a bare `pytest` under root finds from now on."""
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     tmp = paths.state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, paths.state_file)
-    point_latest(latest_state_pointer(paths.root), paths.state_file)
+    if latest:
+        point_latest(latest_state_pointer(paths.root), paths.state_file)
     return paths.state_file
 
 

@@ -401,11 +401,7 @@ def test_cleanup_leaves_a_kept_stack_and_down_removes_it(roots: RootFactory) -> 
     assert up.code == EXIT_OK, str(up)
     run_id = up.run_id
     assert f"kept the stack of run {run_id} (podman):" in up.output, str(up)
-    printed = {
-        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
-        for line in up.output.splitlines()
-        if line.startswith(("  run the suite:", "  remove it:"))
-    }
+    printed = kept_commands(up.output)
     assert printed.keys() == {"run the suite", "remove it"}, str(up)
     assert f"down --run-id {run_id}" in printed["remove it"]
     try:
@@ -437,6 +433,58 @@ def test_cleanup_leaves_a_kept_stack_and_down_removes_it(roots: RootFactory) -> 
         assert not runlock.is_kept(run_id)
     finally:
         root.run_ids.add(run_id)
+
+
+def kept_commands(output: str) -> dict[str, str]:
+    """The commands a kept run printed, by what they do."""
+    return {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in output.splitlines()
+        if line.startswith(("  run the suite:", "  remove it:"))
+    }
+
+
+def test_a_stack_kept_after_a_failed_setup_is_removed_by_the_printed_command(roots: RootFactory) -> None:
+    root = roots.make("kept-failed").edit_manifest("gateway.yaml", "DEDUP_TTL: 5s", 'DEDUP_TTL: "bogus"')
+    out = root.harness("e2e", "--platform", "podman", "--keep", "--", *SMOKE)
+    assert out.code == EXIT_INFRA, str(out)
+    run_id = out.run_id
+    root.run_ids.add(run_id)
+    printed = kept_commands(out.output)
+    assert f"down --run-id {run_id}" in printed.get("remove it", ""), str(out)
+    assert root.present(run_id) == {"containers": True, "network": True, "run dir": True}, str(out)
+
+    down = subprocess.run(["bash", "-c", printed["remove it"]], cwd="/", capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+
+    assert down.returncode == EXIT_OK, down.stdout + down.stderr
+    assert f"removed the stack of run {run_id} (podman)" in down.stdout + down.stderr
+    assert root.leftovers(run_id) == [], down.stdout + down.stderr
+    assert not runlock.is_kept(run_id)
+
+
+def test_a_suite_can_read_the_run_state_while_it_collects(roots: RootFactory) -> None:
+    """pytest starts while the stack deploys: a module that reads E2E_STATE_FILE on import finds it."""
+    root = roots.make("state-at-import")
+    suite = root.path / "suite"
+    suite.mkdir()
+    (suite / "test_state.py").write_text(
+        "import json, os\n\n"
+        "STATE = json.load(open(os.environ['E2E_STATE_FILE']))  # read as pytest collects\n\n\n"
+        "def test_read_on_import():\n"
+        "    assert STATE['setup'] == 'under way', STATE\n"
+        "    assert sorted(STATE['endpoints']) == ['datastore', 'gateway'], STATE\n\n\n"
+        "def test_whole_when_the_tests_run():\n"
+        "    now = json.load(open(os.environ['E2E_STATE_FILE']))\n"
+        "    assert now['setup'] == 'done' and now['platform_state']['containers'], now\n"
+    )
+    root.set("tests", path=str(suite), workers="0")  # collected in the process the harness starts
+
+    out = root.harness("e2e", "--platform", "podman")
+
+    assert out.code == EXIT_OK, str(out)
+    assert "2 passed" in out.output, str(out)
+    assert_nothing_leaked(root, out.run_id)
 
 
 # -- 9. concurrent runs ------------------------------------------------------

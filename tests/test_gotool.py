@@ -155,6 +155,8 @@ def test_the_chosen_go_comes_first_without_shadowing_the_rest_of_path(
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert bare.stdout == version  # the real one, GOROOT found through the link
     assert gotool._first_on_path(real) == env  # the same link again
+    monkeypatch.setenv("PATH", env["PATH"])
+    assert gotool.system_go() == str(Path(real).resolve())  # a child harness names the Go, not the link
     monkeypatch.setenv("PATH", os.pathsep.join([str(Path(real).parent), str(shadow)]))
     assert gotool._first_on_path(real) == {}  # already first: PATH untouched
 

@@ -131,8 +131,13 @@ def system_go() -> str | None:
     for entry in os.environ.get("PATH", "").split(os.pathsep):
         found = shutil.which("go", path=entry) if entry else None
         if found and Path(found) not in ours and Path(found).resolve() not in ours:
-            return found
+            # an earlier activation's link (a parent harness put it first): name what it points to
+            return str(Path(found).resolve()) if Path(found).parent.parent == _go_first_dir() else found
     return None
+
+
+def _go_first_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "e2e-harness" / "go-first"
 
 
 def _first_on_path(go: str) -> dict[str, str]:
@@ -146,8 +151,7 @@ def _first_on_path(go: str) -> dict[str, str]:
     first = shutil.which("go")
     if first is not None and Path(first).resolve() == Path(go).resolve():
         return {}
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "e2e-harness" / "go-first"
-    shim = base / hashlib.sha256(str(Path(go).resolve()).encode()).hexdigest()[:16]
+    shim = _go_first_dir() / hashlib.sha256(str(Path(go).resolve()).encode()).hexdigest()[:16]
     link = shim / "go"
     if not (link.is_symlink() and os.readlink(link) == go):
         shim.mkdir(parents=True, exist_ok=True)

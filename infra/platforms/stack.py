@@ -21,7 +21,7 @@ from infra.platforms.manifests import Doc, Rendered
 from infra.platforms.platform import Context, Platform
 from infra.podman_cli import Podman, podman_env
 from infra.proc import Runner, SubprocessRunner
-from infra.state import RunState
+from infra.state import NoState, RunState
 
 log = logging.getLogger("infra.stack")
 
@@ -60,10 +60,13 @@ class Stack:
     def endpoints(self) -> dict[str, str]:
         return {s.name: self.platform.ctx.endpoint(s.name) for s in self.config.services if s.node_port}
 
-    def state(self) -> dict[str, Any]:
+    def state(self, setup: str = "done") -> dict[str, Any]:
+        """setup: done | failed | under way. Under way, deploys still change the platform's own
+        state: it is left out (what the suite may read while it collects is all here)."""
         ctx = self.platform.ctx
-        own = self.platform.state()
+        own = self.platform.state() if setup != "under way" else {}
         return {
+            "setup": setup,
             "run_id": self.paths.run_id,
             "platform": self.platform.name,
             "root": str(self.paths.root),
@@ -76,7 +79,7 @@ class Stack:
             "kubeconfig": own.get("kubeconfig"),
             "namespace": own.get("namespace"),
             "artifacts": str(self.paths.artifacts),
-            "platform_state": own,
+            **({"platform_state": own} if setup != "under way" else {}),
         }
 
 
@@ -225,6 +228,11 @@ def bring_up(
 def platform_from_state(state: RunState, runner: Runner | None = None) -> Platform:
     """Rebuild the platform handle of a running stack (E2E fixtures, `inv down`)."""
     data = state.data
+    if "platform_state" not in data:
+        raise NoState(
+            f"run {data.get('run_id')}: its state was written while its setup was under way, and the run "
+            "ended before it finished; next: `nox -s cleanup` removes what it left"
+        )
     own = data["platform_state"]
     cfg = config_mod.load(data["config"])
     runner = runner or SubprocessRunner()

@@ -240,6 +240,9 @@ class Run:
             if suite is not None and not opts.sequential:  # pytest starts up while the stack deploys
 
                 def early() -> None:
+                    # a suite may read the state as it collects: endpoints are known, deploys under way
+                    assert self.stack is not None
+                    state.write(self.paths, self.stack.state("under way"), latest=False)
                     suite.start_early(wait_seconds=setup_deadline(cfg))
 
             with PhaseReporter() as reporter:
@@ -347,6 +350,8 @@ class Run:
             self._diagnostics()  # before anything is removed
         keep = self.opts.keep or self.opts.then == "keep" or (failed and os.environ.get(KEEP_ENV) == "1")
         if self.stack is not None and keep:
+            if self.setup_seconds is None:  # setup failed: `inv down --run-id` works as printed
+                state.write(self.paths, self.stack.state("failed"), latest=False)
             runlock.mark_kept(self.paths.run_id)
             self._print_kept()
         elif self.stack is not None:
