@@ -416,6 +416,8 @@ def test_cleanup_leaves_a_kept_stack_and_down_removes_it(roots: RootFactory) -> 
             str(cleanup)
         )
         assert lines_with(cleanup.output, "left: run dir", run_id, "kept on purpose"), str(cleanup)
+        # cleanup names the way to remove it as the run printed it: it works from anywhere, as run below
+        assert lines_with(cleanup.output, "left: run dir", f"`{printed['remove it']}`"), str(cleanup)
 
         # the printed commands, run as printed, from a directory that is neither the harness nor the root
         suite = subprocess.run(["bash", "-c", printed["run the suite"] + " -k smoke -p no:cacheprovider"],

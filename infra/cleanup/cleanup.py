@@ -140,7 +140,9 @@ def clean_stale_clusters(
             report.left.append(f"{desc}: its run is still going")
             continue
         if runlock.is_kept(run_id) and not all_:
-            report.left.append(f"{desc}: kept on purpose (--keep / inv up); `inv down --run-id {run_id}`")
+            report.left.append(
+                f"{desc}: kept on purpose (--keep / inv up); `{runlock.remove_command(run_id)}`"
+            )
             continue
         if not all_ and age < older_than:
             report.left.append(f"{desc}: younger than {human_age(older_than)}")
@@ -181,7 +183,7 @@ def _settled(run_id: str) -> str:
     if runlock.is_alive(run_id):
         return "its run is still going"
     if runlock.is_kept(run_id):
-        return f"kept on purpose; `inv down --run-id {run_id}`"
+        return f"kept on purpose; `{runlock.remove_command(run_id)}`"
     return ""
 
 

@@ -7,6 +7,7 @@ kernel, so its leftovers become fair game at once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
@@ -52,9 +53,19 @@ def live_runs() -> list[str]:
     return sorted(p.stem for p in LOCK_DIR.glob("*.lock") if is_alive(p.stem))
 
 
-def mark_kept(run_id: str) -> None:
+def mark_kept(run_id: str, remove: str = "") -> None:
+    """remove: the command that removes the stack, as the run printed it (cleanup repeats it)."""
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    (LOCK_DIR / f"{run_id}.kept").touch()
+    (LOCK_DIR / f"{run_id}.kept").write_text(remove)
+
+
+def remove_command(run_id: str) -> str:
+    """How a kept stack is removed, from any directory: what its run recorded, else `inv down`."""
+    with contextlib.suppress(OSError):
+        recorded = (LOCK_DIR / f"{run_id}.kept").read_text().strip()
+        if recorded:
+            return recorded
+    return f"inv down --run-id {run_id}"
 
 
 def unmark_kept(run_id: str) -> None:

@@ -352,7 +352,7 @@ class Run:
         if self.stack is not None and keep:
             if self.setup_seconds is None:  # setup failed: `inv down --run-id` works as printed
                 state.write(self.paths, self.stack.state("failed"), latest=False)
-            runlock.mark_kept(self.paths.run_id)
+            runlock.mark_kept(self.paths.run_id, remove_command(self.cfg, self.paths))
             self._print_kept()
         elif self.stack is not None:
             with self.timeline.timed("teardown"):
@@ -447,14 +447,20 @@ def kept_hints(cfg: Config, paths: RunPaths, inspect: str) -> list[str]:
     python = shlex.quote(sys.executable)
     suite = shlex.quote(str(cfg.path(cfg.tests.path).resolve()))
     state_file = shlex.quote(str(paths.state_file.resolve()))
-    config = shlex.quote(str(cfg.source_file))
     return [
         f"run the suite:  E2E_STATE_FILE={state_file} PYTHONPATH={shlex.quote(str(harness_root))} "
         f"{python} -m pytest {suite}",
         f"inspect:        {inspect}",
-        f"remove it:      PYTHONPATH={shlex.quote(str(harness_root))} {python} -m infra --config {config} "
-        f"down --run-id {paths.run_id}",
+        f"remove it:      {remove_command(cfg, paths)}",
     ]
+
+
+def remove_command(cfg: Config, paths: RunPaths) -> str:
+    """`down` for this run, from any directory: absolute paths, this Python."""
+    harness_root = shlex.quote(str(Path(__file__).resolve().parents[2]))
+    config = shlex.quote(str(cfg.source_file))
+    python = shlex.quote(sys.executable)
+    return f"PYTHONPATH={harness_root} {python} -m infra --config {config} down --run-id {paths.run_id}"
 
 
 def _first_lines(err: BaseException | None, count: int = 4) -> str:
