@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from infra import waits
 from infra.builds.build import ImagePlan
 from infra.cleanup import cleanup, runlock
 from infra.config import Config
+from infra.gocover import coverflush
 from infra.images import ImageRef
 from infra.names import LABEL, RUN_LABEL
 from infra.nodeimage import select
@@ -734,17 +736,48 @@ def test_flush_signals_each_running_coverage_container_through_its_nodes_contain
     ]
 
     def writes_counters(argv: tuple[str, ...]) -> None:
-        if "tasks" in argv:  # what the Go runtime does on the signal
+        if "tasks" in argv:  # what the flush package does on the signal: counters, then its marker
             (covdata / f"covcounters.x.1.{argv[-1][:4]}").write_text("c")
+            (covdata / f"{coverflush.FLUSHED_PREFIX}1.{argv[-1][:4]}").touch()
 
     k.runner.responders.insert(0, writes_counters)
     flushed = k.plat.flush_coverage(["datastore"])
+    assert not list(covdata.glob(coverflush.FLUSHED_PREFIX + "*"))  # the markers are the harness's own
     kills = [a for a in k.runner.argvs() if "tasks" in a]
     assert kills == [
         ("podman", "exec", f"{CLUSTER}-worker", "ctr", "--namespace", "k8s.io", "tasks", "kill", "--signal",
          "SIGUSR1", "a" * 64)
     ]  # fmt: skip
     assert flushed == {"datastore": ["covcounters.x.1.aaaa"]}
+
+
+def test_a_flush_waits_for_the_signalled_process_not_for_any_counters_file(kit: Callable[..., Kit]) -> None:
+    """An exec probe of a -cover image writes a counters file when it exits: not the flush's."""
+    k = kit(coverage=True)
+    k.plat.workloads = {"datastore": ["Deployment/datastore"]}
+    covdata = k.ctx.paths.covdata / "datastore"
+    covdata.mkdir(parents=True)
+    k.api.pod_list = [_pod("ds-1", "a" * 64)]
+    late: list[threading.Thread] = []
+
+    def probe_exits_then_the_flush_lands(argv: tuple[str, ...]) -> None:
+        if "tasks" not in argv:
+            return
+        (covdata / "covcounters.x.25.1").write_text("c")  # the probe process (pid 25), at once
+
+        def flush() -> None:
+            time.sleep(0.3)  # the signalled process takes a moment: the probe's file comes first
+            (covdata / "covcounters.x.1.2").write_text("c")
+            (covdata / f"{coverflush.FLUSHED_PREFIX}1.2").touch()
+
+        late.append(threading.Thread(target=flush))
+        late[-1].start()
+
+    k.runner.responders.insert(0, probe_exits_then_the_flush_lands)
+    flushed = k.plat.flush_coverage(["datastore"])
+    for thread in late:
+        thread.join()
+    assert flushed == {"datastore": ["covcounters.x.1.2", "covcounters.x.25.1"]}
 
 
 def test_a_container_id_that_is_not_containerds_is_refused_before_any_command(

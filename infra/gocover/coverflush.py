@@ -12,7 +12,9 @@ the previous one and a process's files add up to its whole run. The package
 is instrumented too (-coverpkg matches it): reports leave it out.
 
 The harness sends the signal itself (podman kill; on kind the node's
-containerd) and waits, with a deadline, for one new counters file per process.
+containerd) and waits, with a deadline, for each signalled process's marker
+file, written once its counters are out: a counters file alone may come from
+another process of the image that exited meanwhile (an exec probe).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ PACKAGE_DIR = "_e2ehcoverflush"
 """The added package, at the module's root ('_': no ./... pattern of the team's own lists it)."""
 _FLUSH_PACKAGE_LINE = re.compile(rf"/{PACKAGE_DIR}(?:/|\s)")
 COUNTERS_GLOB = "covcounters.*"
+FLUSHED_PREFIX = ".e2eh-flushed."
+"""A signalled process writes `<prefix><pid>.<nanotime>` once its counters are out (go tool covdata
+reads covmeta.* and covcounters.* only); the harness counts and removes them."""
 
 _SOURCE = """\
 // Added by e2e-harness to -cover builds only, in a copy of the module; not in your sources.
@@ -55,6 +60,7 @@ import (
 	"os/signal"
 	"runtime/coverage"
 	"syscall"
+	"time"
 )
 
 func init() {{
@@ -77,6 +83,12 @@ func init() {{
 			if err := coverage.ClearCounters(); err != nil {{
 				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
 			}}
+			// written last: the harness waits for it, not for a counters file that any other
+			// process of the image (an exec probe) writes when it exits
+			done := fmt.Sprintf("%s/{marker}%d.%d", dir, os.Getpid(), time.Now().UnixNano())
+			if err := os.WriteFile(done, nil, 0o644); err != nil {{
+				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
+			}}
 		}}
 	}}()
 }}
@@ -84,7 +96,7 @@ func init() {{
 
 
 def go_source(signame: str) -> str:
-    return _SOURCE.format(signal=signame)
+    return _SOURCE.format(signal=signame, marker=FLUSHED_PREFIX)
 
 
 def enabled(config: Config) -> bool:
@@ -232,6 +244,8 @@ def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, l
     names = [s for s in services if s in cfg.names() and flushable(cfg, s)]
     dirs = {s: ctx.paths.covdata / s for s in names}
     before = {s: counter_files(d) for s, d in dirs.items()}
+    for d in dirs.values():  # a flush that gave up earlier may have left some
+        _remove_markers(d)
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:  # one podman/ctr call each
         signalled = dict(zip(names, pool.map(lambda s: send(s, sig), names), strict=True))
     wanted = {s: len(p) for s, p in signalled.items() if p}
@@ -239,19 +253,31 @@ def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, l
     def new(service: str) -> set[str]:
         return counter_files(dirs[service]) - before[service]
 
-    def probe() -> waits.Observation[None]:
-        short = {s: f"{len(new(s))} of {n}" for s, n in wanted.items() if len(new(s)) < n}
-        return waits.Observation(not short, f"new counters files: {short}")
+    def flushed(service: str) -> int:
+        return len(list(dirs[service].glob(FLUSHED_PREFIX + "*")))
 
-    if wanted:
-        who = "; ".join(f"{s} ({', '.join(signalled[s])})" for s in wanted)
-        waits.poll(
-            f"{sig} to make {who} write new coverage counters files under {ctx.paths.covdata}",
-            probe,
-            timeout=cfg.coverage.flush_timeout,
-            interval=0.05,
-            hint="check that the images were built by this harness with coverage (the flush file is "
-            "added at build time), that the process is the container's entrypoint, and its logs for "
-            "'e2e-harness coverage flush'",
-        )
+    def probe() -> waits.Observation[None]:
+        short = {s: f"{flushed(s)} of {n}" for s, n in wanted.items() if flushed(s) < n}
+        return waits.Observation(not short, f"processes done flushing: {short}")
+
+    try:
+        if wanted:
+            who = "; ".join(f"{s} ({', '.join(signalled[s])})" for s in wanted)
+            waits.poll(
+                f"{sig} to make {who} write new coverage counters files under {ctx.paths.covdata}",
+                probe,
+                timeout=cfg.coverage.flush_timeout,
+                interval=0.05,
+                hint="check that the images were built by this harness with coverage (the flush file is "
+                "added at build time), that the process is the container's entrypoint, and its logs for "
+                "'e2e-harness coverage flush'",
+            )
+    finally:
+        for d in dirs.values():
+            _remove_markers(d)
     return {s: sorted(new(s)) for s in wanted}
+
+
+def _remove_markers(directory: Path) -> None:
+    for marker in directory.glob(FLUSHED_PREFIX + "*"):
+        marker.unlink(missing_ok=True)
