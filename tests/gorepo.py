@@ -87,8 +87,10 @@ SERVICES = {
 }  # fmt: skip
 
 
-def make_repo(root: Path) -> Path:
-    """shop/ (cmd/api, cmd/worker, tools/gen: no workload), billing/ (main at the root, a Dockerfile)."""
+def make_repo(root: Path, images: str = "localhost/") -> Path:
+    """shop/ (cmd/api, cmd/worker, tools/gen: no workload), billing/ (main at the root, a Dockerfile).
+
+    images: what the images' names start with, for a test that builds them (its own names)."""
     for module in ("shop", "billing"):
         (root / module).mkdir(parents=True)
         (root / module / "go.mod").write_text(f"module example.com/{module}\n\ngo 1.22\n")
@@ -97,6 +99,7 @@ def make_repo(root: Path) -> Path:
         pkg.mkdir(parents=True, exist_ok=True)
         (pkg / "main.go").write_text(SERVICE_GO.format(name=name))
         extra = env + (PROBE.format(path=probe) if probe else "")
+        image = images + image.removeprefix("localhost/")
         manifest = WORKLOAD.format(name=name, image=image, node_port=node_port, extra=extra)
         if name == "billing":
             manifest = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,7 @@ def podman(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_teams_suite_gets_the_fixtures_with_no_conftest(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", images=f"localhost/{secrets.token_hex(3)}-")  # built: its own names
     harness = [sys.executable, "-m", "infra"]
     init = subprocess.run([*harness, "init", str(repo)], cwd=REPO, capture_output=True, text=True,
                           timeout=300, check=False)  # fmt: skip
