@@ -11,6 +11,11 @@ from infra.names import PREFIX, resource_name
 STATE_DIR = ".e2e"
 
 
+def user_cache(name: str) -> Path:
+    """XDG_CACHE_HOME (default ~/.cache)/e2e-harness/<name>: what outlives runs, keyed by its inputs."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "e2e-harness" / name
+
+
 def state_dir(root: Path) -> Path:
     """The harness's working state under a root: runs, builds, archives, containers.conf."""
     return root / STATE_DIR

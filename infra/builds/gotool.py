@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra.paths import user_cache
 from infra.proc import CommandError, Runner, SubprocessRunner
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def system_go() -> str | None:
 
 
 def _go_first_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "e2e-harness" / "go-first"
+    return user_cache("go-first")
 
 
 def _first_on_path(go: str) -> dict[str, str]:

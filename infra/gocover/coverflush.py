@@ -231,7 +231,8 @@ Signaller = Callable[[str, str], list[str]]
 
 
 def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, list[str]]:
-    """Signal every running process of the services; wait until each wrote a new counters file.
+    """Signal every running process of the services; wait until each wrote its marker (after its
+    counters), then remove the markers.
 
     Returns service -> the new counters files. A service with no running
     process is skipped (nothing to flush); one built from its own
@@ -244,8 +245,6 @@ def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, l
     names = [s for s in services if s in cfg.names() and flushable(cfg, s)]
     dirs = {s: ctx.paths.covdata / s for s in names}
     before = {s: counter_files(d) for s, d in dirs.items()}
-    for d in dirs.values():  # a flush that gave up earlier may have left some
-        _remove_markers(d)
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:  # one podman/ctr call each
         signalled = dict(zip(names, pool.map(lambda s: send(s, sig), names), strict=True))
     wanted = {s: len(p) for s, p in signalled.items() if p}
@@ -274,10 +273,6 @@ def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, l
             )
     finally:
         for d in dirs.values():
-            _remove_markers(d)
+            for marker in d.glob(FLUSHED_PREFIX + "*"):
+                marker.unlink(missing_ok=True)
     return {s: sorted(new(s)) for s in wanted}
-
-
-def _remove_markers(directory: Path) -> None:
-    for marker in directory.glob(FLUSHED_PREFIX + "*"):
-        marker.unlink(missing_ok=True)

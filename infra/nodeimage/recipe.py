@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from infra.images import ImageRef
 from infra.nodeimage import versions as v
+from infra.paths import user_cache
 
 HERE = Path(__file__).resolve().parent
 FILES = HERE / "files"
@@ -166,9 +166,7 @@ def image_ref(key: str | None = None) -> ImageRef:
 
 
 def cache_dir() -> Path:
-    """XDG_CACHE_HOME (default ~/.cache)/e2e-harness/node-image."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "e2e-harness" / "node-image"
+    return user_cache("node-image")
 
 
 def archive_path(key: str | None = None) -> Path:

@@ -129,13 +129,14 @@ def setup_phases(
     # a stand-in is a build like the services' (beside them, waited for by its users only); any
     # other third-party image is checked or pulled before the cluster: absent, it fails in seconds
     built_here = {ref: who for ref, who in foreign.items() if third_party.stand_in_for(cfg, ref)}
-    groups = {
-        "images:third-party": {ref: who for ref, who in foreign.items() if ref not in built_here},
-        "images:stand-ins": built_here,
-    }
-    groups = {name: refs for name, refs in groups.items() if refs}
+    pulled = {ref: who for ref, who in foreign.items() if ref not in built_here}
+    go_builds = tuple(f"go:{b.name}" for b in build.go_batches(cfg))
+    # name -> (its images, what it waits for): a stand-in's go build comes after the services'
+    # (one go build at a time), so that their deploys come first
+    images = {"images:third-party": (pulled, first), "images:stand-ins": (built_here, (*first, *go_builds))}
+    groups = {name: refs for name, (refs, _) in images.items() if refs}
 
-    def images_phase(name: str, refs: dict[ImageRef, list[str]]) -> Phase:
+    def images_phase(name: str, refs: dict[ImageRef, list[str]], needs: tuple[str, ...]) -> Phase:
         def run() -> None:
             outcomes = third_party.ensure(
                 cfg, refs, podman=podman, runner=runner, build_root=build_root, stand_ins=plan.stand_ins,
@@ -144,16 +145,14 @@ def setup_phases(
             for outcome in outcomes:
                 say(outcome.line())
 
-        # after the services' go builds (one go build at a time): their deploys come first
-        after = tuple(f"go:{b.name}" for b in build.go_batches(cfg)) if name == "images:stand-ins" else ()
-        return Phase(name, run, (*first, *after))
+        return Phase(name, run, needs)
 
     def foreign_needs(docs: list[Doc]) -> list[str]:
         """The images phases whose images these documents run."""
         used = Rendered(docs).image_refs()
         return [name for name, refs in groups.items() if any(str(ref) in used for ref in refs)]
 
-    phases += [images_phase(name, refs) for name, refs in groups.items()]
+    phases += [images_phase(name, refs, needs) for name, (refs, needs) in images.items() if refs]
     cluster_needs = ("images:third-party",) if "images:third-party" in groups else first
     phases += [Phase("cluster", plat.create, cluster_needs), *map(compiler, build.go_batches(cfg))]
     phases += [builder(s.name) for s in cfg.services]

@@ -443,24 +443,25 @@ def setup_deadline(cfg: Config) -> float:
 
 def kept_hints(cfg: Config, paths: RunPaths, inspect: str) -> list[str]:
     """Commands that work as printed, from any directory: absolute paths, this Python."""
-    harness_root = Path(__file__).resolve().parents[2]
-    python = shlex.quote(sys.executable)
     suite = shlex.quote(str(cfg.path(cfg.tests.path).resolve()))
     state_file = shlex.quote(str(paths.state_file.resolve()))
     return [
-        f"run the suite:  E2E_STATE_FILE={state_file} PYTHONPATH={shlex.quote(str(harness_root))} "
-        f"{python} -m pytest {suite}",
+        f"run the suite:  E2E_STATE_FILE={state_file} {_this_python()} -m pytest {suite}",
         f"inspect:        {inspect}",
         f"remove it:      {remove_command(cfg, paths)}",
     ]
 
 
 def remove_command(cfg: Config, paths: RunPaths) -> str:
-    """`down` for this run, from any directory: absolute paths, this Python."""
-    harness_root = shlex.quote(str(Path(__file__).resolve().parents[2]))
+    """`down` for this run, from any directory (kept markers hold it: cleanup repeats it)."""
     config = shlex.quote(str(cfg.source_file))
-    python = shlex.quote(sys.executable)
-    return f"PYTHONPATH={harness_root} {python} -m infra --config {config} down --run-id {paths.run_id}"
+    return f"{_this_python()} -m infra --config {config} down --run-id {paths.run_id}"
+
+
+def _this_python() -> str:
+    """This Python, able to import this harness from anywhere."""
+    harness_root = shlex.quote(str(Path(__file__).resolve().parents[2]))
+    return f"PYTHONPATH={harness_root} {shlex.quote(sys.executable)}"
 
 
 def _first_lines(err: BaseException | None, count: int = 4) -> str:
