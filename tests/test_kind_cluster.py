@@ -10,6 +10,7 @@ diagnostics, and that nothing is left once the cluster is deleted.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -447,6 +448,62 @@ def test_an_address_of_a_gone_pod_is_unreachable_not_routed_out_of_the_node(clus
 
     seen = waits.poll(f"the pod network to make {cidr} unreachable on {worker}", route, timeout=60)
     assert seen is not None and "via" not in seen, seen
+
+
+def test_an_untranslated_service_address_is_refused_not_routed_out_of_the_node(
+    cluster: KindPlatform, sleeper: ImageRef
+) -> None:
+    """While a Service's endpoints change, kube-proxy may not translate its address for a moment.
+
+    Through the node's default route such a connection reached a proxy on the host's network,
+    which answered 404 "for the datastore" (and the gateway kept that connection in its pool).
+    """
+    cluster.load_images([sleeper])
+    plane = next(n for n in cluster.nodes() if n.endswith("-control-plane"))
+    worker = next(n for n in cluster.nodes() if n != plane)
+    kubectl = ("kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf")
+    cidrs = cluster.node_exec(
+        plane, *kubectl, "get", "servicecidrs", "-o", "jsonpath={.items[*].spec.cidrs[*]}"
+    )
+    taken = set(cluster.node_exec(plane, *kubectl, "get", "services", "-A", "-o",
+                                  "jsonpath={.items[*].spec.clusterIP}").split())  # fmt: skip
+    network = ipaddress.ip_network(cidrs.split()[0])
+    last = network.broadcast_address
+    address = next(str(last - k) for k in range(1, 64) if str(last - k) not in taken)  # no Service has it
+
+    def refused_on_node() -> waits.Observation[str]:
+        rules = cluster.node_exec(worker, "iptables", "-S", "E2EH-PODNET-SVC", check=False)
+        return waits.Observation(str(network) in rules, rules or "no chain E2EH-PODNET-SVC yet", rules)
+
+    waits.poll(f"the pod network to refuse untranslated traffic to {network} on {worker}", refused_on_node,
+               timeout=60)  # fmt: skip
+    client = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "untranslated", "labels": {"app": "untranslated"}},
+        "spec": {
+            "nodeName": worker,
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": str(sleeper),
+                    "imagePullPolicy": "Never",
+                    "args": ["fetch-once", f"http://{address}:8080/"],
+                }
+            ],
+        },
+    }
+    cluster.deploy("untranslated", [client])
+
+    def finished() -> waits.Observation[str]:
+        pods = cluster.api.pods(cluster.namespace, "app=untranslated")
+        phase = pods[0].get("status", {}).get("phase", "") if pods else "not created"
+        return waits.Observation(phase in ("Succeeded", "Failed"), phase, phase)
+
+    waits.poll("pod untranslated to finish", finished, timeout=90, interval=0.5)
+    log = cluster.api.pod_log("untranslated", cluster.namespace)
+    assert "connection refused" in log and "fetched" not in log, log
 
 
 @pytest.mark.exclusive  # the global cleanup runs: another test's unlocked objects would go with it

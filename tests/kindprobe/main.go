@@ -21,6 +21,15 @@ func main() {
 		fmt.Println("crashing on purpose")
 		os.Exit(1)
 	}
+	if len(os.Args) > 2 && os.Args[1] == "fetch-once" {
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(os.Args[2])
+		if err != nil {
+			fmt.Println("fetch:", err)
+			os.Exit(1)
+		}
+		fmt.Println("fetched: HTTP", resp.Status)
+		os.Exit(0)
+	}
 	if len(os.Args) > 2 && os.Args[1] == "fetch" {
 		deadline := time.Now().Add(60 * time.Second)
 		for ; time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
