@@ -49,7 +49,7 @@ def results(tmp_path: Path, *records: tuple[str, str, str]) -> Path:
 
 def test_rerun_then_pass_is_flaky(tmp_path: Path) -> None:
     out = classify(results(tmp_path, ("t.py::a", "call", "rerun"), ("t.py::a", "call", "passed")))
-    assert out.flaky == ["t.py::a"]
+    assert out.flaky == [("t.py::a", "AssertionError: boom")]
     assert out.passed == [] and out.failed == []
 
 
@@ -76,7 +76,7 @@ def test_classify_mixed_run(tmp_path: Path) -> None:
         )
     )
     assert out.passed == ["t.py::ok"]
-    assert out.flaky == ["t.py::flaky"]
+    assert [n for n, _ in out.flaky] == ["t.py::flaky"]
     assert [n for n, _ in out.failed] == ["t.py::bad", "t.py::teardown_err"]
     assert out.skipped == ["t.py::skip"]
 
@@ -294,6 +294,29 @@ def test_results_are_recorded_once_even_under_an_outer_xdist_worker(tmp_path: Pa
         ("test_one", "passed"), ("test_two", "failed"),
     ], recorded  # fmt: skip
 
+
+
+def test_a_flaky_test_says_why_it_was_rerun(tmp_path: Path) -> None:
+    """For real, with pytest-rerunfailures: the first attempt's failure is kept with the rerun."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_f.py").write_text(
+        "import pathlib\n\ndef test_once(tmp_path_factory):\n"
+        f"    mark = pathlib.Path({str(tmp_path / 'tried')!r})\n"
+        "    first = not mark.exists()\n    mark.touch()\n"
+        "    assert not first, 'pending=0 on the first try'\n"
+    )
+    results = tmp_path / "results.jsonl"
+    env = {**os.environ, RESULTS_ENV: str(results), "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "pytest", str(suite), "-p", "infra.pytest_plugin.pytest_results",
+            "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--reruns", "1"]  # fmt: skip
+
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+
+    assert "1 passed, 1 rerun" in out.stdout, out.stdout + out.stderr
+    flaky = classify(results).flaky
+    assert [n.split("::")[1] for n, _ in flaky] == ["test_once"], flaky
+    assert "pending=0 on the first try" in flaky[0][1], flaky
 
 def _tiny_suite(tmp_path: Path) -> Path:
     """One passing test; its conftest leaves `collected` beside it once collection is done."""

@@ -56,7 +56,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     path = os.environ.get(RESULTS_ENV)
     if not path or _in_worker:
         return
-    outcome = report.outcome
+    outcome: str = report.outcome  # pytest-rerunfailures adds "rerun"
     if report.when != "call" and outcome == "passed":
         return
     record: dict[str, Any] = {
@@ -66,7 +66,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         "duration": round(report.duration, 3),
         "start": round(getattr(report, "start", 0.0), 3),  # epoch seconds: the bench's first/last test
         "stop": round(getattr(report, "stop", 0.0), 3),
-        "message": _message(report) if report.failed else "",
+        "message": _message(report) if report.failed or outcome == "rerun" else "",  # why it reran
     }
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")

@@ -424,7 +424,7 @@ class Run:
                 f"- result: {verdict}: {len(t.passed)} passed, {len(t.flaky)} flaky, "
                 f"{len(t.failed)} failed, {len(t.skipped)} skipped"
             ]
-            lines += [f"- **flaky** (failed, then passed on rerun): `{n}`" for n in t.flaky]
+            lines += [f"- **flaky** (failed, then passed on rerun): `{n}`: {m}" for n, m in t.flaky]
             lines += [f"- **failed** (failed twice): `{n}`: {m}" for n, m in t.failed]
         if self.kind_of_failure == "coverage":
             lines += [f"- result: **COVERAGE FAILURE**: {self.failure or 'below threshold'}"]

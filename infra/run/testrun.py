@@ -34,7 +34,7 @@ PYTEST_COULD_NOT_RUN = (2, 3, 4)  # interrupted, internal error, usage error
 class TestOutcome:
     exit_code: int
     passed: list[str] = field(default_factory=list)
-    flaky: list[str] = field(default_factory=list)
+    flaky: list[tuple[str, str]] = field(default_factory=list)  # nodeid, why it was rerun
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -236,8 +236,10 @@ def classify(results: Path) -> TestOutcome:
     for nodeid, recs in seen.items():
         outcomes = [r["outcome"] for r in recs]
         final = outcomes[-1]
-        if final == "passed":
-            (out.flaky if "rerun" in outcomes else out.passed).append(nodeid)
+        if final == "passed" and "rerun" in outcomes:
+            out.flaky.append((nodeid, next((r["message"] for r in recs if r.get("message")), "")))
+        elif final == "passed":
+            out.passed.append(nodeid)
         elif final == "skipped":
             out.skipped.append(nodeid)
         elif final in ("failed", "error"):
