@@ -625,9 +625,20 @@ def test_teardown_deletes_the_cluster_with_its_kubeconfig(kit: Callable[..., Kit
 
 def test_reuse_teardown_deletes_only_the_namespace(kit: Callable[..., Kit]) -> None:
     k = kit(reuse=True, cluster="team-dev")
+    k.run_dir.mkdir(parents=True, exist_ok=True)
+    (k.run_dir / "kubeconfig").write_text("exported by create")
     k.plat.teardown()
     assert k.runner.calls == []
     assert k.api.calls == [("delete_namespace", NAMESPACE)]
+
+
+def test_reuse_teardown_after_a_setup_that_never_reached_the_cluster_does_nothing(
+    kit: Callable[..., Kit],
+) -> None:
+    """Preflight failed: no kubeconfig was exported, and "teardown failed" would send the user to cleanup."""
+    k = kit(reuse=True, cluster="team-dev")
+    k.plat.teardown()
+    assert k.runner.calls == [] and k.api.calls == []
 
 
 def test_state_round_trip(kit: Callable[..., Kit], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -295,7 +295,6 @@ def test_results_are_recorded_once_even_under_an_outer_xdist_worker(tmp_path: Pa
     ], recorded  # fmt: skip
 
 
-
 def test_a_flaky_test_says_why_it_was_rerun(tmp_path: Path) -> None:
     """For real, with pytest-rerunfailures: the first attempt's failure is kept with the rerun."""
     suite = tmp_path / "suite"
@@ -317,6 +316,7 @@ def test_a_flaky_test_says_why_it_was_rerun(tmp_path: Path) -> None:
     flaky = classify(results).flaky
     assert [n.split("::")[1] for n, _ in flaky] == ["test_once"], flaky
     assert "pending=0 on the first try" in flaky[0][1], flaky
+
 
 def _tiny_suite(tmp_path: Path) -> Path:
     """One passing test; its conftest leaves `collected` beside it once collection is done."""

@@ -429,7 +429,8 @@ class KindPlatform:
 
     def teardown(self) -> None:
         if self.ctx.reuse:
-            self.api.delete_namespace(self.namespace)
+            if self.kubeconfig.exists():  # else setup stopped before it exported one: nothing is ours
+                self.api.delete_namespace(self.namespace)
             return
         from infra.cleanup.cleanup import remove_node_volumes
 
