@@ -434,6 +434,13 @@ def diagnostics_files(outcome: Outcome) -> set[str]:
 
 def suite_processes(run_id: str) -> list[int]:
     """Processes still running the suite of run_id (an early pytest carries the run's results path)."""
+    return processes_with_env(
+        lambda entry: entry.startswith(b"E2E_RESULTS_FILE=") and run_id.encode() in entry
+    )
+
+
+def processes_with_env(match: Callable[[bytes], bool]) -> list[int]:
+    """This user's processes with an environment entry that matches."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -442,6 +449,6 @@ def suite_processes(run_id: str) -> list[int]:
             environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if any(e.startswith(b"E2E_RESULTS_FILE=") and run_id.encode() in e for e in environ):
+        if any(match(e) for e in environ):
             pids.append(int(proc.name))
     return pids

@@ -21,7 +21,8 @@ from infra.pytest_plugin.pytest_results import DEFER_ENV, DEFERRED_ENV, RESULTS_
 from infra.run import testrun
 from infra.run.testrun import Suite, classify, merge_junit, pytest_argv
 from infra.state import STATE_ENV
-from infra.suite_env import START_DEADLINE_ENV, START_GATE_ENV
+from infra.suite_env import HARNESS_PID_ENV, START_DEADLINE_ENV, START_GATE_ENV
+from tests.faultkit import processes_with_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -316,6 +317,44 @@ def test_a_flaky_test_says_why_it_was_rerun(tmp_path: Path) -> None:
     flaky = classify(results).flaky
     assert [n.split("::")[1] for n, _ in flaky] == ["test_once"], flaky
     assert "pending=0 on the first try" in flaky[0][1], flaky
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_the_suites_pytest_ends_once_its_harness_is_killed(tmp_path: Path, workers: str) -> None:
+    """For real: a harness SIGKILLed while its suite's pytest still collects tears nothing down."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    collecting = tmp_path / "collecting"
+    (suite / "test_slow.py").write_text(  # collection takes a minute: the kill comes during it
+        f"import pathlib, time\npathlib.Path({str(collecting)!r}).touch()\ntime.sleep(60)\n\n"
+        "def test_one():\n    pass\n"
+    )
+    marker = f"E2E_RESULTS_FILE={tmp_path / 'results.jsonl'}"
+    xdist = ["-p", "no:xdist"] if workers == "0" else ["-n", workers]
+    pytest_argv = [sys.executable, "-m", "pytest", str(suite), "-p", "infra.pytest_plugin", "-q",
+                   "-p", "no:cacheprovider", *xdist]  # fmt: skip
+    harness = (  # stands in for the harness: starts the suite's pytest as testrun.Suite does, its output
+        # into a pipe the harness reads (killed, it leaves a broken pipe)
+        "import os, subprocess, sys, time\n"
+        f"env = {{**os.environ, {HARNESS_PID_ENV!r}: str(os.getpid())}}\n"
+        f"subprocess.Popen({pytest_argv!r}, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)\n"
+        "time.sleep(300)\n"
+    )
+    name, value = marker.split("=", 1)
+    env = {**os.environ, "PYTHONPATH": str(REPO), name: value}
+    parent = subprocess.Popen([sys.executable, "-c", harness], env=env)
+    try:
+        waits.poll("the suite's pytest to collect", lambda: waits.Observation(collecting.exists(), "not yet"),
+                   timeout=120)  # fmt: skip
+    finally:
+        parent.kill()  # SIGKILL: no teardown
+        parent.wait()
+
+    def ended() -> waits.Observation[list[int]]:
+        left = processes_with_env(lambda entry: entry == marker.encode())
+        return waits.Observation(not left, f"still running: pids {left}", left)
+
+    waits.poll("the suite's pytest (and its workers) to end with its harness", ended, timeout=20)
 
 
 def _tiny_suite(tmp_path: Path) -> Path:

@@ -26,7 +26,11 @@ pytest_results (every test's outcomes as JSON lines). May import: the core
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,7 +44,7 @@ from urllib3.util.retry import Retry
 from infra import state as run_state
 from infra import waits
 from infra.paths import latest_state_pointer
-from infra.suite_env import SERIAL_ENV, START_DEADLINE_ENV, START_GATE_ENV
+from infra.suite_env import HARNESS_PID_ENV, SERIAL_ENV, START_DEADLINE_ENV, START_GATE_ENV
 
 if TYPE_CHECKING:  # kept light: pytest loads this plugin into every suite of the venv
     from infra.platforms.platform import Platform
@@ -130,6 +134,41 @@ def serial_marker(start: Path) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     marker = serial_marker(config.invocation_params.dir)
     config.addinivalue_line("markers", f"{marker}: restarts or stops a service; runs serially after the rest")
+    harness = os.environ.get(HARNESS_PID_ENV, "")
+    if harness.isdigit() and not hasattr(config, "workerinput"):  # its xdist workers end with it
+        _end_with(int(harness))
+
+
+def _end_with(harness: int) -> None:
+    """A killed harness tears nothing down: the suite's pytest it started (collecting, waiting for
+    its word, or running tests) ends itself within a tenth of a second."""
+    if os.getppid() != harness:
+        if _alive(harness):
+            return  # a pytest a test started: its parent is not the harness
+        _gone(harness)  # killed while this pytest was starting up
+
+    def watch() -> None:
+        while os.getppid() == harness:
+            time.sleep(0.1)
+        _gone(harness)
+
+    threading.Thread(target=watch, name="harness-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _gone(harness: int) -> None:
+    with contextlib.suppress(OSError):  # the output went to the harness: a broken pipe now
+        sys.stderr.write(f"the harness (pid {harness}) that started this pytest is gone: ending it\n")
+    os._exit(pytest.ExitCode.INTERRUPTED)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -147,19 +186,16 @@ def pytest_runtestloop(session: pytest.Session) -> None:
 
 
 def wait_for_start(gate: Path, timeout: float) -> str:
-    """The gate file's word ("go", or why the tests will not run); gives up if the harness is gone."""
-    parent = os.getppid()
+    """The gate file's word ("go", or why the tests will not run); a gone harness: see _end_with."""
 
     def probe() -> waits.Observation[str]:
         if gate.exists():
             return waits.Observation(True, "written", gate.read_text().strip())
-        if os.getppid() != parent:
-            raise waits.Fatal("the harness process that started this pytest is gone")
         return waits.Observation(False, f"{gate} not written yet: setup still under way")
 
     try:
         return waits.poll("the harness to finish setup", probe, timeout=timeout, interval=0.02) or ""
-    except (waits.WaitTimeout, waits.Fatal) as err:
+    except waits.WaitTimeout as err:
         return str(err)
 
 

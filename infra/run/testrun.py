@@ -19,6 +19,7 @@ from infra.state import STATE_ENV
 from infra.suite_env import (
     DEFER_ENV,
     DEFERRED_ENV,
+    HARNESS_PID_ENV,
     PER_TEST_ENV,
     RESULTS_ENV,
     SERIAL_ENV,
@@ -103,7 +104,7 @@ class Suite:
         pythonpath = os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH", "")) if p)
         serial = config.tests.serial_marker
         self.env = {STATE_ENV: str(state_file), RESULTS_ENV: str(self.results), "PYTHONPATH": pythonpath,
-                    SERIAL_ENV: serial, **console_env()}  # fmt: skip
+                    SERIAL_ENV: serial, HARNESS_PID_ENV: str(os.getpid()), **console_env()}  # fmt: skip
         self.plugins: tuple[str, ...] = ()
         if per_test is not None:
             self.env[PER_TEST_ENV] = str(per_test)
