@@ -93,8 +93,11 @@ class Podman:
         build_args: Mapping[str, str],
         labels: Mapping[str, str],
         timeout: float,
+        layers: bool = True,
     ) -> Result:
+        """layers=False: one commit, no intermediate images (what a one-COPY build would only leak)."""
         argv = ["build", "--file", str(containerfile), "--tag", str(ref)]
+        argv += [] if layers else ["--layers=false"]
         for k, v in sorted(build_args.items()):
             argv += ["--build-arg", f"{k}={v}"]
         for k, v in sorted({LABEL: "true", **labels}.items()):

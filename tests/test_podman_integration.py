@@ -21,7 +21,7 @@ from infra.gocover import gocoverage
 from infra.images import ImageRef
 from infra.platforms import manifests
 from infra.platforms.stack import platform_from_state
-from infra.podman_cli import podman_env
+from infra.podman_cli import Podman, podman_env
 from infra.proc import SubprocessRunner
 from infra.run.run import Options, Run
 
@@ -353,3 +353,23 @@ def test_per_test_coverage_of_a_one_endpoint_test_covers_that_handler_only(isola
     per_run = json.loads((isolated.parent / "coverage" / "e2e" / run_id / "summary.json").read_text())
     assert per_run["mode"] == "per-test" and per_run["total_percent"] == summary["total_percent"]
     assert leftovers(run_id) == []
+
+
+def test_a_scratch_build_leaves_no_intermediate_image(tmp_path: Path) -> None:
+    """A FROM-scratch image commits once: with podman's default --layers, each step left an image."""
+    pod = Podman(SubprocessRunner(), podman_env(REPO / ".e2e"))
+    ref = ImageRef("localhost/e2eh-test/scratch", tmp_path.name.replace("_", "-").lower()[-40:])
+    binary = tmp_path / "bin" / "app"
+    binary.parent.mkdir()
+    binary.write_text("not run")
+    try:
+        build.build_scratch_image(ref, binary, podman=pod, build_root=tmp_path / "ctx",
+                                  labels={"io.e2e-harness.test": ref.tag}, timeout=120)  # fmt: skip
+        listed = podman(
+            "images", "--all", "--quiet", "--no-trunc", "--filter", f"label=io.e2e-harness.test={ref.tag}"
+        )
+        assert [i.removeprefix("sha256:") for i in listed.stdout.split()] == [pod.image_id(ref)], (
+            listed.stdout
+        )
+    finally:
+        podman("rmi", "--force", str(ref))

@@ -289,7 +289,7 @@ def build_scratch_image(
         (context / "Containerfile").write_text(SCRATCH_CONTAINERFILE)
         podman.build(
             ref, context, context / "Containerfile",
-            build_args=build_args or {}, labels=labels, timeout=timeout,
+            build_args=build_args or {}, labels=labels, timeout=timeout, layers=False,
         )  # fmt: skip
     finally:
         shutil.rmtree(context, ignore_errors=True)

@@ -120,7 +120,7 @@ def floor_seconds(config: str | None, runner: SubprocessRunner, podman: Podman, 
             (ctx / "Containerfile").write_text(build.SCRATCH_CONTAINERFILE)
             ref = ImageRef(f"localhost/e2e-harness/bench-floor-{binary.name}", str(time.time_ns()))
             refs.append(ref)
-            podman.build(ref, ctx, ctx / "Containerfile", build_args={}, labels={}, timeout=600)
+            podman.build(ref, ctx, ctx / "Containerfile", build_args={}, labels={}, timeout=600, layers=False)
 
         with ThreadPoolExecutor(max_workers=max(1, len(binaries))) as pool:
             list(pool.map(image, binaries))
