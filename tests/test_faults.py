@@ -369,9 +369,13 @@ def test_cleanup_removes_exactly_the_killed_runs_leftovers(roots: RootFactory) -
         killed.proc.kill()  # SIGKILL: no teardown; the kernel releases its run lock
         killed.wait(timeout=30)
         dead, live = killed.run_id, alive.run_id
+
         # its suite's pytest ends itself (it may still have been starting up when the kill came)
-        waits.poll(f"the suite's pytest of killed run {dead} to end", lambda: waits.Observation(
-            not suite_processes(dead), f"pids {suite_processes(dead)}"), timeout=30)  # fmt: skip
+        def ended() -> waits.Observation[None]:
+            left = suite_processes(dead)
+            return waits.Observation(not left, f"pids {left}")
+
+        waits.poll(f"the suite's pytest of killed run {dead} to end", ended, timeout=30)
         assert not runlock.is_alive(dead) and runlock.is_alive(live)
         assert root.present(dead) == {"containers": True, "network": True, "run dir": True}
 

@@ -329,7 +329,7 @@ def test_the_suites_pytest_ends_once_its_harness_is_killed(tmp_path: Path, worke
         f"import pathlib, time\npathlib.Path({str(collecting)!r}).touch()\ntime.sleep(60)\n\n"
         "def test_one():\n    pass\n"
     )
-    marker = f"E2E_RESULTS_FILE={tmp_path / 'results.jsonl'}"
+    marker = f"{RESULTS_ENV}={tmp_path / 'results.jsonl'}"  # this test's processes carry it
     xdist = ["-p", "no:xdist"] if workers == "0" else ["-n", workers]
     pytest_argv = [sys.executable, "-m", "pytest", str(suite), "-p", "infra.pytest_plugin", "-q",
                    "-p", "no:cacheprovider", *xdist]  # fmt: skip
@@ -340,8 +340,7 @@ def test_the_suites_pytest_ends_once_its_harness_is_killed(tmp_path: Path, worke
         f"subprocess.Popen({pytest_argv!r}, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)\n"
         "time.sleep(300)\n"
     )
-    name, value = marker.split("=", 1)
-    env = {**os.environ, "PYTHONPATH": str(REPO), name: value}
+    env = {**os.environ, "PYTHONPATH": str(REPO), RESULTS_ENV: marker.split("=", 1)[1]}
     parent = subprocess.Popen([sys.executable, "-c", harness], env=env)
     try:
         waits.poll("the suite's pytest to collect", lambda: waits.Observation(collecting.exists(), "not yet"),

@@ -115,13 +115,10 @@ def floor_seconds(config: str | None, runner: SubprocessRunner, podman: Podman, 
             runner.run(build.go_build_argv(mains, target, coverage=False), timeout=1200, cwd=source, env=env)
             binaries += [target / build.binary_name(build.module_path(source), m) for m in mains]
 
-        def image(binary: Path) -> None:
-            ctx = Path(tempfile.mkdtemp(prefix="ctx-", dir=out))
-            shutil.copy2(binary, ctx / build.BINARY)
-            (ctx / "Containerfile").write_text(build.SCRATCH_CONTAINERFILE)
+        def image(binary: Path) -> None:  # the harness's own image build, nothing around it
             ref = ImageRef(f"localhost/e2e-harness/bench-floor-{binary.name}", str(time.time_ns()))
             refs.append(ref)
-            podman.build(ref, ctx, ctx / "Containerfile", build_args={}, labels={}, timeout=600, layers=False)
+            build.build_scratch_image(ref, binary, podman=podman, build_root=out, labels={}, timeout=600)
 
         with ThreadPoolExecutor(max_workers=max(1, len(binaries))) as pool:
             list(pool.map(image, binaries))
