@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from infra import waits
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -139,7 +141,7 @@ def run_phases(
                     running[pool.submit(execute, phase)] = phase
             if not running:
                 break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(running), timeout=waits.SIGNAL_CHECK_SECONDS, return_when=FIRST_COMPLETED)
             for fut in finished:
                 phase = running.pop(fut)
                 err = fut.exception()

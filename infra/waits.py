@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -13,6 +14,10 @@ import requests
 from infra.proc import CANCEL as CANCEL  # one event: waits and commands stop together
 
 T = TypeVar("T")
+
+SIGNAL_CHECK_SECONDS = 0.1
+"""The main thread never blocks longer: Linux may hand a process's SIGINT to any thread, and its
+Python handler runs only once the main thread runs bytecode again."""
 
 
 class WaitTimeout(Exception):
@@ -56,6 +61,16 @@ def poll(
             raise WaitTimeout(what, timeout, last, hint)
         if cancel.wait(min(interval, remaining)):
             raise WaitTimeout(what, timeout, f"cancelled; {last}", hint)
+
+
+def result(fut: Future[T]) -> T:
+    """fut.result() for the main thread: a Ctrl-C meanwhile is acted on at once (SIGNAL_CHECK_SECONDS)."""
+    while True:
+        try:
+            return fut.result(timeout=SIGNAL_CHECK_SECONDS)
+        except TimeoutError:
+            if fut.done():  # the call itself raised TimeoutError, or it ended just now
+                return fut.result()
 
 
 def http_probe(

@@ -121,6 +121,12 @@ class Outcome:
     def __str__(self) -> str:  # what an assertion message shows
         return f"$ {' '.join(self.argv)}\nexit {self.code} after {self.seconds:.1f}s\n{self.output}"
 
+    def run_log(self, lines: int = 60) -> str:
+        """The tail of the run's run.log, for an assertion message (the test's root goes with it)."""
+        log = self.artifacts / "run.log"
+        tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else ["(no run.log)"]
+        return f"--- {log}, last {lines} lines:\n" + "\n".join(tail)
+
 
 def run_id_in(output: str) -> str | None:
     match = RUN_LINE.search(output)

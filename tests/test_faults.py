@@ -346,7 +346,8 @@ def test_interrupt_during_a_readiness_wait_stops_at_once(roots: RootFactory) -> 
     assert out.code == EXIT_INTERRUPTED, str(out)
     assert "interrupted (SIGINT): tearing down what this run created" in out.output, str(out)
     assert after < ready / 2, (
-        f"the run stopped {after:.1f}s after SIGINT, not at once (readiness timeout {ready}s)"
+        f"the run stopped {after:.1f}s after SIGINT, not at once (readiness timeout {ready}s)\n"
+        + out.run_log()
     )
     assert "gave up after" not in out.output, out  # the wait was cancelled, it did not time out
     assert_nothing_leaked(root, out.run_id)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from infra import waits
 from infra.phases import Phase, PhaseFailed, Timeline, Timing, critical_path, run_phases
+from infra.run.run import Interrupted, interruptible
 
 HANDSHAKE = 5.0  # seconds a phase waits for its partner before giving up
 
@@ -234,6 +238,31 @@ def test_cancel_stops_new_starts() -> None:
         run_phases(phases, timeline=timeline, reporter=Reporter(), cancel=cancel)
     assert ran == ["a"]
     assert {t.name: t.status for t in timeline.timings} == {"a": "ok", "b": "skipped"}
+
+
+def test_a_signal_a_phase_thread_receives_interrupts_the_run_while_the_phase_waits() -> None:
+    """Linux hands a process's SIGINT to any thread; its handler runs on the main thread, which
+    must not sleep until the phases end (a readiness wait ran out its timeout that way in CI)."""
+    cancelled_in_time: list[bool] = []
+
+    def main_thread_sleeps() -> waits.Observation[None]:
+        stat = Path(f"/proc/self/task/{threading.main_thread().native_id}/stat").read_text()
+        state = stat.rsplit(")", 1)[1].split()[0]
+        return waits.Observation(state == "S", f"main thread state {state}")
+
+    def waiting() -> None:
+        waits.poll("the main thread to sleep", main_thread_sleeps, timeout=HANDSHAKE, interval=0.01)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        cancelled_in_time.append(waits.CANCEL.wait(HANDSHAKE))  # set by the handler
+
+    # "idle" first: "waiting" then runs on its thread, and the main thread starts no thread meanwhile
+    phases = [Phase("idle", lambda: None), Phase("waiting", waiting, ("idle",))]
+    try:
+        with pytest.raises(Interrupted, match="SIGINT"), interruptible():
+            run_phases(phases, timeline=Timeline(), reporter=Reporter(), cancel=waits.CANCEL, max_workers=1)
+    finally:
+        waits.CANCEL.clear()  # the event is the process's: the next test's commands must run
+    assert cancelled_in_time == [True]
 
 
 def test_timing_as_dict() -> None:

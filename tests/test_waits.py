@@ -6,6 +6,7 @@ import http.server
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -131,3 +132,17 @@ def test_wait_http_extra_check_can_stop_the_wait(server: tuple[str, type[_Handle
 
     with pytest.raises(Fatal, match="container exited"):
         waits.wait_http(url, timeout=30, extra_check=check)
+
+
+def test_result_returns_what_the_call_returned_and_raises_what_it_raised() -> None:
+    def late(value: int) -> int:
+        time.sleep(3 * waits.SIGNAL_CHECK_SECONDS)  # outlasts a few of result()'s wake-ups
+        return value
+
+    def times_out() -> None:
+        raise TimeoutError("the call's own")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert waits.result(pool.submit(late, 7)) == 7
+        with pytest.raises(TimeoutError, match="the call's own"):
+            waits.result(pool.submit(times_out))

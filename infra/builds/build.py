@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra import waits
 from infra.builds import gosources
 from infra.config import Config
 from infra.gocover import coverflush
@@ -89,7 +90,8 @@ def plan_images(config: Config, *, coverage: bool, toolchain: str, runner: Runne
             flush=coverflush.tag_input(config) if coverage and not svc.containerfile else "",
         )
         refs[svc.name] = ImageRef(qualify(svc.image), tag)
-    return ImagePlan(refs, coverage, toolchain, stand_ins.result())
+    stand_in_tags: dict[ImageRef, str] = waits.result(stand_ins)
+    return ImagePlan(refs, coverage, toolchain, stand_in_tags)
 
 
 def stand_in_digests(config: Config, runner: Runner, toolchain: str) -> dict[ImageRef, str]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra import waits
 from infra.builds.build import module_path
 from infra.gocover import coverflush
 from infra.gocover.gocoverage import Modules
@@ -191,7 +192,8 @@ def build(
     func_txts = {s: total_dir / f"{s}.func.txt" for s in services}
     funcs = FunctionIndex([p.read_text() for p in func_txts.values() if p.exists()], module)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        list(pool.map(lambda t: _one_test(runner, module_dir, funcs, root, out_dir, t), todo))
+        for fut in [pool.submit(_one_test, runner, module_dir, funcs, root, out_dir, t) for t in todo]:
+            waits.result(fut)
 
     by_function: dict[str, list[str]] = {}
     block_tests: dict[tuple[str, str], int] = {}

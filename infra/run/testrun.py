@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra import waits
 from infra.config import Config
 from infra.proc import OutputGate, Result, Runner
 from infra.state import STATE_ENV
@@ -171,7 +172,7 @@ class Suite:
         else:
             self._gate.discard()
         try:
-            return early.result().returncode
+            return waits.result(early).returncode
         finally:
             self.gate_file.unlink(missing_ok=True)
 
