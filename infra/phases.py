@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from infra import waits
@@ -54,16 +56,32 @@ class Reporter(Protocol):
     def finished(self, timing: Timing) -> None: ...
 
 
+def machine_cpu_seconds() -> float | None:
+    """CPU time every process on this machine has used since boot (None where /proc/stat is not)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Timeline:
     """Timings of one run, relative to its start (shared by setup and later steps)."""
 
     origin: float = field(default_factory=time.monotonic)
+    cpu_origin: float | None = field(default_factory=machine_cpu_seconds)
     timings: list[Timing] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
         return time.monotonic() - self.origin
+
+    def cpu_now(self) -> float | None:
+        """CPU time the whole machine used since the start: the run, its podman, containers, pytest."""
+        now = machine_cpu_seconds()
+        return None if now is None or self.cpu_origin is None else now - self.cpu_origin
 
     def add(self, timing: Timing) -> None:
         with self.lock:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -284,3 +286,14 @@ def test_the_critical_path_is_the_longest_chain_of_needs() -> None:
     # preflight 0.5 + cluster 3.0 + deploy 1.0: the go -> build chain (2.5) runs beside the cluster
     assert critical_path(timings) == 4.5
     assert critical_path([]) == 0.0
+
+
+def test_the_timeline_counts_the_machines_cpu_time_since_its_start() -> None:
+    timeline = Timeline()
+    mine = time.process_time()
+    while time.process_time() - mine < 0.3:  # this process keeps one core busy
+        pass
+    used, wall = timeline.cpu_now(), timeline.now()
+    assert used is not None
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    assert 0.3 - 2 * tick <= used <= wall * (os.cpu_count() or 1) + 2 * tick  # busy time only, never idle

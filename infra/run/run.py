@@ -155,6 +155,7 @@ class Run:
         self.kind_of_failure = ""  # infrastructure | tests | coverage | interrupted
         self.tests: testrun.TestOutcome | None = None
         self.setup_seconds: float | None = None  # from the run's start to the stack being up
+        self.setup_cpu_seconds: float | None = None  # the machine's CPU time meanwhile
 
     def execute(self) -> int:
         handler = _setup_logging(self.paths)
@@ -269,6 +270,7 @@ class Run:
             say(f"SETUP FAILED: {err}")
             return EXIT_INFRA
         self.setup_seconds = self.timeline.now()
+        self.setup_cpu_seconds = self.timeline.cpu_now()
         state.write(self.paths, self.stack.state())
         for name, url in self.stack.endpoints().items():
             say(f"endpoint {name}: {url}")
@@ -396,6 +398,9 @@ class Run:
             "coverage": self.opts.coverage,
             "built": self.stack.built if self.stack else {},
             "setup_seconds": round(self.setup_seconds, 3) if self.setup_seconds is not None else None,
+            "setup_cpu_seconds": round(self.setup_cpu_seconds, 2)
+            if self.setup_cpu_seconds is not None
+            else None,
             "phases": [t.as_dict() for t in sorted(self.timeline.timings, key=lambda t: t.start)],
             "total_seconds": round(total, 3),
         }
