@@ -11,7 +11,7 @@ The parts, each a subpackage that says what it holds and may import:
 
     nodeimage/      the kind node image built offline
     cleanup/        what earlier runs left behind, and which runs are alive
-    builds/         images and builds: go build, podman build, the Go toolchain
+    builds/         images and builds: go build, podman import or build, the Go toolchain
     platforms/      where the stack runs (kind, podman) and how it is brought up
     gocover/        Go coverage: flushed from running services, reported
     pytest_plugin/  the plugins the harness loads into the E2E suite

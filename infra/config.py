@@ -46,6 +46,15 @@ class Service(_Model):
     def _name(cls, v: str) -> str:
         return check_dns_label("service", v)
 
+    @model_validator(mode="after")
+    def _build_args_need_a_containerfile(self) -> Service:
+        if self.build_args and self.containerfile is None:
+            raise ValueError(
+                "build_args go to a containerfile's build: set containerfile, or remove them (without one,"
+                " the harness copies the host's go build into an empty image and no build arg reaches it)"
+            )
+        return self
+
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:

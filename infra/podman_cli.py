@@ -93,16 +93,29 @@ class Podman:
         build_args: Mapping[str, str],
         labels: Mapping[str, str],
         timeout: float,
-        layers: bool = True,
     ) -> Result:
-        """layers=False: one commit, no intermediate images (what a one-COPY build would only leak)."""
         argv = ["build", "--file", str(containerfile), "--tag", str(ref)]
-        argv += [] if layers else ["--layers=false"]
         for k, v in sorted(build_args.items()):
             argv += ["--build-arg", f"{k}={v}"]
         for k, v in sorted({LABEL: "true", **labels}.items()):
             argv += ["--label", f"{k}={v}"]
         return self(*argv, str(context), timeout=timeout, hint=f"fix the build of {ref}")
+
+    def import_image(
+        self,
+        ref: ImageRef,
+        archive: Path,
+        *,
+        entrypoint: Sequence[str],
+        labels: Mapping[str, str],
+        timeout: float,
+    ) -> Result:
+        """A one-layer image of a tar's files: what a FROM-scratch build with one COPY commits, for a
+        third of its CPU (no build context, no working container)."""
+        argv = ["import", "--quiet", "--change", f"ENTRYPOINT {json.dumps(list(entrypoint))}"]
+        for k, v in sorted({LABEL: "true", **labels}.items()):
+            argv += ["--change", f"LABEL {k}={json.dumps(v)}"]
+        return self(*argv, str(archive), str(ref), timeout=timeout, hint=f"fix the import of {ref}")
 
     def save(self, refs: Sequence[ImageRef], archive: Path, *, timeout: float) -> Result:
         multi = ["-m"] if len(refs) > 1 else []

@@ -8,7 +8,7 @@ import copy
 import fcntl
 import shutil
 import tomllib
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,12 @@ def make_cfg() -> Callable[..., Config]:
         return config_mod.parse(data, REPO_CONFIG)
 
     return make
+
+
+def built_refs(argvs: Iterable[tuple[str, ...]]) -> list[str]:
+    """The images recorded commands made: `podman build --tag REF` and `podman import TAR REF`."""
+    return [a[a.index("--tag") + 1] if a[1] == "build" else a[-1]
+            for a in argvs if a[:2] in (("podman", "build"), ("podman", "import"))]  # fmt: skip
 
 
 def go_build_writes_binaries(argv: tuple[str, ...]) -> None:

@@ -117,6 +117,18 @@ def test_image_with_a_tag_is_rejected(tmp_path: Path) -> None:
     assert "give the repository only" in msg
 
 
+def test_build_args_without_a_containerfile_are_refused(tmp_path: Path) -> None:
+    """The harness's own image is the host's go build alone: no build arg could reach it."""
+    (tmp_path / "Containerfile").write_text("FROM scratch\n")
+    args = TEAM_TOML + 'build_args = { VERSION = "1" }\n'
+    msg, path = load_error(tmp_path, args)
+    assert f"invalid config {path}:\n  services[0]: Value error, build_args go" in msg
+    assert "build_args go to a containerfile's build: set containerfile, or remove them" in msg
+    assert config_mod.load(write(tmp_path, args + 'containerfile = "Containerfile"\n')).services[
+        0
+    ].build_args == {"VERSION": "1"}
+
+
 @pytest.mark.parametrize("image", ["Team/API", "team//api", "team/api-"])
 def test_invalid_image_name_rejected(tmp_path: Path, image: str) -> None:
     msg, _ = load_error(tmp_path, TEAM_TOML.replace('"team/api"', f'"{image}"'))

@@ -355,8 +355,8 @@ def test_per_test_coverage_of_a_one_endpoint_test_covers_that_handler_only(isola
     assert leftovers(run_id) == []
 
 
-def test_a_scratch_build_leaves_no_intermediate_image(tmp_path: Path) -> None:
-    """A FROM-scratch image commits once: with podman's default --layers, each step left an image."""
+def test_a_service_image_is_one_layer_with_the_binary_alone(tmp_path: Path) -> None:
+    """The harness's own images: one layer holding /app, its labels, and no other image left behind."""
     pod = Podman(SubprocessRunner(), podman_env(REPO / ".e2e"))
     ref = ImageRef("localhost/e2eh-test/scratch", tmp_path.name.replace("_", "-").lower()[-40:])
     binary = tmp_path / "bin" / "app"
@@ -371,5 +371,10 @@ def test_a_scratch_build_leaves_no_intermediate_image(tmp_path: Path) -> None:
         assert [i.removeprefix("sha256:") for i in listed.stdout.split()] == [pod.image_id(ref)], (
             listed.stdout
         )
+        (image,) = json.loads(podman("image", "inspect", str(ref)).stdout)
+        assert image["Config"]["Entrypoint"] == ["/app"]
+        assert image["Config"]["Labels"] == {"io.e2e-harness.managed": "true", "io.e2e-harness.test": ref.tag}
+        assert len(image["RootFS"]["Layers"]) == 1
+        assert list((tmp_path / "ctx").iterdir()) == [] and not binary.parent.exists()
     finally:
         podman("rmi", "--force", str(ref))

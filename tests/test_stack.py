@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from infra.platforms.platform import Context
 from infra.platforms.stack import Stack, bring_up, setup_phases
 from infra.podman_cli import Podman
 from infra.proc import RecordingRunner, Result, SubprocessRunner
-from tests.conftest import RealGoList, go_build_writes_binaries
+from tests.conftest import RealGoList, built_refs, go_build_writes_binaries
 
 RUN_ID = "20260101-000000-abcd"
 HOST_PORTS = {30080: 41080, 30081: 41081}
@@ -149,7 +150,7 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     # podman image exists / podman build --tag carry the same refs
     exists = sorted(a[3] for a in runner.argvs() if a[:3] == ("podman", "image", "exists"))
     assert exists == sorted([*want.values(), waitfor])
-    tags = sorted(a[a.index("--tag") + 1] for a in runner.argvs() if a[:2] == ("podman", "build"))
+    tags = sorted(built_refs(runner.argvs()))
     assert tags == sorted([*want.values(), waitfor])
     go_builds = sorted((a for a in runner.argvs() if a[:2] == ("go", "build")), key=lambda a: a[-1])
     # one go build for both mains of the module, with the cover flags; one for the stand-in, without
@@ -234,7 +235,7 @@ def test_run_main_computes_the_tag_once_per_run(
     want = {n: f"localhost/e2e-harness/{n}:{t}" for n, t in refs.items()}
     saved = state.load(run.paths.state_file)
     assert saved.data["images"] == want
-    tags = sorted(a[a.index("--tag") + 1] for a in runner.argvs() if a[:2] == ("podman", "build"))
+    tags = sorted(built_refs(runner.argvs()))
     assert tags == sorted([*want.values(), "registry.example.com/e2e-harness/waitfor:1.0"])
     deployed = {c[1]: c[2] for c in platforms[0].of("deploy") if c[1]}
     for name, docs in deployed.items():
@@ -253,7 +254,9 @@ def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> 
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert "load" not in phases
     assert "images:third-party" not in phases  # the one third-party image has a stand-in
-    assert phases["images:stand-ins"] == ("go:services",)  # one go build at a time: the services' first
+    # one go build at a time, the services' first; then the builds of the services that deploy without
+    # the stand-in (the datastore's), which would share the cores with it
+    assert phases["images:stand-ins"] == ("go:services", "build:datastore")
     assert phases["cluster"] == ()
     assert phases["go:services"] == ()
     assert phases["build:gateway"] == ("go:services",)
@@ -263,6 +266,19 @@ def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> 
     )  # fmt: skip
     assert phases["deploy:datastore"] == ("cluster", "build:datastore", "deploy:shared")
     assert phases["ready:gateway"] == ("deploy:gateway",)
+
+
+def test_the_stand_ins_wait_for_no_build_when_a_shared_object_runs_one(
+    repo_cfg: Config, tmp_path: Path
+) -> None:
+    """Every deploy waits for the shared objects: a stand-in they run is as urgent as any build."""
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
+    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
+    gateway = st.rendered.by_service["gateway"]  # its Deployment's init container runs the stand-in
+    st.rendered = dataclasses.replace(st.rendered, shared=[*st.rendered.shared, *gateway])
+    phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
+    assert phases["images:stand-ins"] == ("go:services",)
+    assert "images:stand-ins" in phases["deploy:shared"]
 
 
 def test_a_pulled_third_party_image_is_checked_before_the_cluster(repo_cfg: Config, tmp_path: Path) -> None:
@@ -283,6 +299,7 @@ def test_kind_deploy_needs_the_load(repo_cfg: Config, tmp_path: Path) -> None:
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert phases["load"] == ("cluster", "build:datastore", "build:gateway", "images:stand-ins")
+    assert phases["images:stand-ins"] == ("go:services",)  # the load waits for every build: no order helps
     assert phases["deploy:datastore"] == ("cluster", "build:datastore", "load", "deploy:shared")
 
 
@@ -295,7 +312,7 @@ def test_an_existing_image_is_not_rebuilt(repo_cfg: Config, tmp_path: Path, http
         st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=Reporter(), parallel=True
     )
     assert st.built == {"datastore": False, "gateway": False}
-    assert not [a for a in runner.argvs() if a[:2] in (("go", "build"), ("podman", "build"))]
+    assert not [a for a in runner.argvs() if a[:2] == ("go", "build")] and not built_refs(runner.argvs())
 
 
 def test_a_failed_build_stops_the_dependents(repo_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:

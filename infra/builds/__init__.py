@@ -1,6 +1,6 @@
 """Images and builds: from the services' Go sources to tagged images in podman's store.
 
-    build         plan refs (tag computed once), go build, podman build, save
+    build         plan refs (tag computed once), go build, podman import (or build), save
     gosources     a binary's inputs as `go list -deps` knows them (the content tag)
     gotool        which Go the harness runs, and why
     third_party   images the harness does not build: taken, pulled or stood in for

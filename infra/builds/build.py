@@ -1,11 +1,13 @@
-"""The image pipeline: plan refs (tag computed once), go build, podman build, save."""
+"""The image pipeline: plan refs (tag computed once), go build, podman import (or build), save."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shutil
+import tarfile
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,11 +29,6 @@ log = logging.getLogger("infra.build")
 
 COVER_FLAGS = ("-cover", "-covermode=atomic", "-coverpkg=./...")
 BINARY = "app"
-SCRATCH_CONTAINERFILE = f"""\
-FROM scratch
-COPY {BINARY} /{BINARY}
-ENTRYPOINT ["/{BINARY}"]
-"""
 
 
 @dataclass(frozen=True)
@@ -240,7 +237,7 @@ def build_image(
     binary: Path | None = None,
     force: bool = False,
 ) -> BuildOutcome:
-    """The image of one service: from its Containerfile, or FROM scratch + the binary its batch built.
+    """The image of one service: from its Containerfile, or one layer of the binary its batch built.
 
     A host-built service without a binary was found up to date by its batch.
     """
@@ -265,10 +262,7 @@ def build_image(
     if binary is None:
         log.debug("%s: %s is up to date, not rebuilt", svc.name, ref)
         return BuildOutcome(svc.name, ref, built=False)
-    build_scratch_image(
-        ref, binary, podman=podman, build_root=build_root, labels=labels,
-        build_args=svc.build_args, timeout=timeout,
-    )  # fmt: skip
+    build_scratch_image(ref, binary, podman=podman, build_root=build_root, labels=labels, timeout=timeout)
     return BuildOutcome(svc.name, ref, built=True)
 
 
@@ -280,21 +274,26 @@ def build_scratch_image(
     build_root: Path,
     labels: Mapping[str, str],
     timeout: float,
-    build_args: Mapping[str, str] | None = None,
 ) -> None:
-    """FROM scratch + the binary (moved into the build context, which is removed afterwards)."""
+    """An image of the binary alone, at /app (it is removed, with its directory once that is empty)."""
     build_root.mkdir(parents=True, exist_ok=True)
     # unique per build: two concurrent runs may build the same tag at once
-    context = Path(tempfile.mkdtemp(prefix=f"{ref.repository.rsplit('/', 1)[-1]}-{ref.tag}-", dir=build_root))
+    fd, name = tempfile.mkstemp(
+        prefix=f"{ref.repository.rsplit('/', 1)[-1]}-{ref.tag}-", suffix=".tar", dir=build_root
+    )
+    archive = Path(name)
     try:
-        shutil.move(binary, context / BINARY)
-        (context / "Containerfile").write_text(SCRATCH_CONTAINERFILE)
-        podman.build(
-            ref, context, context / "Containerfile",
-            build_args=build_args or {}, labels=labels, timeout=timeout, layers=False,
-        )  # fmt: skip
+        with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w") as tar:
+            entry = tar.gettarinfo(binary, arcname=BINARY)
+            entry.uid = entry.gid = 0
+            entry.uname = entry.gname = ""
+            entry.mode, entry.mtime = 0o755, 0  # the same binary gives the same layer
+            with binary.open("rb") as data:
+                tar.addfile(entry, data)
+        binary.unlink()
+        podman.import_image(ref, archive, entrypoint=[f"/{BINARY}"], labels=labels, timeout=timeout)
     finally:
-        shutil.rmtree(context, ignore_errors=True)
+        archive.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # the batch's output dir, once its last binary is packaged
             binary.parent.rmdir()
 

@@ -210,7 +210,7 @@ def _service(w: Workload) -> list[str]:
     if w.main.buildfile:
         lines.append(
             f"# containerfile = {_q(w.main.buildfile.as_posix())}  # found: uncomment to build with it "
-            "instead of the host go build + FROM scratch (its base images must be at hand)"
+            "instead of the host go build in an image of its own (its base images must be at hand)"
         )
     if w.node_port:
         lines.append(_kv("node_port", str(w.node_port), "its Service's NodePort; tests use 127.0.0.1"))
