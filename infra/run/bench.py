@@ -243,6 +243,9 @@ def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
             "parallel_over_lower_bound": round(cold_par / bound, 3),
             # parallel also starts pytest beside the deploys: what that gains shows only here
             "sequential_over_parallel_to_first_test": round(first_seq / first_par, 3),
+            "sequential_over_parallel_whole_run": round(
+                med("cold_seq", "wall_seconds") / med("cold_par", "wall_seconds"), 3
+            ),
         },
         "warm": {
             "setup_seconds": med("warm", "setup_seconds"),
