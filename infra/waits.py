@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -14,6 +14,7 @@ import requests
 from infra.proc import CANCEL as CANCEL  # one event: waits and commands stop together
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 SIGNAL_CHECK_SECONDS = 0.1
 """The main thread never blocks longer: Linux may hand a process's SIGINT to any thread, and its
@@ -71,6 +72,11 @@ def result(fut: Future[T]) -> T:
         except TimeoutError:
             if fut.done():  # the call itself raised TimeoutError, or it ended just now
                 return fut.result()
+
+
+def map_all(pool: Executor, fn: Callable[[A], T], items: Iterable[A]) -> list[T]:
+    """list(pool.map(fn, items)) for the main thread: each result through result()."""
+    return [result(fut) for fut in [pool.submit(fn, item) for item in items]]
 
 
 def http_probe(

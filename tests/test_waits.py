@@ -146,3 +146,15 @@ def test_result_returns_what_the_call_returned_and_raises_what_it_raised() -> No
         assert waits.result(pool.submit(late, 7)) == 7
         with pytest.raises(TimeoutError, match="the call's own"):
             waits.result(pool.submit(times_out))
+
+
+def test_map_all_keeps_the_order_and_raises_the_first_failure() -> None:
+    def square_unless_three(n: int) -> int:
+        if n == 3:
+            raise ValueError("three")
+        return n * n
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert waits.map_all(pool, square_unless_three, [4, 1, 2]) == [16, 1, 4]
+        with pytest.raises(ValueError, match="three"):
+            waits.map_all(pool, square_unless_three, [1, 3, 2])

@@ -323,7 +323,7 @@ def build_services(
                            binary=binaries.get(name), force=force)  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        return list(pool.map(one, names))
+        return waits.map_all(pool, one, names)
 
 
 def save_images(podman: Podman, refs: Sequence[ImageRef], archive: Path, timeout: float) -> Path:

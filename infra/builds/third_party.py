@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import waits
 from infra.builds import build
 from infra.config import Config, StandIn
 from infra.images import ImageRef
@@ -86,7 +87,7 @@ def ensure(
 
     refs = sorted(foreign)
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(refs)))) as pool:
-        results = list(pool.map(one, refs))
+        results = waits.map_all(pool, one, refs)
     problems = [
         f"{ref} (used by {', '.join(foreign[ref])}): {res}; next: {_fix(ref, config)}"
         for ref, res in zip(refs, results, strict=True)

@@ -246,7 +246,7 @@ def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, l
     dirs = {s: ctx.paths.covdata / s for s in names}
     before = {s: counter_files(d) for s, d in dirs.items()}
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:  # one podman/ctr call each
-        signalled = dict(zip(names, pool.map(lambda s: send(s, sig), names), strict=True))
+        signalled = dict(zip(names, waits.map_all(pool, lambda s: send(s, sig), names), strict=True))
     wanted = {s: len(p) for s, p in signalled.items() if p}
 
     def new(service: str) -> set[str]:

@@ -75,7 +75,9 @@ class PodmanPlatform:
     def verify_images(self, rendered: Rendered) -> None:
         refs = sorted(rendered.image_refs().items())
         with ThreadPoolExecutor(max_workers=max(1, min(4, len(refs)))) as pool:  # on the deploy's path
-            present = list(pool.map(lambda r: self.ctx.podman("image", "exists", r[0], check=False).ok, refs))
+            present = waits.map_all(
+                pool, lambda r: self.ctx.podman("image", "exists", r[0], check=False).ok, refs
+            )
         missing = [
             f"{ref} (referenced by {where})" for (ref, where), ok in zip(refs, present, strict=True) if not ok
         ]
@@ -159,7 +161,9 @@ class PodmanPlatform:
         names += [c["Names"][0] for c in self._labelled_containers() if c["Names"][0] not in names]
         with ThreadPoolExecutor(max_workers=max(1, min(6, len(names)))) as pool:
             # one per call: podman 4.3 removes none if any name is missing
-            list(pool.map(lambda n: self.ctx.podman("rm", "--force", "--time", "2", n, check=False), names))
+            waits.map_all(
+                pool, lambda n: self.ctx.podman("rm", "--force", "--time", "2", n, check=False), names
+            )
         self.ctx.podman("network", "rm", "--force", self.network, check=False)
         shutil.rmtree(self.ctx.paths.hostpaths, ignore_errors=True)
         shutil.rmtree(self.ctx.paths.run_dir / "volumes", ignore_errors=True)
@@ -200,7 +204,7 @@ class PodmanPlatform:
             return svc, f"{name} exit {code}"
 
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            return dict(pool.map(stop, names))
+            return dict(waits.map_all(pool, stop, names))
 
     def collect_diagnostics(self, into: Path) -> None:
         into.mkdir(parents=True, exist_ok=True)
@@ -525,7 +529,7 @@ class PodmanPlatform:
             return name
 
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            return [n for n in pool.map(kill, names) if n]
+            return [n for n in waits.map_all(pool, kill, names) if n]
 
     def _flush_before_end(self, service: str) -> None:
         """What the old process counted survives a restart or stop that kills it at the grace period."""

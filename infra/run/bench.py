@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from infra import config as config_mod
+from infra import waits
 from infra.builds import build
 from infra.cleanup import runlock
 from infra.console import say
@@ -122,7 +123,7 @@ def floor_seconds(config: str | None, runner: SubprocessRunner, podman: Podman, 
             build.build_scratch_image(ref, binary, podman=podman, build_root=out, labels={}, timeout=600)
 
         with ThreadPoolExecutor(max_workers=max(1, len(binaries))) as pool:
-            list(pool.map(image, binaries))
+            waits.map_all(pool, image, binaries)
         return round(time.monotonic() - start, 3)
     finally:
         for ref in refs:
