@@ -299,6 +299,31 @@ def test_runs_with_the_config_inside_the_go_module_build_each_image_once(roots: 
 
 
 # -- 7. interrupted runs -----------------------------------------------------
+def test_a_rebuild_removes_the_images_it_untagged(roots: RootFactory) -> None:
+    """--rebuild puts new images under the same tags: the old ones go at teardown, not left dangling."""
+    root = roots.make("rebuild")
+    for name in ("datastore", "gateway"):  # names of its own: other tests' runs keep theirs
+        image = f"localhost/e2eh-test-{root.path.name.lower()}/{name}"
+        root.service(name, image=image)
+        manifest = root.manifest(f"{name}.yaml")
+        manifest.write_text(manifest.read_text().replace(f"localhost/e2e-harness/{name}:", f"{image}:"))
+    refs: dict[str, str] = {}
+    try:
+        first = root.e2e(*SMOKE)
+        refs = dict(re.findall(r"^image (\w+): (\S+)$", first.output, re.MULTILINE))
+        assert first.code == EXIT_OK and set(refs) == {"datastore", "gateway"}, str(first)
+        old = {root.podman("image", "inspect", "--format", "{{.Id}}", ref).strip() for ref in refs.values()}
+        again = root.harness("e2e", "--platform", "podman", "--rebuild", "--", *SMOKE)
+        assert again.code == EXIT_OK, str(again)
+        new = {root.podman("image", "inspect", "--format", "{{.Id}}", ref).strip() for ref in refs.values()}
+        assert not new & old, "the rebuild kept the old images under the tags"
+        left = root.podman("images", "--all", "--quiet", "--no-trunc").split()
+        assert not [i for i in left if i.removeprefix("sha256:") in old], str(again)
+    finally:
+        if refs:
+            root.podman("rmi", "--force", *refs.values(), check=False)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_while_the_suite_runs_tears_everything_down(
     roots: RootFactory, sig: signal.Signals

@@ -35,7 +35,6 @@ from infra.builds import build
 from infra.cleanup import runlock
 from infra.console import say
 from infra.images import ImageRef
-from infra.names import LABEL
 from infra.paths import state_dir
 from infra.phases import Timing, critical_path
 from infra.platforms.stack import make_podman
@@ -173,24 +172,19 @@ def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
     harness = Harness(config, root)
     runner = SubprocessRunner()
     podman = make_podman(cfg, runner, root)
-    displaced_before = _dangling(podman)
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in ("true_cold", "cold_par", "cold_seq", "warm")}
     floors: list[float] = []
-    try:
-        harness.e2e()  # prime: the warm runs below are warm from the start
-        for _ in range(repeat):  # each figure right beside the one it is compared with
-            gocache = Path(tempfile.mkdtemp(prefix="bench-gocache-", dir=work))
-            try:  # an empty Go build cache of its own, never the user's
-                runs["true_cold"].append(harness.e2e("--rebuild", env={"GOCACHE": str(gocache)}))
-            finally:
-                shutil.rmtree(gocache, ignore_errors=True)
-            floors.append(floor_seconds(config, runner, podman, work))
-            runs["cold_par"].append(harness.e2e("--rebuild"))
-            runs["cold_seq"].append(harness.e2e("--rebuild", "--sequential"))
-            runs["warm"].append(harness.e2e())
-    finally:  # every --rebuild untagged the image before it: the bench's own leftovers
-        for image in sorted(_dangling(podman) - displaced_before):
-            podman("rmi", image, check=False)
+    harness.e2e()  # prime: the warm runs below are warm from the start
+    for _ in range(repeat):  # each figure right beside the one it is compared with
+        gocache = Path(tempfile.mkdtemp(prefix="bench-gocache-", dir=work))
+        try:  # an empty Go build cache of its own, never the user's
+            runs["true_cold"].append(harness.e2e("--rebuild", env={"GOCACHE": str(gocache)}))
+        finally:
+            shutil.rmtree(gocache, ignore_errors=True)
+        floors.append(floor_seconds(config, runner, podman, work))
+        runs["cold_par"].append(harness.e2e("--rebuild"))
+        runs["cold_seq"].append(harness.e2e("--rebuild", "--sequential"))
+        runs["warm"].append(harness.e2e())
     # the harness runs and their children (and the floor's go build: the same build)
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     overheads = [nox_overhead(root, runner) for _ in range(repeat)]
@@ -278,14 +272,6 @@ def _target(result: dict[str, Any], name: str, op: str, limit: float) -> dict[st
         value = value[part]
     met = value <= limit if op == "<=" else value >= limit
     return {"value": value, "target": f"{op} {limit:g}", "met": bool(met)}
-
-
-def _dangling(podman: Podman) -> set[str]:
-    """The harness's images that no tag names any more."""
-    listed = podman(
-        "images", "--quiet", "--no-trunc", "--filter", "dangling=true", "--filter", f"label={LABEL}=true"
-    )
-    return set(listed.stdout.split())
 
 
 def _memory_bytes() -> int:
