@@ -117,7 +117,7 @@ class Podman:
             argv += ["--change", f"LABEL {k}={json.dumps(v)}"]
         return self(*argv, str(archive), str(ref), timeout=timeout, hint=f"fix the import of {ref}")
 
-    def remove_displaced(self) -> list[str]:
+    def remove_displaced(self) -> None:
         """The harness's images no tag names and no container uses, removed: rebuilding a tag leaves
         the old image so (`podman image prune --filter` took 70 s for four here; rmi takes 0.05)."""
         listed = self("images", "--quiet", "--no-trunc", "--filter", "dangling=true",
@@ -125,7 +125,6 @@ class Podman:
         ids = listed.stdout.split() if listed.ok else []
         if ids:  # an image a container still uses stays (exit 2); the others go
             self("rmi", *ids, check=False)
-        return ids
 
     def save(self, refs: Sequence[ImageRef], archive: Path, *, timeout: float) -> Result:
         multi = ["-m"] if len(refs) > 1 else []

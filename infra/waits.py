@@ -18,7 +18,8 @@ A = TypeVar("A")
 
 SIGNAL_CHECK_SECONDS = 0.1
 """The main thread never blocks longer: Linux may hand a process's SIGINT to any thread, and its
-Python handler runs only once the main thread runs bytecode again."""
+Python handler runs only once the main thread runs bytecode again. (Blocking the signals in the
+other threads is no way out: their children, podman and pytest, would inherit the blocked mask.)"""
 
 
 class WaitTimeout(Exception):

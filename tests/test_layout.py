@@ -1,4 +1,5 @@
-"""The layout shows the architecture: each part of infra/ imports only what its __init__ says it may.
+"""The layout shows the architecture: each part of infra/ imports only what its __init__ says it may
+(and infra waits for other threads only with a deadline, at the end).
 
 Imports are read with `ast` (at any depth: inside functions too). Imports under
 `if TYPE_CHECKING:` are annotations only and are not dependencies.
@@ -166,3 +167,83 @@ def test_a_forbidden_import_is_reported(tmp_path: Path, source: str, expected: s
 def test_type_checking_imports_are_not_dependencies(tmp_path: Path) -> None:
     code = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from infra.run.run import Run\n"
     assert violations(_tree(tmp_path, code)) == []
+
+
+# -- waiting for threads --------------------------------------------------------
+def unbounded_waits(source: str) -> list[str]:
+    """Waits for other threads with no deadline: `X.result()`, `pool.map(...)` on a pool made by
+    `with ThreadPoolExecutor(...) as pool`, `concurrent.futures.wait(...)` without a timeout.
+
+    A signal Linux hands to a worker thread runs its Python handler only once the main thread runs
+    bytecode: infra waits through waits.result/map_all, which wake every SIGNAL_CHECK_SECONDS.
+    """
+    tree = ast.parse(source)
+    pools = {
+        item.optional_vars.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.With)
+        for item in node.items
+        if isinstance(item.context_expr, ast.Call)
+        and getattr(item.context_expr.func, "id", "") == "ThreadPoolExecutor"
+        and isinstance(item.optional_vars, ast.Name)
+    }
+    futures_wait = any(
+        isinstance(n, ast.ImportFrom)
+        and n.module == "concurrent.futures"
+        and any(a.name == "wait" for a in n.names)
+        for n in ast.walk(tree)
+    )
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        bounded = bool(node.args) or any(k.arg == "timeout" for k in node.keywords)
+        if isinstance(func, ast.Attribute) and func.attr == "result" and not bounded:
+            found.append(f"{node.lineno}: .result() without a timeout")
+        elif (
+            isinstance(func, ast.Attribute) and func.attr == "map" and getattr(func.value, "id", "") in pools
+        ):
+            found.append(f"{node.lineno}: {func.value.id}.map(...)")  # type: ignore[attr-defined]
+        elif (
+            isinstance(func, ast.Name)
+            and func.id == "wait"
+            and futures_wait
+            and not any(k.arg == "timeout" for k in node.keywords)
+        ):
+            found.append(f"{node.lineno}: wait(...) without a timeout")
+    return found
+
+
+def test_infra_waits_for_threads_only_with_a_deadline() -> None:
+    found = [
+        f"{path.relative_to(INFRA.parent)}:{line}"
+        for path in sorted(INFRA.rglob("*.py"))
+        if path.name != "waits.py"
+        for line in unbounded_waits(path.read_text())
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def f(fut):\n    return fut.result()\n", "2: .result() without a timeout"),
+        (
+            "from concurrent.futures import ThreadPoolExecutor\n"
+            "with ThreadPoolExecutor() as pool:\n    list(pool.map(str, [1]))\n",
+            "3: pool.map(...)",
+        ),
+        ("from concurrent.futures import wait\nwait([])\n", "2: wait(...) without a timeout"),
+    ],
+)
+def test_an_unbounded_wait_is_reported(source: str, expected: str) -> None:
+    assert unbounded_waits(source) == [expected]
+
+
+def test_a_wait_with_a_deadline_is_not_reported() -> None:
+    source = (
+        "from concurrent.futures import wait\n"
+        "def f(fut, futs):\n    fut.result(timeout=1)\n    wait(futs, timeout=1)\n"
+    )
+    assert unbounded_waits(source) == []

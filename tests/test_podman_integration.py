@@ -363,7 +363,7 @@ def test_a_service_image_is_one_layer_with_the_binary_alone(tmp_path: Path) -> N
     binary.parent.mkdir()
     binary.write_text("not run")
     try:
-        build.build_scratch_image(ref, binary, podman=pod, build_root=tmp_path / "ctx",
+        build.build_binary_image(ref, binary, podman=pod, build_root=tmp_path / "ctx",
                                   labels={"io.e2e-harness.test": ref.tag}, timeout=120)  # fmt: skip
         listed = podman(
             "images", "--all", "--quiet", "--no-trunc", "--filter", f"label=io.e2e-harness.test={ref.tag}"

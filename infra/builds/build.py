@@ -262,11 +262,11 @@ def build_image(
     if binary is None:
         log.debug("%s: %s is up to date, not rebuilt", svc.name, ref)
         return BuildOutcome(svc.name, ref, built=False)
-    build_scratch_image(ref, binary, podman=podman, build_root=build_root, labels=labels, timeout=timeout)
+    build_binary_image(ref, binary, podman=podman, build_root=build_root, labels=labels, timeout=timeout)
     return BuildOutcome(svc.name, ref, built=True)
 
 
-def build_scratch_image(
+def build_binary_image(
     ref: ImageRef,
     binary: Path,
     *,

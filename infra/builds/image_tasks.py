@@ -39,8 +39,7 @@ def build_all(
     )
     for o in outcomes:
         say(f"{o.service}: {o.ref} " + ("built" if o.built else "up to date, not rebuilt"))
-    if force:
-        podman.remove_displaced()  # the images the rebuilt tags named until now
+    podman.remove_displaced()  # the images the rebuilt tags named until now
     if not any(o.built for o in outcomes):
         say(f"rebuilt nothing: all {len(outcomes)} image(s) are up to date")
     return the_plan, outcomes

@@ -126,7 +126,7 @@ def _stand_in(
         runner, [stand_in.main], out, coverage=False, cwd=source, timeout=config.timeouts.build,
         hint=f"fix the Go build of the stand-in for {ref} ({source})",
     )  # fmt: skip
-    build.build_scratch_image(
+    build.build_binary_image(
         ref, out / name, podman=podman, build_root=build_root,
         labels={STAND_IN_LABEL: digest}, timeout=config.timeouts.build,
     )  # fmt: skip

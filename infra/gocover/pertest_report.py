@@ -192,8 +192,7 @@ def build(
     func_txts = {s: total_dir / f"{s}.func.txt" for s in services}
     funcs = FunctionIndex([p.read_text() for p in func_txts.values() if p.exists()], module)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        for fut in [pool.submit(_one_test, runner, module_dir, funcs, root, out_dir, t) for t in todo]:
-            waits.result(fut)
+        waits.map_all(pool, lambda t: _one_test(runner, module_dir, funcs, root, out_dir, t), todo)
 
     by_function: dict[str, list[str]] = {}
     block_tests: dict[tuple[str, str], int] = {}

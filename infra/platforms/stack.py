@@ -141,8 +141,11 @@ def setup_phases(
     # them: beside those on 2 cores, they delayed the first deploys by 0.3 s (kind loads all images
     # before any deploy: there the builds only compete)
     docs_of = {s.name: stack.rendered.by_service.get(s.name, []) for s in cfg.services}
-    independent = [f"build:{name}" for name, docs in docs_of.items() if not uses(docs, built_here)]
-    builds_first = () if kind or uses(stack.rendered.shared, built_here) else tuple(independent)
+    builds_first = (
+        ()
+        if kind or uses(stack.rendered.shared, built_here)
+        else tuple(f"build:{name}" for name, docs in docs_of.items() if not uses(docs, built_here))
+    )
     images = {
         "images:third-party": (pulled, first),
         "images:stand-ins": (built_here, (*first, *go_builds, *builds_first)),
@@ -186,7 +189,7 @@ def setup_phases(
         phases.append(Phase("deploy:shared", deploy_shared, tuple(shared_needs)))
 
     def deployer(name: str) -> Phase:
-        docs = stack.rendered.by_service.get(name, [])
+        docs = docs_of[name]
 
         def run() -> None:
             plat.verify_images(Rendered(docs))

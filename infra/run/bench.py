@@ -119,7 +119,7 @@ def floor_seconds(config: str | None, runner: SubprocessRunner, podman: Podman, 
         def image(binary: Path) -> None:  # the harness's own image build, nothing around it
             ref = ImageRef(f"localhost/e2e-harness/bench-floor-{binary.name}", str(time.time_ns()))
             refs.append(ref)
-            build.build_scratch_image(ref, binary, podman=podman, build_root=out, labels={}, timeout=600)
+            build.build_binary_image(ref, binary, podman=podman, build_root=out, labels={}, timeout=600)
 
         with ThreadPoolExecutor(max_workers=max(1, len(binaries))) as pool:
             waits.map_all(pool, image, binaries)

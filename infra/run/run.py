@@ -364,7 +364,8 @@ class Run:
                     say(f"teardown failed: {err}; next: nox -s cleanup")
                 else:  # the run dir holds state, kubeconfig and hostPath dirs
                     shutil.rmtree(self.paths.run_dir, ignore_errors=True)
-                self.podman.remove_displaced()  # what this run's (or an earlier one's) rebuilds untagged
+        if self.stack is not None:  # a kept stack runs the new images too
+            self.podman.remove_displaced()  # what this run's (or an earlier one's) rebuilds untagged
         self.paths.archive.unlink(missing_ok=True)
         self._write_timings()
         self._write_summary()
