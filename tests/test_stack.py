@@ -109,6 +109,7 @@ def make_stack(
     cfg: Config, tmp_path: Path, runner: RecordingRunner, *, coverage: bool, platform: str = "kind"
 ) -> tuple[Stack, FakePlatform]:
     paths = RunPaths(tmp_path, RUN_ID)
+    plan = build.plan_images(cfg, coverage=coverage, toolchain="go1.22.5", runner=SubprocessRunner())
     ctx = Context(
         config=cfg,
         paths=paths,
@@ -117,11 +118,10 @@ def make_stack(
         coverage=coverage,
         host_ports=HOST_PORTS,
         cluster="",
+        rendered=manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=coverage),
     )
     plat = FakePlatform(ctx, platform)
-    plan = build.plan_images(cfg, coverage=coverage, toolchain="go1.22.5", runner=SubprocessRunner())
-    rendered = manifests.render(cfg, manifests.load_docs(cfg), plan, coverage=coverage)
-    return Stack(cfg, paths, plat, plan, rendered), plat  # type: ignore[arg-type]
+    return Stack(cfg, paths, plat, plan), plat  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("parallel", [True, False])
@@ -275,7 +275,8 @@ def test_the_stand_ins_wait_for_no_build_when_a_shared_object_runs_one(
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
     gateway = st.rendered.by_service["gateway"]  # its Deployment's init container runs the stand-in
-    st.rendered = dataclasses.replace(st.rendered, shared=[*st.rendered.shared, *gateway])
+    ctx = st.platform.ctx
+    ctx.rendered = dataclasses.replace(ctx.rendered, shared=[*ctx.rendered.shared, *gateway])
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert phases["images:stand-ins"] == ("go:services",)
     assert "images:stand-ins" in phases["deploy:shared"]

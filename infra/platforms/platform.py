@@ -35,6 +35,8 @@ class Context:
     host_ports: Mapping[int, int] = field(default_factory=dict)  # nodePort -> 127.0.0.1 port
     cluster: str = ""  # kind: cluster name
     reuse: bool = False  # kind: the cluster was not ours to create or delete
+    rendered: Rendered = field(default_factory=lambda: Rendered([]))
+    """What the run deploys (podman plans its network from it); empty when read back from state."""
 
     @property
     def run_id(self) -> str:

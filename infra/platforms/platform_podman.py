@@ -1,10 +1,11 @@
 """The embedded platform: the same manifests run with podman alone.
 
 The harness translates each workload into one `podman run` on a per-run
-network: Service names become network aliases (podman ignores Service
-objects), NodePorts are published on 127.0.0.1, ConfigMaps become env and
-files, hostPath volumes become per-run host directories, readiness probes are
-polled through ports published on 127.0.0.1.
+network: Service names become /etc/hosts lines for the fixed addresses of the
+workloads they select (podman_hosts: the network has no DNS server), NodePorts
+are published on 127.0.0.1, ConfigMaps become env and files, hostPath volumes
+become per-run host directories, readiness probes are polled through ports
+published on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from infra.platforms.manifests import (
     selects,
 )
 from infra.platforms.platform import Context, ImageMissing, PlatformError
+from infra.platforms.podman_hosts import AddressError, Addresses
 from infra.proc import CommandError, tail
 
 log = logging.getLogger("infra.podman")
@@ -55,18 +57,25 @@ class PodmanPlatform:
         self._configmaps: dict[str, dict[str, bytes]] = {}
         self._secrets: dict[str, dict[str, bytes]] = {}
         self._services: list[Doc] = []
+        self.addresses: Addresses | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
         self.ctx.podman(
             "network",
             "create",
+            "--disable-dns",  # names go to /etc/hosts (podman_hosts)
             "--label",
             f"{LABEL}=true",
             "--label",
             f"{RUN_LABEL}={self.ctx.run_id}",
             self.network,
         )
+        subnet = self.ctx.podman.json("network", "inspect", self.network)[0]["subnets"][0]
+        try:
+            self.addresses = Addresses.plan(self.ctx.rendered.docs, subnet["subnet"], subnet["gateway"])
+        except AddressError as err:
+            raise PlatformError(f"network {self.network}: {err}") from None
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
 
     def load_images(self, refs: Sequence[ImageRef]) -> None:
@@ -223,6 +232,7 @@ class PodmanPlatform:
     def state(self) -> dict[str, object]:
         return {
             "network": self.network,
+            "hosts": self.addresses.hosts() if self.addresses else {},  # for people: /etc/hosts
             "containers": self.containers,
             "grace": self.grace,
             "probes": self.probes,
@@ -238,7 +248,9 @@ class PodmanPlatform:
         return plat
 
     # -- translation -------------------------------------------------------
-    def _base_argv(self, name: str, service: str, grace: int) -> list[str]:
+    def _base_argv(self, name: str, service: str, grace: int, address: str = "") -> list[str]:
+        """address: the workload's fixed one; init containers and Jobs' pods take the next free."""
+        plan = self._addresses()
         return [
             "run",
             "--detach",
@@ -248,6 +260,9 @@ class PodmanPlatform:
             name,
             "--network",
             self.network,
+            "--ip",
+            address or plan.transient(),
+            *plan.add_host_argv(),
             "--label",
             f"{LABEL}=true",
             "--label",
@@ -305,14 +320,14 @@ class PodmanPlatform:
         name = resource_name(self.ctx.run_id, workload)
         labels = pod_labels(doc)
         grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE))
-        argv = [*self._base_argv(name, service, grace), "--network-alias", workload]
-        if doc["kind"] == "StatefulSet":  # its one pod's stable name
-            argv += ["--network-alias", f"{workload}-0"]
+        address = self._addresses().fixed.get(workload)
+        if address is None:  # the network's plan is made from what the run renders
+            raise PlatformError(f"{ident(doc)} is not among the documents run {self.ctx.run_id} rendered")
+        argv = self._base_argv(name, service, grace, address)
         published: set[int] = set()
         for svc_doc in self._services:
             if not selects(svc_doc, labels):
                 continue
-            argv += ["--network-alias", svc_doc["metadata"]["name"]]
             for port in svc_doc["spec"].get("ports", []):
                 target = _target_port(port, ctr)
                 node_port = port.get("nodePort")
@@ -371,9 +386,17 @@ class PodmanPlatform:
                 return waits.Observation(False, f"{name} running")
             return waits.Observation(True, "exited", int(state.get("ExitCode", -1)))
 
-        code = waits.poll(
-            f"{what} to finish", probe, timeout=timeout, interval=0.2, hint=self._logs_hint(name)
-        )
+        try:
+            code = waits.poll(
+                f"{what} to finish", probe, timeout=timeout, interval=0.2, hint=self._logs_hint(name)
+            )
+        except waits.WaitTimeout as err:  # "running" says nothing: what the container said does
+            if waits.CANCEL.is_set():
+                raise
+            raise waits.WaitTimeout(
+                err.what, err.timeout, f"{err.last}; last log lines:\n{self._log_tail(name)}",
+                self._logs_hint(name),
+            ) from None  # fmt: skip
         return -1 if code is None else code
 
     def _log_tail(self, name: str) -> str:
@@ -468,6 +491,11 @@ class PodmanPlatform:
         return target
 
     # -- helpers -----------------------------------------------------------
+    def _addresses(self) -> Addresses:
+        if self.addresses is None:
+            raise PlatformError(f"run {self.ctx.run_id}: its network was not created (create() first)")
+        return self.addresses
+
     def _all_names(self) -> list[str]:
         """Every container of the run: init containers and Jobs' first, as they ran."""
         return [n for group in (self.finished, self.containers) for names in group.values() for n in names]

@@ -54,8 +54,11 @@ class Stack:
     paths: RunPaths
     platform: Platform
     plan: ImagePlan
-    rendered: Rendered
     built: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def rendered(self) -> Rendered:
+        return self.platform.ctx.rendered
 
     def endpoints(self) -> dict[str, str]:
         return {s.name: self.platform.ctx.endpoint(s.name) for s in self.config.services if s.node_port}

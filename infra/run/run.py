@@ -230,11 +230,12 @@ class Run:
                 host_ports=host_ports,
                 cluster=opts.reuse or resource_name(self.paths.run_id),
                 reuse=bool(opts.reuse),
+                rendered=rendered,
             )
             if opts.coverage:
                 gocoverage.prepare_dirs(self.paths.covdata, cfg.names())
             platform = make_platform(choice.name, ctx)
-            self.stack = Stack(cfg, self.paths, platform, plan, rendered)
+            self.stack = Stack(cfg, self.paths, platform, plan)
             (self.paths.artifacts / "manifests.rendered.yaml").write_text(rendered.yaml())
             suite = self._suite() if opts.then == "test" else None
             early = None
