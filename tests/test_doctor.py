@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from infra.config import Config
 from infra.podman_cli import Podman
 from infra.proc import RecordingRunner
 
@@ -32,3 +37,33 @@ def test_the_container_probe_is_cached_by_podman_version_and_containers_conf(tmp
     assert not doctor.podman_runs_cached(runner, podman, tmp_path, "4.4.0").ok
     assert not doctor.podman_runs_cached(runner, podman, tmp_path, "4.4.0").ok  # a failure is never cached
     assert probes() == 5
+
+
+def test_a_stale_podman_dns_pid_file_fails_the_kind_preflight_with_a_command_that_fixes_it(
+    repo_cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """netavark 1.4 signals whatever process the file names and starts no DNS server for kind."""
+    from infra.platforms import hostfixes
+    from infra.run import doctor
+
+    pid_file = tmp_path / "aardvark.pid"
+    monkeypatch.setattr(hostfixes, "aardvark_pid_file", lambda: pid_file)
+
+    def dns_check() -> doctor.Check | None:
+        checks = doctor.kind_checks(repo_cfg, Podman(RecordingRunner()))
+        return next((c for c in checks if c.name == "podman DNS"), None)
+
+    assert dns_check() is None  # no file: netavark starts a server
+    with subprocess.Popen(["sleep", "30"]) as live:  # a live process that is not aardvark-dns
+        try:
+            pid_file.write_text(str(live.pid))
+            check = dns_check()
+            assert check is not None and not check.ok
+            assert f"names pid {live.pid} (sleep), not aardvark-dns" in check.detail
+            command = shlex.split(check.fix.split(" (")[0])
+            assert subprocess.run(command, check=False).returncode == 0  # works as printed
+            assert dns_check() is None
+        finally:
+            live.kill()
+    pid_file.write_text("999999999")  # no such process: netavark starts a server
+    assert dns_check() is None

@@ -79,3 +79,27 @@ def ensure_lib_modules(path: Path = LIB_MODULES) -> str:
         )
     path.mkdir(parents=True)
     return f"created an empty {path} (kind mounts it into every node; this host has no kernel modules there)"
+
+
+def aardvark_pid_file() -> Path:
+    """Where netavark keeps the pid of podman's DNS server (rootful, or the user's runtime dir)."""
+    if os.geteuid() == 0:
+        base = Path("/run")
+    else:
+        base = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}")
+    return base / "containers/networks/aardvark-dns/aardvark.pid"
+
+
+def stale_aardvark_pid(path: Path | None = None, proc: Path = Path("/proc")) -> str:
+    """The process podman's DNS pid file names when it is not aardvark-dns, else "".
+
+    netavark 1.4 sends SIGHUP to that pid and, when a process has it, starts no DNS server: kind's
+    nodes then cannot find each other by name. A killed aardvark-dns leaves such a file behind.
+    """
+    path = path or aardvark_pid_file()
+    try:
+        pid = int(path.read_text().strip())
+        comm = (proc / str(pid) / "comm").read_text().strip()
+    except (OSError, ValueError):
+        return ""  # no file, or no such process: netavark starts a new server
+    return "" if comm == "aardvark-dns" else f"pid {pid} ({comm})"

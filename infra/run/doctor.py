@@ -166,6 +166,18 @@ def kind_checks(config: Config, podman: Podman) -> list[Check]:
         checks.append(Check("offline node image", True, f"{st.state}: {st.line()}"))
     for fix in hostfixes.detect():
         checks.append(Check(f"host fix: {fix.name}", True, f"{fix.detected} -> applied: {fix.remedy}"))
+    stale = hostfixes.stale_aardvark_pid()
+    if stale:
+        pid_file = hostfixes.aardvark_pid_file()
+        checks.append(
+            Check(
+                "podman DNS",
+                False,
+                f"{pid_file} names {stale}, not aardvark-dns: podman would signal that process and "
+                "start no DNS server, so kind's nodes could not find each other by name",
+                f"rm {pid_file} (a stale file: podman starts a new DNS server at the next container start)",
+            )
+        )
     modules = hostfixes.LIB_MODULES
     if not modules.exists():
         root = os.geteuid() == 0

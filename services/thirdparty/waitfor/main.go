@@ -35,6 +35,7 @@ func run(args []string, out io.Writer) int {
 	deadline := time.Now().Add(timeout)
 	last := "nothing yet"
 	for time.Now().Before(deadline) {
+		seen := ""
 		resp, err := client.Get(args[0])
 		if err == nil {
 			resp.Body.Close()
@@ -42,9 +43,13 @@ func run(args []string, out io.Writer) int {
 				fmt.Fprintf(out, "waitfor: %s answered %s\n", args[0], resp.Status)
 				return 0
 			}
-			last = resp.Status
+			seen = resp.Status
 		} else {
-			last = err.Error()
+			seen = err.Error()
+		}
+		if seen != last { // each new answer once: the log says why it still waits
+			fmt.Fprintf(out, "waitfor: %s: %s\n", args[0], seen)
+			last = seen
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -31,6 +31,10 @@ func TestGivesUpSayingWhatItSawLast(t *testing.T) {
 	if code := run([]string{srv.URL, "300ms"}, &out); code != 1 || !strings.Contains(out.String(), "503") {
 		t.Fatalf("exit %d: %s", code, out.String())
 	}
+	// while it waits, its log says why, once per new answer
+	if n := strings.Count(out.String(), srv.URL+": 503"); n != 1 {
+		t.Fatalf("%d lines for the same answer: %s", n, out.String())
+	}
 	if code := run(nil, &out); code != 2 {
 		t.Fatalf("no args: exit %d", code)
 	}
