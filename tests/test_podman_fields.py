@@ -31,6 +31,7 @@ def _keys(model: Any) -> set[str]:
         (pf.CONTAINER["envFrom"][0], client.V1EnvFromSource),
         (pf.CONTAINER["env"][0]["valueFrom"]["secretKeyRef"], client.V1SecretKeySelector),
         (pf.READINESS["tcpSocket"], client.V1TCPSocketAction),
+        (pf.POD_SPEC["hostAliases"][0], client.V1HostAlias),
     ],
     ids=[
         "PodSpec",
@@ -44,6 +45,7 @@ def _keys(model: Any) -> set[str]:
         "EnvFrom",
         "SecretKeyRef",
         "TCPSocket",
+        "HostAlias",
     ],
 )
 def test_every_field_of_the_kubernetes_schema_has_a_decision(schema: pf.Schema, model: Any) -> None:

@@ -68,3 +68,8 @@ def test_a_network_too_small_for_the_workloads_is_refused_naming_the_setting() -
         AddressError, match=r"10\.89\.5\.0/30 has 1 addresses for 2 workloads.*default_subnet"
     ):
         Addresses.plan(DOCS, "10.89.5.0/30", "10.89.5.1")
+
+
+def test_an_address_always_has_the_same_mac_so_peers_caches_stay_right_across_restarts() -> None:
+    assert Addresses.mac_of("10.89.3.2") == "02:42:0a:59:03:02"
+    assert Addresses.mac_of("10.89.3.254") == "02:42:0a:59:03:fe"

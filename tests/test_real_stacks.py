@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,33 @@ def test_editing_an_embedded_file_rebuilds_exactly_the_service_that_embeds_it(ro
     root.podman("rmi", after["datastore"][0], check=False)  # an image of this test's own content
     assert after["gateway"] == before["gateway"], after  # same tag, not rebuilt
     assert after["datastore"][1] == "built" and after["datastore"][0] != before["datastore"][0], after
+
+
+def test_service_names_and_host_aliases_are_lines_of_the_pods_etc_hosts(roots: RootFactory) -> None:
+    """No DNS server on the run's network: what a container resolves is its /etc/hosts."""
+    alias = "      hostAliases:\n        - {ip: 192.0.2.10, hostnames: [ledger.example, ledger]}\n"
+    root = roots.make("hosts").edit_manifest(
+        "gateway.yaml", "      initContainers:\n", alias + "      initContainers:\n"
+    )
+
+    out = root.harness("e2e", "--platform", "podman", "--keep", "--", *SMOKE)
+
+    assert out.code == EXIT_OK, str(out)
+    run_id = out.run_id
+
+    def address(ctr: str) -> str:
+        return root.podman(
+            "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", ctr
+        ).strip()
+
+    datastore, gateway = address(f"e2eh-{run_id}-datastore"), address(f"e2eh-{run_id}-gateway")
+    for ctr in (f"e2eh-{run_id}-gateway-init0", f"e2eh-{run_id}-gateway"):  # a pod's containers alike
+        hosts = Path(root.podman("inspect", "--format", "{{.HostsPath}}", ctr).strip()).read_text()
+        lines = {
+            tuple(line.split()) for line in hosts.splitlines() if line.strip() and not line.startswith("#")
+        }
+        assert {(datastore, "datastore"), (datastore, "datastore-0"), (gateway, "gateway")} <= lines, hosts
+        assert {("192.0.2.10", "ledger.example"), ("192.0.2.10", "ledger")} <= lines, hosts
+    down = root.harness("down", "--run-id", run_id)
+    assert down.code == EXIT_OK, str(down)
+    assert_nothing_leaked(root, run_id)

@@ -251,6 +251,7 @@ class PodmanPlatform:
     def _base_argv(self, name: str, service: str, grace: int, address: str = "") -> list[str]:
         """address: the workload's fixed one; init containers and Jobs' pods take the next free."""
         plan = self._addresses()
+        address = address or plan.transient()
         return [
             "run",
             "--detach",
@@ -261,7 +262,9 @@ class PodmanPlatform:
             "--network",
             self.network,
             "--ip",
-            address or plan.transient(),
+            address,
+            "--mac-address",
+            plan.mac_of(address),
             *plan.add_host_argv(),
             "--label",
             f"{LABEL}=true",
@@ -276,8 +279,14 @@ class PodmanPlatform:
         ]
 
     def _container_argv(self, ctr: Doc, doc: Doc, pod: str) -> list[str]:
-        """env, volumes, entrypoint, image and args: what every container of a pod is run with."""
-        argv: list[str] = []
+        """host aliases, env, volumes, entrypoint, image and args: what every container of a pod
+        is run with."""
+        argv = [
+            arg
+            for alias in pod_spec(doc).get("hostAliases") or []
+            for hostname in alias.get("hostnames") or []
+            for arg in ("--add-host", f"{hostname}:{alias['ip']}")
+        ]
         for key, value in self._env(ctr, doc).items():
             argv += ["--env", f"{key}={value}"]
         for src, dest, ro in self._mounts(ctr, pod_spec(doc), pod):

@@ -115,11 +115,13 @@ VOLUME: Schema = {
     },
 }  # fmt: skip
 INIT_CONTAINER: Schema = {**CONTAINER, "readinessProbe": REFUSED}  # Kubernetes refuses it too
+HOST_ALIAS: Schema = {"ip": OK, "hostnames": OK}
 POD_SPEC: Schema = {
     "containers": [CONTAINER],
     "initContainers": [INIT_CONTAINER],  # run to completion, in order, before the containers
     "volumes": [VOLUME],
     "terminationGracePeriodSeconds": OK,
+    "hostAliases": [HOST_ALIAS],  # /etc/hosts lines, as the kubelet writes them
     # scheduling and identity: one podman host, no API server
     **{
         k: INERT
@@ -136,7 +138,7 @@ POD_SPEC: Schema = {
         k: REFUSED
         for k in (
             "ephemeralContainers", "securityContext", "hostNetwork", "hostPID", "hostIPC",
-            "hostUsers", "shareProcessNamespace", "hostname", "subdomain", "hostAliases", "dnsConfig",
+            "hostUsers", "shareProcessNamespace", "hostname", "subdomain", "dnsConfig",
             "setHostnameAsFQDN", "activeDeadlineSeconds", "os", "resourceClaims", "resources",
             "restartPolicy", "hostnameOverride",
         )

@@ -6,7 +6,8 @@ aardvark's stale pid file and starts no server (seen in CI: an init container fa
 reach `datastore` for 60 s), and it drops queries while it reloads on every container start
 (containers/aardvark-dns#389). Instead, every workload's container gets a fixed address
 planned before the first container starts, and every container gets an /etc/hosts line for
-each name: workload, a StatefulSet's pod (`<name>-0`) and each Service that selects it.
+each name: workload, a StatefulSet's pod (`<name>-0`) and each Service that selects it. An
+address keeps its MAC, so a restarted container is reached at once.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class Addresses:
             address = self._pool[self._next % len(self._pool)]
             self._next += 1
             return address
+
+    @staticmethod
+    def mac_of(address: str) -> str:
+        """A fixed MAC per address, as Docker's 02:42:<ip>: podman draws a new one at every
+        (re)start, and peers that cached the old one for the same address time out for ~30 s."""
+        return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
     def add_host_argv(self) -> list[str]:
         """`podman run` flags: one /etc/hosts line per name."""
