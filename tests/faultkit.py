@@ -345,6 +345,10 @@ class Root:
         out = self.podman("ps", "--all", "--filter", f"label={RUN_LABEL}={run_id}", "--format", "{{.Names}}")
         return sorted(out.split())
 
+    def pods(self, run_id: str) -> list[str]:
+        out = self.podman("pod", "ps", "--filter", f"label={RUN_LABEL}={run_id}", "--format", "{{.Name}}")
+        return sorted(out.split())
+
     def networks(self, run_id: str) -> list[str]:
         out = self.podman("network", "ls", "--filter", f"label={RUN_LABEL}={run_id}", "--format", "{{.Name}}")
         return sorted(out.split())
@@ -369,6 +373,7 @@ class Root:
             for v in vols
             if any(key.startswith(f"{PREFIX}-{run_id}-") for key in (v.get("Labels") or {}))
         ]
+        found += [f"pod {p}" for p in self.pods(run_id)]
         found += [f"network {n}" for n in self.networks(run_id)]
         found += [f"archive {a}" for a in sorted((self.path / ".e2e" / "archives").glob("*.tar"))]
         if self.run_dir(run_id).exists():
@@ -394,6 +399,8 @@ class Root:
                 self.podman("rm", "--force", "--time", "0", name, check=False, timeout=120)
             for node in self.kind_nodes(run_id):
                 self.podman("rm", "--force", "--volumes", node, check=False, timeout=120)
+            for pod in self.pods(run_id):
+                self.podman("pod", "rm", "--force", pod, check=False, timeout=120)
             for net in self.networks(run_id):
                 self.podman("network", "rm", "--force", net, check=False)
             runlock.unmark_kept(run_id)

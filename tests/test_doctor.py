@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -54,16 +55,13 @@ def test_a_stale_podman_dns_pid_file_fails_the_kind_preflight_with_a_command_tha
         return next((c for c in checks if c.name == "podman DNS"), None)
 
     assert dns_check() is None  # no file: netavark starts a server
-    with subprocess.Popen(["sleep", "30"]) as live:  # a live process that is not aardvark-dns
-        try:
-            pid_file.write_text(str(live.pid))
-            check = dns_check()
-            assert check is not None and not check.ok
-            assert f"names pid {live.pid} (sleep), not aardvark-dns" in check.detail
-            command = shlex.split(check.fix.split(" (")[0])
-            assert subprocess.run(command, check=False).returncode == 0  # works as printed
-            assert dns_check() is None
-        finally:
-            live.kill()
+    pid_file.write_text(str(os.getpid()))  # a live process that is not aardvark-dns: this one
+    check = dns_check()
+    assert check is not None and not check.ok
+    comm = Path("/proc/self/comm").read_text().strip()
+    assert f"names pid {os.getpid()} ({comm}), not aardvark-dns" in check.detail
+    command = shlex.split(check.fix.split(" (")[0])
+    assert subprocess.run(command, check=False).returncode == 0  # works as printed
+    assert dns_check() is None
     pid_file.write_text("999999999")  # no such process: netavark starts a server
     assert dns_check() is None

@@ -351,8 +351,8 @@ def test_interrupt_while_the_suite_runs_tears_everything_down(
 ) -> None:
     root = roots.make(f"interrupt-{sig.name.lower()}")
 
-    def stack_up(run: Started) -> None:  # the Job's, the init container's and the two services'
-        assert len(root.containers(run.run_id)) == 4, run.output()
+    def stack_up(run: Started) -> None:  # the Job's, the init container's, the two services' and
+        assert len(root.containers(run.run_id)) == 6, run.output()  # their pods' infra containers
 
     out = root.interrupt_suite("podman", sig, check=stack_up)
 
@@ -409,9 +409,9 @@ def test_cleanup_removes_exactly_the_killed_runs_leftovers(roots: RootFactory) -
     try:
         # one after the other, so that each has all its containers when the other is killed or
         # cleaned up (concurrent starts are test_concurrent_runs_do_not_interfere's)
-        alive.wait_for_containers(4)  # the gateway's is the last
+        alive.wait_for_containers(6)  # the gateway's is the last (after its pod's and init's)
         killed = root.start("e2e", "--platform", "podman", "--", *SMOKE)
-        killed.wait_for_containers(4)
+        killed.wait_for_containers(6)
         killed.proc.kill()  # SIGKILL: no teardown; the kernel releases its run lock
         killed.wait(timeout=30)
         dead, live = killed.run_id, alive.run_id

@@ -245,7 +245,8 @@ def test_service_names_and_host_aliases_are_lines_of_the_pods_etc_hosts(roots: R
             "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", ctr
         ).strip()
 
-    datastore, gateway = address(f"e2eh-{run_id}-datastore"), address(f"e2eh-{run_id}-gateway")
+    # a pod's address is its infra container's, which holds the network namespace
+    datastore, gateway = address(f"e2eh-{run_id}-datastore-infra"), address(f"e2eh-{run_id}-gateway-infra")
     for ctr in (f"e2eh-{run_id}-gateway-init0", f"e2eh-{run_id}-gateway"):  # a pod's containers alike
         hosts = Path(root.podman("inspect", "--format", "{{.HostsPath}}", ctr).strip()).read_text()
         lines = {

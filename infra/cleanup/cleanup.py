@@ -199,10 +199,13 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
             podman("rm", "--force", "--time", "2", name, timeout=120, check=False)
 
     _sweep(report, "containers", containers, lambda c: c["Names"][0], remove_containers, dry_run)
-    for pod in podman.json("pod", "ps", "--format", "json", "--filter", MANAGED) or []:
-        if not dry_run:
-            podman("pod", "rm", "--force", pod["Name"], check=False)
-        report.removed.append(f"pod {pod['Name']}")
+
+    def remove_pods(names: list[str]) -> None:
+        for name in names:
+            podman("pod", "rm", "--force", name, timeout=120, check=False)
+
+    pods = podman.json("pod", "ps", "--format", "json", "--filter", MANAGED) or []
+    _sweep(report, "pods", pods, lambda p: str(p["Name"]), remove_pods, dry_run)
     networks = podman.json("network", "ls", "--format", "json", "--filter", MANAGED) or []
     _sweep(report, "networks", networks, lambda n: str(n.get("name") or n.get("Name")),
            lambda names: podman("network", "rm", "--force", *names, check=False), dry_run)  # fmt: skip

@@ -1,9 +1,10 @@
 """The embedded platform: the same manifests run with podman alone.
 
-The harness translates each workload into one `podman run` on a per-run
-network: Service names become /etc/hosts lines for the fixed addresses of the
-workloads they select (podman_hosts: the network has no DNS server), NodePorts
-are published on 127.0.0.1, ConfigMaps become env and files, hostPath volumes
+The harness translates each workload into one `podman run` in a pod of its own
+on a per-run network: the pod holds the network namespace at a fixed address,
+Service names become /etc/hosts lines for the pods of the workloads they select
+(podman_hosts: the network has no DNS server), NodePorts are published on
+127.0.0.1, ConfigMaps become env and files, hostPath volumes
 become per-run host directories, readiness probes are polled through ports
 published on 127.0.0.1.
 """
@@ -58,6 +59,7 @@ class PodmanPlatform:
         self._secrets: dict[str, dict[str, bytes]] = {}
         self._services: list[Doc] = []
         self.addresses: Addresses | None = None
+        self.pods: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
@@ -173,6 +175,8 @@ class PodmanPlatform:
             waits.map_all(
                 pool, lambda n: self.ctx.podman("rm", "--force", "--time", "2", n, check=False), names
             )
+            pods = [*self.pods, *[p for p in self._labelled_pods() if p not in self.pods]]
+            waits.map_all(pool, lambda p: self.ctx.podman("pod", "rm", "--force", p, check=False), pods)
         self.ctx.podman("network", "rm", "--force", self.network, check=False)
         shutil.rmtree(self.ctx.paths.hostpaths, ignore_errors=True)
         shutil.rmtree(self.ctx.paths.run_dir / "volumes", ignore_errors=True)
@@ -233,6 +237,7 @@ class PodmanPlatform:
         return {
             "network": self.network,
             "hosts": self.addresses.hosts() if self.addresses else {},  # for people: /etc/hosts
+            "pods": self.pods,
             "containers": self.containers,
             "grace": self.grace,
             "probes": self.probes,
@@ -245,13 +250,35 @@ class PodmanPlatform:
         plat.grace = dict(state.get("grace", {}))
         plat.probes = {k: dict(v) for k, v in state.get("probes", {}).items()}
         plat.finished = {k: list(v) for k, v in state.get("finished", {}).items()}
+        plat.pods = list(state.get("pods", []))
         return plat
 
     # -- translation -------------------------------------------------------
-    def _base_argv(self, name: str, service: str, grace: int, address: str = "") -> list[str]:
-        """address: the workload's fixed one; init containers and Jobs' pods take the next free."""
+    def _network_argv(self, doc: Doc, address: str = "") -> list[str]:
+        """A network namespace's place in the run's network: a workload's pod has its fixed address,
+        a Job's containers take the next free one. Its MAC goes with the address; its /etc/hosts
+        has the run's names and the pod's hostAliases."""
         plan = self._addresses()
         address = address or plan.transient()
+        aliases = [
+            arg
+            for alias in pod_spec(doc).get("hostAliases") or []
+            for hostname in alias.get("hostnames") or []
+            for arg in ("--add-host", f"{hostname}:{alias['ip']}")
+        ]
+        return [
+            "--network", self.network, "--ip", address, "--mac-address", plan.mac_of(address),
+            *plan.add_host_argv(), *aliases,
+        ]  # fmt: skip
+
+    def _labels(self, service: str) -> list[str]:
+        return [
+            "--label", f"{LABEL}=true", "--label", f"{RUN_LABEL}={self.ctx.run_id}",
+            "--label", f"{SERVICE_LABEL}={service or 'shared'}",
+        ]  # fmt: skip
+
+    def _base_argv(self, name: str, service: str, grace: int, where: list[str]) -> list[str]:
+        """where: `--pod P` (a workload's containers) or _network_argv() (a Job's)."""
         return [
             "run",
             "--detach",
@@ -259,19 +286,8 @@ class PodmanPlatform:
             "never",  # manifests say imagePullPolicy: Never; a missing image must not be fetched
             "--name",
             name,
-            "--network",
-            self.network,
-            "--ip",
-            address,
-            "--mac-address",
-            plan.mac_of(address),
-            *plan.add_host_argv(),
-            "--label",
-            f"{LABEL}=true",
-            "--label",
-            f"{RUN_LABEL}={self.ctx.run_id}",
-            "--label",
-            f"{SERVICE_LABEL}={service or 'shared'}",
+            *where,
+            *self._labels(service),
             "--stop-signal",
             "SIGTERM",
             "--stop-timeout",
@@ -279,14 +295,8 @@ class PodmanPlatform:
         ]
 
     def _container_argv(self, ctr: Doc, doc: Doc, pod: str) -> list[str]:
-        """host aliases, env, volumes, entrypoint, image and args: what every container of a pod
-        is run with."""
-        argv = [
-            arg
-            for alias in pod_spec(doc).get("hostAliases") or []
-            for hostname in alias.get("hostnames") or []
-            for arg in ("--add-host", f"{hostname}:{alias['ip']}")
-        ]
+        """env, volumes, entrypoint, image and args: what every container of a pod is run with."""
+        argv: list[str] = []
         for key, value in self._env(ctr, doc).items():
             argv += ["--env", f"{key}={value}"]
         for src, dest, ro in self._mounts(ctr, pod_spec(doc), pod):
@@ -300,13 +310,13 @@ class PodmanPlatform:
             *argv, timeout=self.ctx.config.timeouts.deploy, hint=f"check {ident(doc)} in {_source(doc)}"
         )
 
-    def _run_init_containers(self, service: str, doc: Doc, pod: str) -> None:
-        """One after the other, each to exit 0, before the pod's container starts (as Kubernetes does)."""
+    def _run_init_containers(self, service: str, doc: Doc, pod: str, where: list[str] | None = None) -> None:
+        """One after the other, each to exit 0, before the pod's container starts (as Kubernetes does).
+        where: the workload's pod; a Job's init containers take addresses of their own."""
         for i, ctr in enumerate(pod_spec(doc).get("initContainers", [])):
             name = resource_name(self.ctx.run_id, f"{pod}-init{i}")
-            self._run(
-                [*self._base_argv(name, service, DEFAULT_GRACE), *self._container_argv(ctr, doc, pod)], doc
-            )
+            argv = self._base_argv(name, service, DEFAULT_GRACE, where or self._network_argv(doc))
+            self._run([*argv, *self._container_argv(ctr, doc, pod)], doc)
             self.finished.setdefault(service, []).append(name)
             what = f"init container {ctr['name']!r} of {ident(doc)}"
             code = self._wait_exit(name, what, self.ctx.config.timeouts.ready)
@@ -325,14 +335,34 @@ class PodmanPlatform:
             )
         ctr = ctrs[0]
         workload = doc["metadata"]["name"]
-        self._run_init_containers(service, doc, workload)
+        where = ["--pod", self._create_pod(service, doc, ctr)]
+        self._run_init_containers(service, doc, workload, where)
         name = resource_name(self.ctx.run_id, workload)
-        labels = pod_labels(doc)
         grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE))
+        self._run(
+            [*self._base_argv(name, service, grace, where), *self._container_argv(ctr, doc, workload)], doc
+        )
+        self.containers.setdefault(service, []).append(name)
+        self.grace[name] = grace
+        probe = _readiness(ctr)
+        if probe:
+            self.probes[name] = probe
+
+    def _create_pod(self, service: str, doc: Doc, ctr: Doc) -> str:
+        """The pod holds the network namespace, as Kubernetes' pause container does: a stopped or
+        restarted container keeps its address and MAC, and while it is down a connection to it is
+        refused at once (a lone container's address would answer nothing: `no route to host`
+        after 3 s). Published ports belong to the pod."""
+        workload = doc["metadata"]["name"]
         address = self._addresses().fixed.get(workload)
         if address is None:  # the network's plan is made from what the run renders
             raise PlatformError(f"{ident(doc)} is not among the documents run {self.ctx.run_id} rendered")
-        argv = self._base_argv(name, service, grace, address)
+        pod, infra = (resource_name(self.ctx.run_id, f"{workload}-{part}") for part in ("pod", "infra"))
+        argv = [
+            "pod", "create", "--name", pod, "--infra-name", infra, *self._network_argv(doc, address),
+            *self._labels(service),
+        ]  # fmt: skip
+        labels = pod_labels(doc)
         published: set[int] = set()
         for svc_doc in self._services:
             if not selects(svc_doc, labels):
@@ -351,12 +381,9 @@ class PodmanPlatform:
         for port in ctr.get("ports", []):
             if int(port["containerPort"]) not in published:
                 argv += ["--publish", f"127.0.0.1::{port['containerPort']}"]
-        self._run([*argv, *self._container_argv(ctr, doc, workload)], doc)
-        self.containers.setdefault(service, []).append(name)
-        self.grace[name] = grace
-        probe = _readiness(ctr)
-        if probe:
-            self.probes[name] = probe
+        self._run(argv, doc)
+        self.pods.append(pod)
+        return pod
 
     def _run_job(self, service: str, doc: Doc) -> None:
         """Attempts one after the other until one exits 0; backoffLimit + 1 failures fail the setup."""
@@ -373,10 +400,8 @@ class PodmanPlatform:
             pod = f"{job}-{attempt}"
             self._run_init_containers(service, doc, pod)
             name = resource_name(self.ctx.run_id, pod)
-            self._run(
-                [*self._base_argv(name, service, DEFAULT_GRACE), *self._container_argv(ctrs[0], doc, pod)],
-                doc,
-            )
+            argv = self._base_argv(name, service, DEFAULT_GRACE, self._network_argv(doc))
+            self._run([*argv, *self._container_argv(ctrs[0], doc, pod)], doc)
             self.finished.setdefault(service, []).append(name)
             code = self._wait_exit(name, f"{ident(doc)} (attempt {attempt + 1} of {limit + 1})", timeout)
             if code == 0:
@@ -542,6 +567,15 @@ class PodmanPlatform:
                 f"container {name} exited (code {state.get('ExitCode')}) before it was ready; "
                 f"last log lines:\n{tail(logs.stdout + logs.stderr, 20)}\nnext: {self._logs_hint(name)}"
             )
+
+    def _labelled_pods(self) -> list[str]:
+        try:
+            pods = self.ctx.podman.json(
+                "pod", "ps", "--format", "json", "--filter", f"label={RUN_LABEL}={self.ctx.run_id}"
+            )
+        except (CommandError, json.JSONDecodeError):
+            return []
+        return [str(p["Name"]) for p in pods or []]
 
     def _labelled_containers(self) -> list[dict[str, Any]]:
         try:

@@ -4,10 +4,10 @@ A run's network has DNS off. Podman's DNS server on Debian 12, aardvark-dns 1.4,
 network's names for a whole run: netavark sends SIGHUP to whatever process has the pid in
 aardvark's stale pid file and starts no server (seen in CI: an init container failed to
 reach `datastore` for 60 s), and it drops queries while it reloads on every container start
-(containers/aardvark-dns#389). Instead, every workload's container gets a fixed address
-planned before the first container starts, and every container gets an /etc/hosts line for
-each name: workload, a StatefulSet's pod (`<name>-0`) and each Service that selects it. An
-address keeps its MAC, so a restarted container is reached at once.
+(containers/aardvark-dns#389). Instead, every workload's pod gets a fixed address planned
+before the first container starts, and every container gets an /etc/hosts line for each
+name: workload, a StatefulSet's pod (`<name>-0`) and each Service that selects it. An
+address keeps one MAC, so no peer's ARP cache goes stale.
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ def names_of(docs: Iterable[Doc]) -> dict[str, list[str]]:
 
 @dataclass
 class Addresses:
-    """The run network's plan: fixed addresses first, then the ones containers that exit take."""
+    """The run network's plan: the workloads' pods' addresses first, then the ones a Job's
+    containers take."""
 
     subnet: str
-    fixed: dict[str, str]  # workload -> its container's address
+    fixed: dict[str, str]  # workload -> its pod's address
     names: dict[str, list[str]]  # workload -> its host names
     _pool: list[str] = field(default_factory=list, repr=False)
     _next: int = field(default=0, repr=False)
@@ -66,8 +67,8 @@ class Addresses:
         return cls(subnet, fixed, names, _pool=free[len(fixed) :])
 
     def transient(self) -> str:
-        """An address for an init container or a Job's pod: it exits before its deploy goes on,
-        so the pool comes round again only after as many other such containers started."""
+        """An address for a container of a Job: it exits before its deploy goes on, so the pool
+        comes round again only after as many other such containers started."""
         with self._lock:
             address = self._pool[self._next % len(self._pool)]
             self._next += 1
@@ -75,8 +76,9 @@ class Addresses:
 
     @staticmethod
     def mac_of(address: str) -> str:
-        """A fixed MAC per address, as Docker's 02:42:<ip>: podman draws a new one at every
-        (re)start, and peers that cached the old one for the same address time out for ~30 s."""
+        """A fixed MAC per address, as Docker's 02:42:<ip>: podman draws a new one for every
+        network namespace, and a peer that cached the old one for a reused address (a Job's)
+        sends to nobody until its ARP entry expires."""
         return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
     def add_host_argv(self) -> list[str]:
