@@ -192,7 +192,12 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
     report = Report()
     # kind's node containers inherit the managed label from the harness's node image, run label
     # or not: they are clusters, judged by clean_stale_clusters (run locks, prefix), never here
-    containers = [c for c in podman.containers(MANAGED) if KIND_CLUSTER_LABEL not in (c.get("Labels") or {})]
+    # a pod's infra container goes with its pod (podman refuses to remove it alone)
+    containers = [
+        c
+        for c in podman.containers(MANAGED)
+        if KIND_CLUSTER_LABEL not in (c.get("Labels") or {}) and not c.get("IsInfra")
+    ]
 
     def remove_containers(names: list[str]) -> None:
         for name in names:  # one per call: podman 4.3 removes none if any name is missing

@@ -4,9 +4,9 @@ The harness translates each workload into one `podman run` in a pod of its own
 on a per-run network: the pod holds the network namespace at a fixed address,
 Service names become /etc/hosts lines for the pods of the workloads they select
 (podman_hosts: the network has no DNS server), NodePorts are published on
-127.0.0.1, ConfigMaps become env and files, hostPath volumes
-become per-run host directories, readiness probes are polled through ports
-published on 127.0.0.1.
+127.0.0.1, ConfigMaps become env and files, hostPath volumes become per-run
+host directories, readiness probes are polled through ports published on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -169,7 +169,11 @@ class PodmanPlatform:
 
     def teardown(self) -> None:
         names = self._all_names()
-        names += [c["Names"][0] for c in self._labelled_containers() if c["Names"][0] not in names]
+        names += [  # a pod's infra container goes with its pod
+            c["Names"][0]
+            for c in self._labelled_containers()
+            if c["Names"][0] not in names and not c.get("IsInfra")
+        ]
         with ThreadPoolExecutor(max_workers=max(1, min(6, len(names)))) as pool:
             # one per call: podman 4.3 removes none if any name is missing
             waits.map_all(
