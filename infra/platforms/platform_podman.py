@@ -57,7 +57,6 @@ class PodmanPlatform:
         self.finished: dict[str, list[str]] = {}  # service -> its init containers and Job pods
         self._configmaps: dict[str, dict[str, bytes]] = {}
         self._secrets: dict[str, dict[str, bytes]] = {}
-        self._services: list[Doc] = []
         self.addresses: Addresses | None = None
         self.pods: list[str] = []
 
@@ -79,6 +78,12 @@ class PodmanPlatform:
         except AddressError as err:
             raise PlatformError(f"network {self.network}: {err}") from None
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
+        # every workload's pod now, beside the builds: its deploy then only runs containers
+        rendered = self.ctx.rendered
+        owner = {id(d): name for name, docs in rendered.by_service.items() for d in docs}
+        workloads = [d for d in rendered.docs if d["kind"] in WORKLOAD_KINDS]
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(workloads)))) as pool:
+            waits.map_all(pool, lambda d: self._create_pod(owner.get(id(d), ""), d), workloads)
 
     def load_images(self, refs: Sequence[ImageRef]) -> None:
         """Nothing to load: podman runs images from its own store."""
@@ -109,8 +114,6 @@ class PodmanPlatform:
                 self._configmaps[name] = {k: str(v).encode() for k, v in (doc.get("data") or {}).items()}
             elif doc["kind"] == "Secret":
                 self._secrets[name] = _secret_data(doc)
-            elif doc["kind"] == "Service":
-                self._services.append(doc)
         for doc in docs:  # in apply order: a Job (a migration) completes before the workloads start
             if doc["kind"] in JOB_KINDS:
                 self._run_job(service, doc)
@@ -168,19 +171,20 @@ class PodmanPlatform:
         )
 
     def teardown(self) -> None:
-        names = self._all_names()
-        names += [  # a pod's infra container goes with its pod
-            c["Names"][0]
-            for c in self._labelled_containers()
-            if c["Names"][0] not in names and not c.get("IsInfra")
-        ]
-        with ThreadPoolExecutor(max_workers=max(1, min(6, len(names)))) as pool:
-            # one per call: podman 4.3 removes none if any name is missing
+        # one round: a pod goes with its containers, the others (a Job's) one by one (podman 4.3
+        # removes none if any name of a call is missing)
+        listed = self._labelled_containers()
+        in_pods = {c["Names"][0] for c in listed if c.get("Pod")}
+        names = [n for n in self._all_names() if n not in in_pods]
+        names += [c["Names"][0] for c in listed if not c.get("Pod") and c["Names"][0] not in names]
+        pods = [*self.pods, *[p for p in self._labelled_pods() if p not in self.pods]]
+        removals = [("rm", n) for n in names] + [("pod", "rm", p) for p in pods]
+        with ThreadPoolExecutor(max_workers=max(1, min(6, len(removals)))) as pool:
             waits.map_all(
-                pool, lambda n: self.ctx.podman("rm", "--force", "--time", "2", n, check=False), names
+                pool,
+                lambda r: self.ctx.podman(*r[:-1], "--force", "--time", "2", r[-1], check=False),
+                removals,
             )
-            pods = [*self.pods, *[p for p in self._labelled_pods() if p not in self.pods]]
-            waits.map_all(pool, lambda p: self.ctx.podman("pod", "rm", "--force", p, check=False), pods)
         self.ctx.podman("network", "rm", "--force", self.network, check=False)
         shutil.rmtree(self.ctx.paths.hostpaths, ignore_errors=True)
         shutil.rmtree(self.ctx.paths.run_dir / "volumes", ignore_errors=True)
@@ -339,7 +343,10 @@ class PodmanPlatform:
             )
         ctr = ctrs[0]
         workload = doc["metadata"]["name"]
-        where = ["--pod", self._create_pod(service, doc, ctr)]
+        pod = resource_name(self.ctx.run_id, f"{workload}-pod")
+        if pod not in self.pods:  # create() makes one per workload the run rendered
+            raise PlatformError(f"{ident(doc)} is not among the documents run {self.ctx.run_id} rendered")
+        where = ["--pod", pod]
         self._run_init_containers(service, doc, workload, where)
         name = resource_name(self.ctx.run_id, workload)
         grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE))
@@ -352,15 +359,15 @@ class PodmanPlatform:
         if probe:
             self.probes[name] = probe
 
-    def _create_pod(self, service: str, doc: Doc, ctr: Doc) -> str:
+    def _create_pod(self, service: str, doc: Doc) -> None:
         """The pod holds the network namespace, as Kubernetes' pause container does: a stopped or
         restarted container keeps its address and MAC, and while it is down a connection to it is
         refused at once (a lone container's address would answer nothing: `no route to host`
-        after 3 s). Published ports belong to the pod."""
+        after 3 s). Published ports belong to the pod; it is started at once."""
+        ctrs = pod_spec(doc).get("containers", [])
+        ctr = ctrs[0] if len(ctrs) == 1 else {}  # the deploy refuses another count, naming it
         workload = doc["metadata"]["name"]
-        address = self._addresses().fixed.get(workload)
-        if address is None:  # the network's plan is made from what the run renders
-            raise PlatformError(f"{ident(doc)} is not among the documents run {self.ctx.run_id} rendered")
+        address = self._addresses().fixed[workload]
         pod, infra = (resource_name(self.ctx.run_id, f"{workload}-{part}") for part in ("pod", "infra"))
         argv = [
             "pod", "create", "--name", pod, "--infra-name", infra, *self._network_argv(doc, address),
@@ -368,7 +375,7 @@ class PodmanPlatform:
         ]  # fmt: skip
         labels = pod_labels(doc)
         published: set[int] = set()
-        for svc_doc in self._services:
+        for svc_doc in (d for d in self.ctx.rendered.docs if d["kind"] == "Service"):
             if not selects(svc_doc, labels):
                 continue
             for port in svc_doc["spec"].get("ports", []):
@@ -387,7 +394,7 @@ class PodmanPlatform:
                 argv += ["--publish", f"127.0.0.1::{port['containerPort']}"]
         self._run(argv, doc)
         self.pods.append(pod)
-        return pod
+        self._run(["pod", "start", pod], doc)
 
     def _run_job(self, service: str, doc: Doc) -> None:
         """Attempts one after the other until one exits 0; backoffLimit + 1 failures fail the setup."""
