@@ -65,8 +65,10 @@ class ExecutableNotFound(CommandError):
 
 
 class CommandTimeout(CommandError):
-    def __init__(self, argv: Sequence[str], timeout: float, output: str) -> None:
-        super().__init__(argv, -1, output + f"\ntimed out after {timeout:g}s", hint="see the output above")
+    def __init__(self, argv: Sequence[str], timeout: float, output: str, hint: str = "") -> None:
+        super().__init__(
+            argv, -1, output + f"\ntimed out after {timeout:g}s", hint=hint or "see the output above"
+        )
         self.timeout = timeout
 
 
@@ -151,6 +153,7 @@ def _communicate(
     timeout: float,
     cancellable: bool,
     stream_to: Path | None,
+    hint: str,
 ) -> tuple[str, str]:
     """Wait for the process; stop it when the deadline passes or the run is cancelled."""
     deadline = time.monotonic() + timeout
@@ -165,7 +168,8 @@ def _communicate(
             if time.monotonic() >= deadline:
                 proc.kill()
                 out, err = proc.communicate()
-                raise CommandTimeout(args, timeout, (out or "") + (err or "") + _read(stream_to)) from None
+                output = (out or "") + (err or "") + _read(stream_to)
+                raise CommandTimeout(args, timeout, output, hint) from None
 
 
 def _read(path: Path | None) -> str:
@@ -224,7 +228,7 @@ class SubprocessRunner:
                 raise CommandError(args, 127, f"working directory {cwd} does not exist") from exc
             raise ExecutableNotFound(args) from exc
         try:
-            out, err = _communicate(proc, args, timeout, cancellable, stream_to)
+            out, err = _communicate(proc, args, timeout, cancellable, stream_to, hint)
         except CommandError as exc:
             log.info("%s after %.1fs: %s", type(exc).__name__, time.monotonic() - start, args[0])
             raise
@@ -283,7 +287,7 @@ class SubprocessRunner:
                         raise CommandCancelled(args, proc.returncode, "") from None
                     if gate.released_at is not None and time.monotonic() >= gate.released_at + timeout:
                         _end(proc, grace=0)
-                        raise CommandTimeout(args, timeout, "") from None
+                        raise CommandTimeout(args, timeout, "", hint) from None
         except BaseException:
             if proc.poll() is None:
                 _end(proc)

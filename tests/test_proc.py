@@ -115,6 +115,14 @@ def test_timeout_raises_command_timeout() -> None:
     assert err.returncode == -1
     assert err.argv == tuple(argv)
     assert "timed out after 0.5s" in str(err)
+    assert str(err).endswith("next: see the output above")
+
+
+def test_a_timeout_keeps_the_callers_next_step() -> None:
+    """A hung command is where the caller's hint matters most (kind create stuck joining a node)."""
+    argv = py("import time; time.sleep(30)")
+    with pytest.raises(CommandTimeout, match=r"timed out after 0.3s\nnext: read the node logs$"):
+        SubprocessRunner().run(argv, timeout=0.3, hint="read the node logs")
 
 
 def test_env_is_added_to_the_environment_and_cwd_is_used(

@@ -178,7 +178,8 @@ class KindPlatform:
             "create", "cluster", "--name", self.cluster, "--config", str(cfg_file),
             "--kubeconfig", str(self.kubeconfig), "--image", choice.image, "--wait", "120s",
             timeout=self.ctx.config.timeouts.cluster,
-            hint=f"see `kind export logs --name {self.cluster}`; a leftover? `inv clean-stale-clusters`",
+            hint=f"read {self.ctx.paths.diagnostics / self.name / 'kind-logs'} (each node's journal, "
+            "kubelet and containers, exported before the teardown); a leftover? `inv clean-stale-clusters`",
         )  # fmt: skip
 
     def _remove_dead_runs_clusters(self) -> None:
