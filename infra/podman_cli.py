@@ -145,8 +145,19 @@ class Podman:
 
     def containers(self, *filters: str) -> list[dict[str, Any]]:
         """Every container, running or not, matching the filters."""
-        argv = ["ps", "--format", "json", "--all"]
-        for f in filters:
-            argv += ["--filter", f]
-        result: list[dict[str, Any]] = self.json(*argv) or []
+        result: list[dict[str, Any]] = self.json("ps", "--format", "json", "--all", *_filters(filters)) or []
         return result
+
+    def pods(self, *filters: str) -> list[dict[str, Any]]:
+        """Every pod matching the filters."""
+        result: list[dict[str, Any]] = self.json("pod", "ps", "--format", "json", *_filters(filters)) or []
+        return result
+
+    def remove(self, name: str, *, pod: bool = False, timeout: float | None = None) -> None:
+        """A container, or a pod with its containers, stopped with 2 s of grace, whatever state it is
+        in; one per call: podman 4.3 removes none if any name of a call is missing."""
+        self(*(["pod"] if pod else []), "rm", "--force", "--time", "2", name, timeout=timeout, check=False)
+
+
+def _filters(filters: tuple[str, ...]) -> list[str]:
+    return [arg for f in filters for arg in ("--filter", f)]

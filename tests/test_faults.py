@@ -83,6 +83,14 @@ def assert_setup_diagnostics(outcome: Outcome, *containers: str) -> None:
     assert "INFRASTRUCTURE FAILURE" in summary, summary
 
 
+def assert_failed_fast(outcome: Outcome, saying: str = "") -> None:
+    """An infrastructure failure, long before any wait a slow failure would sit out; saying: a
+    regex the output must match."""
+    assert outcome.code == EXIT_INFRA, str(outcome)
+    assert outcome.seconds < FAST, str(outcome)
+    assert re.search(saying, outcome.output), str(outcome)
+
+
 def ctr(outcome: Outcome, deployment: str) -> str:
     return f"e2eh-{outcome.run_id}-{deployment}"
 
@@ -120,15 +128,12 @@ def test_never_ready_says_what_it_waited_for_and_what_it_saw(roots: RootFactory)
 
     out = root.e2e(*SMOKE)
 
-    assert out.code == EXIT_INFRA, str(out)
-    assert out.seconds < FAST, str(out)
     gateway = ctr(out, "gateway")
-    waited = re.search(
+    assert_failed_fast(
+        out,
         rf"phase 'ready:gateway' failed: gave up after 4s waiting for readiness probe of container "
         rf"{gateway} \(http://127\.0\.0\.1:\d+/nope\); last seen: HTTP 404",
-        out.output,
     )
-    assert waited, str(out)
     assert (
         f"diagnostics/podman/{gateway}.log (or rerun with --keep and `podman logs {gateway}`)" in out.output
     )
@@ -146,15 +151,12 @@ def test_an_init_container_that_never_ends_is_shown_with_its_own_words(roots: Ro
 
     out = root.e2e(*SMOKE)
 
-    assert out.code == EXIT_INFRA, str(out)
-    assert out.seconds < FAST, str(out)
     init = ctr(out, "gateway-init0")
-    waited = re.search(
+    assert_failed_fast(
+        out,
         rf"gave up after 4s waiting for init container 'wait-datastore' of Deployment/gateway to finish; "
         rf"last seen: {init} running; last log lines:\n.*waitfor: http://datastore:8080/nope: 404 Not Found",
-        out.output,
     )
-    assert waited, str(out)
     assert f"diagnostics/podman/{init}.log" in out.output, str(out)
     assert_nothing_leaked(root, out.run_id)
 
@@ -168,8 +170,7 @@ def crashed(roots: RootFactory) -> tuple[Root, Outcome]:
 
 def test_crash_at_start_fails_fast_names_the_container_and_cleans_up(crashed: tuple[Root, Outcome]) -> None:
     root, out = crashed
-    assert out.code == EXIT_INFRA, str(out)
-    assert out.seconds < FAST, str(out)
+    assert_failed_fast(out)
     gateway = ctr(out, "gateway")
     assert lines_with(out.output, "SETUP FAILED: phase 'ready:gateway' failed", gateway), str(out)
     assert "gave up after" not in out.output, out  # no readiness timeout was waited for
@@ -197,8 +198,7 @@ def ghost(roots: RootFactory) -> tuple[Root, Outcome]:
 
 def test_missing_image_names_the_reference(ghost: tuple[Root, Outcome]) -> None:
     root, out = ghost
-    assert out.code == EXIT_INFRA, str(out)
-    assert out.seconds < FAST, str(out)
+    assert_failed_fast(out)
     failed = lines_with(out.output, "SETUP FAILED", "images the manifests use are not in podman's store")
     assert failed, str(out)
     assert lines_with(out.output, "  localhost/e2e-harness/ghost:1 (used by"), str(out)

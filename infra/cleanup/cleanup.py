@@ -199,18 +199,15 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
         if KIND_CLUSTER_LABEL not in (c.get("Labels") or {}) and not c.get("IsInfra")
     ]
 
-    def remove_containers(names: list[str]) -> None:
-        for name in names:  # one per call: podman 4.3 removes none if any name is missing
-            podman("rm", "--force", "--time", "2", name, timeout=120, check=False)
+    def remover(pod: bool) -> Callable[[list[str]], None]:
+        def remove(names: list[str]) -> None:
+            for name in names:
+                podman.remove(name, pod=pod, timeout=120)
 
-    _sweep(report, "containers", containers, lambda c: c["Names"][0], remove_containers, dry_run)
+        return remove
 
-    def remove_pods(names: list[str]) -> None:
-        for name in names:
-            podman("pod", "rm", "--force", name, timeout=120, check=False)
-
-    pods = podman.json("pod", "ps", "--format", "json", "--filter", MANAGED) or []
-    _sweep(report, "pods", pods, lambda p: str(p["Name"]), remove_pods, dry_run)
+    _sweep(report, "containers", containers, lambda c: c["Names"][0], remover(pod=False), dry_run)
+    _sweep(report, "pods", podman.pods(MANAGED), lambda p: str(p["Name"]), remover(pod=True), dry_run)
     networks = podman.json("network", "ls", "--format", "json", "--filter", MANAGED) or []
     _sweep(report, "networks", networks, lambda n: str(n.get("name") or n.get("Name")),
            lambda names: podman("network", "rm", "--force", *names, check=False), dry_run)  # fmt: skip

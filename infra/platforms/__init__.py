@@ -6,6 +6,7 @@
     kube              the Kubernetes API calls the kind platform makes
     hostfixes         host conditions a kind node cannot cope with, patched where found
     platform_podman   the same manifests run with podman alone
+    podman_hosts      podman's service names without DNS: the pods' fixed addresses, /etc/hosts
     podman_fields     what the podman platform does with every manifest field
     manifests         the stack's YAML, rendered with the run's image refs
     ports             the 127.0.0.1 ports the NodePorts are published on

@@ -171,20 +171,15 @@ class PodmanPlatform:
         )
 
     def teardown(self) -> None:
-        # one round: a pod goes with its containers, the others (a Job's) one by one (podman 4.3
-        # removes none if any name of a call is missing)
+        # one round: a pod goes with its containers, the others (a Job's) alone
         listed = self._labelled_containers()
         in_pods = {c["Names"][0] for c in listed if c.get("Pod")}
         names = [n for n in self._all_names() if n not in in_pods]
         names += [c["Names"][0] for c in listed if not c.get("Pod") and c["Names"][0] not in names]
         pods = [*self.pods, *[p for p in self._labelled_pods() if p not in self.pods]]
-        removals = [("rm", n) for n in names] + [("pod", "rm", p) for p in pods]
+        removals = [(n, False) for n in names] + [(p, True) for p in pods]
         with ThreadPoolExecutor(max_workers=max(1, min(6, len(removals)))) as pool:
-            waits.map_all(
-                pool,
-                lambda r: self.ctx.podman(*r[:-1], "--force", "--time", "2", r[-1], check=False),
-                removals,
-            )
+            waits.map_all(pool, lambda r: self.ctx.podman.remove(r[0], pod=r[1]), removals)
         self.ctx.podman("network", "rm", "--force", self.network, check=False)
         shutil.rmtree(self.ctx.paths.hostpaths, ignore_errors=True)
         shutil.rmtree(self.ctx.paths.run_dir / "volumes", ignore_errors=True)
@@ -343,7 +338,7 @@ class PodmanPlatform:
             )
         ctr = ctrs[0]
         workload = doc["metadata"]["name"]
-        pod = resource_name(self.ctx.run_id, f"{workload}-pod")
+        pod = self._pod_name(workload)
         if pod not in self.pods:  # create() makes one per workload the run rendered
             raise PlatformError(f"{ident(doc)} is not among the documents run {self.ctx.run_id} rendered")
         where = ["--pod", pod]
@@ -368,7 +363,7 @@ class PodmanPlatform:
         ctr = ctrs[0] if len(ctrs) == 1 else {}  # the deploy refuses another count, naming it
         workload = doc["metadata"]["name"]
         address = self._addresses().fixed[workload]
-        pod, infra = (resource_name(self.ctx.run_id, f"{workload}-{part}") for part in ("pod", "infra"))
+        pod, infra = self._pod_name(workload), resource_name(self.ctx.run_id, f"{workload}-infra")
         argv = [
             "pod", "create", "--name", pod, "--infra-name", infra, *self._network_argv(doc, address),
             *self._labels(service),
@@ -536,6 +531,9 @@ class PodmanPlatform:
         return target
 
     # -- helpers -----------------------------------------------------------
+    def _pod_name(self, workload: str) -> str:
+        return resource_name(self.ctx.run_id, f"{workload}-pod")
+
     def _addresses(self) -> Addresses:
         if self.addresses is None:
             raise PlatformError(f"run {self.ctx.run_id}: its network was not created (create() first)")
@@ -581,12 +579,9 @@ class PodmanPlatform:
 
     def _labelled_pods(self) -> list[str]:
         try:
-            pods = self.ctx.podman.json(
-                "pod", "ps", "--format", "json", "--filter", f"label={RUN_LABEL}={self.ctx.run_id}"
-            )
+            return [str(p["Name"]) for p in self.ctx.podman.pods(f"label={RUN_LABEL}={self.ctx.run_id}")]
         except (CommandError, json.JSONDecodeError):
             return []
-        return [str(p["Name"]) for p in pods or []]
 
     def _labelled_containers(self) -> list[dict[str, Any]]:
         try:

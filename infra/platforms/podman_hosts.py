@@ -45,7 +45,6 @@ class Addresses:
     """The run network's plan: the workloads' pods' addresses first, then the ones a Job's
     containers take."""
 
-    subnet: str
     fixed: dict[str, str]  # workload -> its pod's address
     names: dict[str, list[str]]  # workload -> its host names
     _pool: list[str] = field(default_factory=list, repr=False)
@@ -64,7 +63,7 @@ class Addresses:
                 "(default_subnet in containers.conf)"
             )
         fixed = dict(zip(names, free, strict=False))
-        return cls(subnet, fixed, names, _pool=free[len(fixed) :])
+        return cls(fixed, names, _pool=free[len(fixed) :])
 
     def transient(self) -> str:
         """An address for a container of a Job: it exits before its deploy goes on, so the pool
@@ -82,12 +81,12 @@ class Addresses:
         return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
     def add_host_argv(self) -> list[str]:
-        """`podman run` flags: one /etc/hosts line per name."""
+        """`podman run` flags: one /etc/hosts line per name and address."""
         return [
             arg
-            for workload, names in self.names.items()
-            for name in names
-            for arg in ("--add-host", f"{name}:{self.fixed[workload]}")
+            for name, addresses in self.hosts().items()
+            for address in addresses
+            for arg in ("--add-host", f"{name}:{address}")
         ]
 
     def hosts(self) -> dict[str, list[str]]:
