@@ -78,12 +78,13 @@ class PodmanPlatform:
         except AddressError as err:
             raise PlatformError(f"network {self.network}: {err}") from None
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        # every workload's pod now, beside the builds: its deploy then only runs containers
+        # every workload's pod now, beside the builds: its deploy then only runs containers. One
+        # after the other: podman picks a free host port at `pod create` and binds it at `pod
+        # start`, so two pods created at once were once given the same port (CI)
         rendered = self.ctx.rendered
         owner = {id(d): name for name, docs in rendered.by_service.items() for d in docs}
-        workloads = [d for d in rendered.docs if d["kind"] in WORKLOAD_KINDS]
-        with ThreadPoolExecutor(max_workers=max(1, min(4, len(workloads)))) as pool:
-            waits.map_all(pool, lambda d: self._create_pod(owner.get(id(d), ""), d), workloads)
+        for doc in (d for d in rendered.docs if d["kind"] in WORKLOAD_KINDS):
+            self._create_pod(owner.get(id(doc), ""), doc)
 
     def load_images(self, refs: Sequence[ImageRef]) -> None:
         """Nothing to load: podman runs images from its own store."""
