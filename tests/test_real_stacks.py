@@ -17,6 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from infra import config as config_mod
+from infra.names import new_run_id
+from infra.paths import RunPaths
+from infra.platforms.manifests import Rendered
+from infra.platforms.platform import Context, ImageMissing
+from infra.platforms.stack import make_podman, platform_class
+from infra.proc import SubprocessRunner
 from tests.faultkit import REPO, Outcome, Root, RootFactory, lines_with
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
@@ -256,4 +263,45 @@ def test_service_names_and_host_aliases_are_lines_of_the_pods_etc_hosts(roots: R
         assert {("192.0.2.10", "ledger.example"), ("192.0.2.10", "ledger")} <= lines, hosts
     down = root.harness("down", "--run-id", run_id)
     assert down.code == EXIT_OK, str(down)
+    assert_nothing_leaked(root, run_id)
+
+
+def test_an_image_gone_before_its_deploy_is_named_with_the_way_out(roots: RootFactory) -> None:
+    """The deploy asks podman nothing first: `run --pull never` refusing an image is the check."""
+    root = roots.make("image-gone")
+    cfg = config_mod.load(root.cfg)
+    runner = SubprocessRunner()
+    run_id = new_run_id()
+    gone = f"localhost/e2e-harness/gone-{secrets.token_hex(3)}:1"
+    doc = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "ghost", "labels": {"app": "ghost"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "ghost"}},
+            "template": {
+                "metadata": {"labels": {"app": "ghost"}},
+                "spec": {"containers": [{"name": "ghost", "image": gone}]},
+            },
+        },
+    }
+    ctx = Context(
+        config=cfg,
+        paths=RunPaths(root.path, run_id),
+        runner=runner,
+        podman=make_podman(cfg, runner, root.path),
+        rendered=Rendered([doc]),
+    )
+    plat = platform_class("podman")(ctx)
+    plat.create()
+    try:
+        plat.verify_images(Rendered([doc]))  # asks nothing: the deploy's own run is the check
+        with pytest.raises(ImageMissing) as info:
+            plat.deploy("ghost", [doc])
+    finally:
+        plat.teardown()
+        shutil.rmtree(ctx.paths.run_dir)  # the run's own directory: Run removes it after the teardown
+    message = str(info.value)
+    assert f"{gone} (used by Deployment/ghost" in message, message
+    assert "is not in podman's store. next:" in message and "`podman tag` a local image" in message
     assert_nothing_leaked(root, run_id)

@@ -59,6 +59,7 @@ class PodmanPlatform:
         self._secrets: dict[str, dict[str, bytes]] = {}
         self.addresses: Addresses | None = None
         self.pods: list[str] = []
+        self.published: dict[str, dict[int, int]] = {}  # container -> its port -> the host port fixed for it
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
@@ -90,23 +91,9 @@ class PodmanPlatform:
         """Nothing to load: podman runs images from its own store."""
 
     def verify_images(self, rendered: Rendered) -> None:
-        refs = sorted(rendered.image_refs().items())
-        with ThreadPoolExecutor(max_workers=max(1, min(4, len(refs)))) as pool:  # on the deploy's path
-            present = waits.map_all(
-                pool, lambda r: self.ctx.podman("image", "exists", r[0], check=False).ok, refs
-            )
-        missing = [
-            f"{ref} (referenced by {where})" for (ref, where), ok in zip(refs, present, strict=True) if not ok
-        ]
-        if missing:
-            raise ImageMissing(
-                "images not present in podman's store: "
-                + "; ".join(missing)
-                + ". next: the manifest must reference the image the harness built"
-                " (localhost/<name>:<tag>, see `inv images`), a service in e2e.toml must build it, or,"
-                " for an image the harness does not build: `podman pull` it, `podman load -i` an archive,"
-                " or `podman tag` a local image with that name"
-            )
+        """Nothing to ask podman first: the build and images phases have just made every image, and
+        `podman run --pull never` refuses one that went missing since, named by _run (an `image
+        exists` per image cost a podman call on every deploy's path)."""
 
     def deploy(self, service: str, docs: list[Doc]) -> None:
         for doc in docs:
@@ -310,9 +297,21 @@ class PodmanPlatform:
         return [*argv, ctr["image"], *[str(a) for a in ctr.get("args", [])]]
 
     def _run(self, argv: list[str], doc: Doc) -> None:
-        self.ctx.podman(
-            *argv, timeout=self.ctx.config.timeouts.deploy, hint=f"check {ident(doc)} in {_source(doc)}"
-        )
+        try:
+            self.ctx.podman(
+                *argv, timeout=self.ctx.config.timeouts.deploy, hint=f"check {ident(doc)} in {_source(doc)}"
+            )
+        except CommandError as err:
+            missing = [ref for ref in Rendered([doc]).image_refs() if f"{ref}: image not known" in str(err)]
+            if missing:
+                raise ImageMissing(
+                    f"{missing[0]} (used by {ident(doc)} in {_source(doc)}) is not in podman's store. next: "
+                    "the manifest must reference the image the harness built (localhost/<name>:<tag>, see "
+                    "`inv images`), a service in e2e.toml must build it, or, for an image the harness does "
+                    "not build: `podman pull` it, `podman load -i` an archive, or `podman tag` a local "
+                    "image with that name"
+                ) from None
+            raise
 
     def _run_init_containers(self, service: str, doc: Doc, pod: str, where: list[str] | None = None) -> None:
         """One after the other, each to exit 0, before the pod's container starts (as Kubernetes does).
@@ -385,6 +384,7 @@ class PodmanPlatform:
                         )
                     argv += ["--publish", f"127.0.0.1:{host}:{target}"]
                     published.add(target)
+                    self.published.setdefault(resource_name(self.ctx.run_id, workload), {})[target] = host
         for port in ctr.get("ports", []):
             if int(port["containerPort"]) not in published:
                 argv += ["--publish", f"127.0.0.1::{port['containerPort']}"]
@@ -562,6 +562,8 @@ class PodmanPlatform:
         return dict(data[0])
 
     def _host_port(self, name: str, port: int) -> int:
+        if port in self.published.get(name, {}):  # a NodePort's: fixed before the pod was created
+            return self.published[name][port]
         res = self.ctx.podman("port", name, f"{port}/tcp", check=False)
         out = res.stdout.strip().splitlines()
         if not out:
