@@ -59,7 +59,7 @@ class PodmanPlatform:
         self._secrets: dict[str, dict[str, bytes]] = {}
         self.addresses: Addresses | None = None
         self.pods: list[str] = []
-        self.published: dict[str, dict[int, int]] = {}  # container -> its port -> the host port fixed for it
+        self.published: dict[str, dict[int, int]] = {}  # container -> its NodePorts' targets -> host ports
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
@@ -302,7 +302,8 @@ class PodmanPlatform:
                 *argv, timeout=self.ctx.config.timeouts.deploy, hint=f"check {ident(doc)} in {_source(doc)}"
             )
         except CommandError as err:
-            missing = [ref for ref in Rendered([doc]).image_refs() if f"{ref}: image not known" in str(err)]
+            said = err.output_tail
+            missing = [ref for ref in Rendered([doc]).image_refs() if f"{ref}: image not known" in said]
             if missing:
                 raise ImageMissing(
                     f"{missing[0]} (used by {ident(doc)} in {_source(doc)}) is not in podman's store. next: "
@@ -343,7 +344,7 @@ class PodmanPlatform:
             raise PlatformError(f"{ident(doc)} is not among the documents run {self.ctx.run_id} rendered")
         where = ["--pod", pod]
         self._run_init_containers(service, doc, workload, where)
-        name = resource_name(self.ctx.run_id, workload)
+        name = self._container_name(workload)
         grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE))
         self._run(
             [*self._base_argv(name, service, grace, where), *self._container_argv(ctr, doc, workload)], doc
@@ -369,7 +370,7 @@ class PodmanPlatform:
             *self._labels(service),
         ]  # fmt: skip
         labels = pod_labels(doc)
-        published: set[int] = set()
+        published = self.published.setdefault(self._container_name(workload), {})  # what a probe reads
         for svc_doc in (d for d in self.ctx.rendered.docs if d["kind"] == "Service"):
             if not selects(svc_doc, labels):
                 continue
@@ -383,8 +384,7 @@ class PodmanPlatform:
                             f"Service {svc_doc['metadata']['name']}: no host port for nodePort {node_port}"
                         )
                     argv += ["--publish", f"127.0.0.1:{host}:{target}"]
-                    published.add(target)
-                    self.published.setdefault(resource_name(self.ctx.run_id, workload), {})[target] = host
+                    published[target] = host
         for port in ctr.get("ports", []):
             if int(port["containerPort"]) not in published:
                 argv += ["--publish", f"127.0.0.1::{port['containerPort']}"]
@@ -535,6 +535,9 @@ class PodmanPlatform:
     def _pod_name(self, workload: str) -> str:
         return resource_name(self.ctx.run_id, f"{workload}-pod")
 
+    def _container_name(self, workload: str) -> str:
+        return resource_name(self.ctx.run_id, workload)
+
     def _addresses(self) -> Addresses:
         if self.addresses is None:
             raise PlatformError(f"run {self.ctx.run_id}: its network was not created (create() first)")
@@ -574,10 +577,9 @@ class PodmanPlatform:
     def _fail_if_exited(self, name: str) -> None:
         state = self._inspect(name).get("State", {})
         if state and not state.get("Running", False):
-            logs = self.ctx.podman("logs", "--tail", "20", name, check=False)
             raise waits.Fatal(
                 f"container {name} exited (code {state.get('ExitCode')}) before it was ready; "
-                f"last log lines:\n{tail(logs.stdout + logs.stderr, 20)}\nnext: {self._logs_hint(name)}"
+                f"last log lines:\n{self._log_tail(name)}\nnext: {self._logs_hint(name)}"
             )
 
     def _labelled_pods(self) -> list[str]:
