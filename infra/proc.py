@@ -7,6 +7,7 @@ import logging
 import os
 import select
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from typing import IO, Protocol
 log = logging.getLogger("infra.proc")
 
 TAIL_LINES = 25
+LOG_LINES = 40  # of a successful command's output in run.log: `go list -json` wrote 23,000 a run
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,13 @@ class Runner(Protocol):
         stream_to: Path | None = None,
         gate: OutputGate | None = None,
     ) -> Result: ...
+
+
+def niced(argv: Sequence[str], niceness: int) -> list[str]:
+    """argv at a lower CPU priority (coreutils `nice` execs it: same pid, same process group); as it
+    is where there is no `nice`."""
+    nice = shutil.which("nice")
+    return [nice, "-n", str(niceness), *argv] if nice else list(argv)
 
 
 def _argv(argv: Sequence[str]) -> tuple[str, ...]:
@@ -242,7 +251,9 @@ class SubprocessRunner:
         stdout = _read(stream_to) if stream_to else out or ""
         result = Result(args, proc.returncode, stdout, err or "", time.monotonic() - start)
         if capture and (result.stdout or result.stderr):
-            log.debug("output of %s:\n%s%s", args[0], result.stdout, result.stderr)
+            log.debug(
+                "output of %s:\n%s", args[0], _for_log(result.stdout + result.stderr, whole=not result.ok)
+            )
         log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])
         return _checked(result, check, hint)
 
@@ -298,6 +309,15 @@ class SubprocessRunner:
         result = Result(args, proc.returncode, "", "", time.monotonic() - start)
         log.info("exit %d after %.2fs: %s", result.returncode, result.seconds, args[0])
         return _checked(result, check, hint)
+
+
+def _for_log(output: str, *, whole: bool) -> str:
+    """A failed command's output whole; a successful one's first and last LOG_LINES / 2 lines."""
+    lines = output.splitlines(keepends=True)
+    if whole or len(lines) <= LOG_LINES:
+        return output
+    half = LOG_LINES // 2
+    return "".join([*lines[:half], f"[... {len(lines) - LOG_LINES} lines left out ...]\n", *lines[-half:]])
 
 
 def _end(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE) -> None:

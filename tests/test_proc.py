@@ -145,6 +145,21 @@ def test_command_is_logged_shell_quoted(caplog: pytest.LogCaptureFixture) -> Non
     assert any(r.getMessage() == f"$ {shlex.join(argv)}" for r in caplog.records)
 
 
+def test_the_log_keeps_a_failed_output_whole_and_cuts_a_long_successful_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG", logger="infra.proc")
+    script = "import sys\nfor i in range(500): print(f'line {i}')\nsys.exit(int(sys.argv[1]))"
+    runner = SubprocessRunner()
+    runner.run([sys.executable, "-c", script, "0"], timeout=30)
+    logged = caplog.text
+    assert "line 0\n" in logged and "line 499\n" in logged, logged
+    assert "line 250\n" not in logged and "[... 460 lines left out ...]" in logged, logged
+    caplog.clear()
+    runner.run([sys.executable, "-c", script, "3"], timeout=30, check=False)
+    assert "line 250\n" in caplog.text and "left out" not in caplog.text
+
+
 def test_tail_helper() -> None:
     assert tail("\n a\nb\nc\n\n", lines=2) == "b\nc"
     assert tail("") == ""
