@@ -357,10 +357,14 @@ def test_the_suites_pytest_ends_once_its_harness_is_killed(tmp_path: Path, worke
 
 
 def _tiny_suite(tmp_path: Path) -> Path:
-    """One passing test; its conftest leaves `collected` beside it once collection is done."""
+    """One passing test, which leaves its niceness in `niceness`; its conftest leaves `collected`
+    beside it once collection is done."""
     suite = tmp_path / "suite"
     suite.mkdir()
-    (suite / "test_tiny.py").write_text("def test_one():\n    pass\n")
+    (suite / "test_tiny.py").write_text(
+        "import os, pathlib\n\ndef test_one():\n"
+        "    (pathlib.Path(__file__).parent / 'niceness').write_text(str(os.nice(0)))\n"
+    )
     (suite / "conftest.py").write_text(
         "import pathlib\n\ndef pytest_collection_finish(session):\n"
         "    (pathlib.Path(__file__).parent / 'collected').touch()\n"
@@ -394,6 +398,11 @@ def test_an_early_pytest_collects_then_runs_only_on_go(
     summary = re.search(r"1 passed in ([0-9.]+)s", out)
     assert summary and float(summary.group(1)) < 1.5, out  # the tests' time, not the wait's
     assert not suite.gate_file.exists()
+    # it ran on idle CPU only (the deploys beside it go first); a run started later does not
+    assert int((tests / "niceness").read_text()) == min(19, os.nice(0) + testrun.EARLY_NICENESS)
+    later = testrun.Suite(cfg, SubprocessRunner(), state_file=tmp_path / "s", artifacts=tmp_path, extra=[])
+    assert later.run().exit_code == 0
+    assert int((tests / "niceness").read_text()) == os.nice(0)
 
 
 def test_an_abandoned_early_pytest_ends_without_a_test_and_shows_nothing(
