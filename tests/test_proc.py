@@ -21,6 +21,7 @@ from infra.proc import (
     RecordingRunner,
     Result,
     SubprocessRunner,
+    niced,
     tail,
 )
 
@@ -158,6 +159,15 @@ def test_the_log_keeps_a_failed_output_whole_and_cuts_a_long_successful_one(
     caplog.clear()
     runner.run([sys.executable, "-c", script, "3"], timeout=30, check=False)
     assert "line 250\n" in caplog.text and "left out" not in caplog.text
+
+
+def test_niced_prefixes_nice_and_leaves_the_argv_where_there_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = niced(["python", "-V"], 19)
+    assert Path(argv[0]).name == "nice" and argv[1:] == ["-n", "19", "python", "-V"]
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `nice` there
+    assert niced(["python", "-V"], 19) == ["python", "-V"]
 
 
 def test_tail_helper() -> None:

@@ -52,6 +52,7 @@ TARGETS = {
 """The figures the issue asks for: reported with the bench, never asserted in a test."""
 SMOKE = ("--", "-k", "smoke", "-p", "no:randomly")
 COLD_PAIRS = 3
+COLD_ARGS = {"cold_par": ("--rebuild",), "cold_seq": ("--rebuild", "--sequential")}
 """Cold parallel/sequential pairs a repeat, which goes first alternating: one pair's ratio moves by
 ±0.07 on a 2-core VM, as much as its target's margin; a pair costs seconds, a true_cold round 30."""
 
@@ -187,9 +188,9 @@ def bench(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
             shutil.rmtree(gocache, ignore_errors=True)
         floors.append(floor_seconds(config, runner, podman, work))
         for _ in range(COLD_PAIRS):
-            order = ("cold_par", "cold_seq") if len(runs["cold_par"]) % 2 == 0 else ("cold_seq", "cold_par")
+            order = list(COLD_ARGS) if len(runs["cold_par"]) % 2 == 0 else list(reversed(COLD_ARGS))
             for kind in order:
-                runs[kind].append(harness.e2e("--rebuild", *(["--sequential"] if kind == "cold_seq" else [])))
+                runs[kind].append(harness.e2e(*COLD_ARGS[kind]))
         runs["warm"].append(harness.e2e())
     # the harness runs and their children (and the floor's go build: the same build)
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

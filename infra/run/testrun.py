@@ -29,9 +29,8 @@ from infra.suite_env import (
 )
 
 NO_TESTS = 5  # pytest's "no tests collected"
-# the early pytest imports and collects beside the deploys: on idle CPU only, so it does not slow
-# them (a cold setup 0.04-0.08 s shorter on 2 cores, its first test no later). Its tests then run
-# niced too: the services keep their own priority (their containers were started by the harness)
+# the early pytest imports and collects beside the deploys on idle CPU only, so it does not slow
+# them. Its tests then run niced too; the services keep their own priority (the harness started them)
 EARLY_NICENESS = 19
 PYTEST_COULD_NOT_RUN = (2, 3, 4)  # interrupted, internal error, usage error
 
