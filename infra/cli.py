@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import shutil
 import sys
 import time
@@ -290,13 +291,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run_command(args: Sequence[str]) -> bool:
+    """Whether argv names a run (e2e, up): its every exit writes result.json."""
+    words = [a for a in args if not a.startswith("-")]
+    return bool(words) and any(w in ("e2e", "up") for w in words[:2])
+
+
+def _config_arg(args: Sequence[str]) -> str | None:
+    for i, a in enumerate(args):
+        if a == "--config" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     pytest_args: list[str] = []
     if "--" in args:
         cut = args.index("--")
         args, pytest_args = args[:cut], args[cut + 1 :]
-    ns = parser().parse_args(args)
+    try:
+        ns = parser().parse_args(args)
+    except SystemExit as exit_:
+        if exit_.code == 2 and _run_command(args):  # a run's usage error still ends with its result
+            from infra.run.run import config_root, refuse
+
+            return refuse(config_root(_config_arg(args)), ConfigError(f"usage: {shlex.join(args)}"))
+        raise
     ns.pytest_args = pytest_args
     if ns.verbose or ns.command not in ("e2e", "up"):
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
 import os
 import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -147,12 +149,13 @@ class CommandCancelled(CommandError):
 
 
 def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    proc.terminate()
+    tree = _signal_tree(proc, signal.SIGTERM)
     try:
         out, err = proc.communicate(timeout=TERM_GRACE)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _signal_tree(proc, signal.SIGKILL)
         out, err = proc.communicate()
+    _kill_left(tree)
     return out or "", err or ""
 
 
@@ -175,7 +178,7 @@ def _communicate(
                 out, err = _stop(proc)
                 raise CommandCancelled(args, proc.returncode, out + err + _read(stream_to)) from None
             if time.monotonic() >= deadline:
-                proc.kill()
+                _kill_tree(proc)
                 out, err = proc.communicate()
                 output = (out or "") + (err or "") + _read(stream_to)
                 raise CommandTimeout(args, timeout, output, hint) from None
@@ -297,7 +300,7 @@ class SubprocessRunner:
                         _end(proc)
                         raise CommandCancelled(args, proc.returncode, "") from None
                     if gate.released_at is not None and time.monotonic() >= gate.released_at + timeout:
-                        _end(proc, grace=0)
+                        _kill_tree(proc)
                         raise CommandTimeout(args, timeout, "", hint) from None
         except BaseException:
             if proc.poll() is None:
@@ -322,14 +325,64 @@ def _for_log(output: str, *, whole: bool) -> str:
 
 def _end(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE) -> None:
     """Stop a process whose output another thread reads (communicate would race it)."""
-    if grace:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    proc.kill()
+    tree = _signal_tree(proc, signal.SIGTERM if grace else signal.SIGKILL)
+    try:
+        proc.wait(timeout=grace or None)
+    except subprocess.TimeoutExpired:
+        _signal_tree(proc, signal.SIGKILL)
+        proc.wait()
+    _kill_left(tree)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living process below pid (Linux /proc), children first."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:  # the field after the parenthesised command, which may hold spaces
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    todo = list(parents.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        out.append(child)
+        todo += parents.get(child, [])
+    return out
+
+
+def _started(pid: int) -> str:
+    """A process's start time (/proc stat field 22): with the pid, it names one process."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _signal_tree(proc: subprocess.Popen[str] | subprocess.Popen[bytes], sig: int) -> list[tuple[int, str]]:
+    """Signal a command and everything it started (pytest's xdist workers): none may outlive it, nor
+    write to a console the harness has left. Returns the descendants signalled."""
+    tree = [(pid, _started(pid)) for pid in descendants(proc.pid)]
+    for pid in [*(pid for pid, _ in tree), proc.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return tree
+
+
+def _kill_left(tree: Sequence[tuple[int, str]]) -> None:
+    """Descendants that outlived their parent's end (ignored SIGTERM): killed, if still the same."""
+    for pid, started in tree:
+        if started and _started(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _kill_tree(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """A timed-out command and what it started: killed at once."""
+    _signal_tree(proc, signal.SIGKILL)
     proc.wait()
 
 

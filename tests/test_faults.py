@@ -246,7 +246,9 @@ def test_unknown_config_key_names_the_key_path_and_the_file(roots: RootFactory) 
     assert f"invalid config {root.cfg}:" in out.output, str(out)
     assert "  timeouts.readyy: unknown key" in out.output, str(out)
     assert "next: fix the keys above" in out.output, str(out)
-    assert not out.run_id and not (root.path / "artifacts").exists(), "a config error must not start a run"
+    # no run starts, and yet it ends like one: its own result, nothing built, nothing left
+    assert out.output.strip().splitlines()[-1].startswith("exit 2: usage or config error"), str(out)
+    assert not lines_with(out.output, "> build:") and root.leftovers(out.run_id) == [], str(out)
 
 
 @pytest.mark.parametrize(
@@ -274,14 +276,15 @@ def test_stack_mistakes_exit_2_before_anything_is_built(roots: RootFactory, case
     assert out.code == EXIT_USAGE, str(out)
     assert out.seconds < 5, str(out)  # loading the config and manifests, nothing more
     assert expect.format(root=root.path, cfg=root.cfg) in out.output, str(out)
-    assert not out.run_id and not (root.path / "artifacts").exists(), "nothing may start"
+    assert not re.search(r"\] > \S", out.output), "no phase may start"
+    assert json.loads((out.artifacts / "result.json").read_text())["exit_code"] == EXIT_USAGE
 
 
 def test_a_field_podman_cannot_honour_is_refused_before_anything_starts(roots: RootFactory) -> None:
     root = roots.make("podman-refuses").edit_manifest(
         "gateway.yaml",
-        "      initContainers:\n",
-        "      securityContext: {runAsUser: 1000}\n      initContainers:\n",
+        "        seccompProfile: {type: RuntimeDefault}\n",
+        "        seLinuxOptions: {level: 's0:c1,c2'}\n",
     )
 
     out = root.e2e(*SMOKE, timeout=60)
@@ -289,8 +292,8 @@ def test_a_field_podman_cannot_honour_is_refused_before_anything_starts(roots: R
     assert out.code == EXIT_USAGE, str(out)
     assert out.seconds < 5, str(out)
     assert (
-        f"Deployment/gateway ({root.path}/manifests/gateway.yaml): spec.template.spec.securityContext "
-        "is not supported on podman" in out.output
+        f"Deployment/gateway ({root.path}/manifests/gateway.yaml): spec.template.spec.securityContext"
+        ".seLinuxOptions is not supported on podman" in out.output
     ), str(out)
     assert "next: run them on a real cluster with `--platform kind`" in out.output, str(out)
     assert not lines_with(out.output, "> build:"), "nothing may be built"

@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -33,6 +34,7 @@ from infra.names import LABEL, new_run_id, resource_name
 from infra.nodeimage import select
 from infra.paths import RunPaths
 from infra.platforms import manifests, ports
+from infra.platforms.kube import KubeApiError
 from infra.platforms.manifests import Rendered
 from infra.platforms.platform import Context, ImageMissing
 from infra.platforms.platform_kind import KindPlatform
@@ -298,6 +300,25 @@ def test_never_ready_gives_up_at_the_deadline_saying_what_it_saw(
     msg = str(info.value)
     assert "gave up after 8s waiting for deployment never-ready" in msg
     assert "available 0 of 1" in msg and "describe deployment never-ready" in msg
+    # the pods' own words, as podman's error gives them: state, and the probe's newest failure
+    assert re.search(r"pod never-ready-\S+ container main: running, not ready, restarts 0", msg), msg
+    assert re.search(r"pod never-ready-\S+ newest warning: Unhealthy: Readiness probe failed: .*8080", msg), (
+        msg
+    )
+    assert "the cluster stays up only with --keep" in msg, msg  # a command on a deleted cluster says so
+
+
+def test_a_refused_object_is_one_line_naming_it_and_the_field(
+    cluster: KindPlatform, sleeper: ImageRef
+) -> None:
+    doc = _workload("Deployment", "bad-port", sleeper, replicas=1)
+    doc["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 70000}]
+    with pytest.raises(KubeApiError) as info:
+        cluster.deploy("bad-port", [doc])
+    msg = str(info.value)
+    assert "\n" not in msg and "HTTP response" not in msg, msg
+    assert msg.startswith("Kubernetes refused Deployment/bad-port (422 Invalid): "), msg
+    assert "spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 70000" in msg, msg
 
 
 def test_pods_on_different_nodes_reach_each_other_by_service_name(

@@ -7,6 +7,8 @@ kind nodes). The image and readiness faults are in test_kind_cluster.py.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import signal
 import time
@@ -61,4 +63,33 @@ def test_sigterm_while_the_suite_runs_on_kind(roots: RootFactory) -> None:
     assert out.code == EXIT_INTERRUPTED, str(out)
     assert "INTERRUPTED" in (out.artifacts / "summary.md").read_text()
     assert (out.artifacts / "diagnostics" / "kind" / "pods.json").is_file()  # written before the delete
+    assert root.leftovers(out.run_id) == [], str(out)
+
+
+def test_a_repo_without_a_kind_config_runs_on_the_harnesss_and_a_readiness_failure_says_why(
+    roots: RootFactory,
+) -> None:
+    """For real on kind: no kind/cluster.yaml beside e2e.toml, and a readiness probe that gets 404."""
+    root = roots.make("kind-no-config")
+    del root.data["platform"]["kind_config"]
+    root.set("timeouts", ready=20)
+    root.edit_manifest("gateway.yaml", "tcpSocket: {port: http}", "httpGet: {path: /nope, port: http}")
+
+    out = root.harness("e2e", "--platform", "kind", "--", "-k", "smoke", timeout=600)
+
+    assert out.code == 4, str(out)
+    assert f"kind config: {REPO}/kind/cluster.yaml (the harness's own: no {root.path}/kind/cluster.yaml" in (
+        out.output
+    ), str(out)
+    assert "gave up after 20s waiting for deployment gateway" in out.output, str(out)
+    assert "container gateway: running, not ready" in out.output, str(out)
+    assert re.search(r"newest warning: Unhealthy: Readiness probe failed: HTTP probe failed with "
+                     r"statuscode: 404", out.output), str(out)  # fmt: skip
+    assert "the cluster stays up only with --keep" in out.output, str(out)
+    result = json.loads((out.artifacts / "result.json").read_text())
+    assert result["category"] == "infrastructure failure", result
+    summary = (out.artifacts / "summary.md").read_text()
+    assert [ln for ln in summary.splitlines() if ln.startswith("- result:")] == [
+        "- result: **INFRASTRUCTURE FAILURE** (setup never finished; no test ran)"
+    ], summary
     assert root.leftovers(out.run_id) == [], str(out)

@@ -265,3 +265,51 @@ def test_check_refuses_a_third_party_digest_and_an_unused_stand_in_before_anythi
 
 def test_the_example_stack_passes_the_check(repo_cfg: Config) -> None:
     manifests.check(repo_cfg, load_docs(repo_cfg), coverage=True)
+
+
+def test_the_example_stack_gives_no_notice(repo_cfg: Config) -> None:
+    assert manifests.check(repo_cfg, load_docs(repo_cfg), coverage=False) == []
+
+
+def test_a_service_no_object_is_named_like_gets_a_notice_naming_where_its_image_runs(tmp_path: Path) -> None:
+    (tmp_path / "stack.yaml").write_text(STACK)
+    cfg = parse_config(
+        {
+            "manifests": ["stack.yaml"],
+            "services": [
+                {"name": "orders", "source": ".", "image": "team/api"},
+                {"name": "worker", "source": ".", "image": "localhost/team/worker"},
+            ],
+        },
+        tmp_path / "e2e.toml",
+    )
+    (tmp_path / "go.mod").write_text("module x\n")
+    notices = manifests.check(cfg, load_docs(cfg), coverage=False)
+    assert notices == [
+        f"notice: service 'orders' of {tmp_path / 'e2e.toml'}: no manifest object is named 'orders'; its "
+        "image runs in Deployment/api, which platform.restart('orders') and the logs act on"
+    ]
+
+
+def test_references_probes_and_node_ports_are_checked_against_the_manifests() -> None:
+    docs = list(yaml.safe_load_all(STACK))
+    assert manifests.references(docs) == [] and manifests.probe_ports(docs) == []
+    worker = next(d for d in docs if d["metadata"]["name"] == "worker")
+    env = worker["spec"]["template"]["spec"]["containers"][0]["env"]
+    env.append({"name": "B", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "b"}}})
+    env.append({"name": "C", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "c", "optional": True}}})
+    env[0]["valueFrom"]["configMapKeyRef"]["key"] = "Z"
+    found = manifests.references(docs)
+    assert len(found) == 2, found
+    assert "env 'A' (configMapKeyRef): ConfigMap 'common' has no key 'Z'" in found[0]
+    assert "env 'B' (secretKeyRef): Secret 'nope' is defined by no manifest" in found[1]
+    worker["spec"]["template"]["spec"]["containers"][0]["livenessProbe"] = {"httpGet": {"port": "metrics"}}
+    assert "the liveness probe (httpGet) uses port 'metrics'" in manifests.probe_ports(docs)[0]
+    services = [d for d in docs if d["kind"] == "Service"]
+    services[0]["spec"]["ports"][0]["nodePort"] = 30001
+    assert manifests.node_port_clashes(docs) == []
+    services[1]["spec"]["ports"] = [{"port": 1, "nodePort": 30001}]
+    assert manifests.node_port_clashes(docs) == [
+        "nodePort 30001 is used by Service/api (?) and Service/external (?): Kubernetes allows one "
+        "Service per nodePort; next: give one of them another"
+    ]

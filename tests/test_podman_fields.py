@@ -32,6 +32,12 @@ def _keys(model: Any) -> set[str]:
         (pf.CONTAINER["env"][0]["valueFrom"]["secretKeyRef"], client.V1SecretKeySelector),
         (pf.READINESS["tcpSocket"], client.V1TCPSocketAction),
         (pf.POD_SPEC["hostAliases"][0], client.V1HostAlias),
+        (pf.SECURITY_CONTEXT, client.V1SecurityContext),
+        (pf.POD_SECURITY_CONTEXT, client.V1PodSecurityContext),
+        (pf.SECURITY_CONTEXT["capabilities"], client.V1Capabilities),
+        (pf.PROFILE, client.V1SeccompProfile),
+        (pf.PROFILE, client.V1AppArmorProfile),
+        (pf.POD_SECURITY_CONTEXT["sysctls"][0], client.V1Sysctl),
     ],
     ids=[
         "PodSpec",
@@ -46,6 +52,12 @@ def _keys(model: Any) -> set[str]:
         "SecretKeyRef",
         "TCPSocket",
         "HostAlias",
+        "SecurityContext",
+        "PodSecurityContext",
+        "Capabilities",
+        "SeccompProfile",
+        "AppArmorProfile",
+        "Sysctl",
     ],
 )
 def test_every_field_of_the_kubernetes_schema_has_a_decision(schema: pf.Schema, model: Any) -> None:

@@ -8,6 +8,7 @@
     platform_podman   the same manifests run with podman alone
     podman_hosts      podman's service names without DNS: the pods' fixed addresses, /etc/hosts
     podman_fields     what the podman platform does with every manifest field
+    podman_security   a securityContext as podman run options
     manifests         the stack's YAML, rendered with the run's image refs
     ports             the 127.0.0.1 ports the NodePorts are published on
     stack             a run's stack: its platform, its setup DAG, rebuilt from a state file

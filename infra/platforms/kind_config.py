@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import copy
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from infra.config import Config
+
 API_VERSION = "kind.x-k8s.io/v1alpha4"
 NODE_ROLES = ("control-plane", "worker")
 NODEPORT_RANGE = range(30000, 32768)
 
 
+HARNESS_BASE = Path(__file__).resolve().parents[2] / "kind" / "cluster.yaml"
+"""The harness's own base config: what a run uses when the user's repo has none."""
+
+
 class KindConfigError(Exception):
     pass
+
+
+def base_file(config: Config) -> tuple[Path, str]:
+    """The run's base kind config and where it comes from; refused when one named is missing."""
+    path = config.path(config.platform.kind_config)
+    if path.is_file():
+        return path, f"{path}"
+    if "kind_config" in config.platform.model_fields_set:
+        raise KindConfigError(
+            f"kind config {path} not found (platform.kind_config in {config.source_file}); next: "
+            f"mkdir -p {shlex.quote(str(path.parent))} && cp {shlex.quote(str(HARNESS_BASE))} "
+            f"{shlex.quote(str(path))}, or remove platform.kind_config to use the harness's own"
+        )
+    return HARNESS_BASE, f"{HARNESS_BASE} (the harness's own: no {path} beside {config.source_file.name})"
 
 
 def render(

@@ -7,12 +7,53 @@ the real one talks to the run's own kubeconfig, never ~/.kube/config.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 FIELD_MANAGER = "e2e-harness"
 API_NAME = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
 """Each workload kind through its own apps/v1 API (a StatefulSet is not a Deployment)."""
+
+
+class KubeApiError(Exception):
+    """The API server refused a call: one line naming the object, the fields and the API's own words."""
+
+    def __init__(self, what: str, status: int, reason: str, message: str) -> None:
+        self.status, self.reason = status, reason
+        super().__init__(f"Kubernetes refused {what} ({status} {reason}): {message}")
+
+
+def api_error(err: BaseException, what: str) -> KubeApiError:
+    """The ApiException's JSON Status, read: its message (which names the fields), not its dump."""
+    status, reason = int(getattr(err, "status", 0) or 0), str(getattr(err, "reason", "") or "")
+    body = getattr(err, "body", None)
+    try:
+        data = json.loads(body) if body else {}
+    except (TypeError, ValueError):
+        data = {}
+    message = str(data.get("message") or "") if isinstance(data, dict) else ""
+    causes = ((data.get("details") or {}).get("causes") or []) if isinstance(data, dict) else []
+    if not message:
+        message = (
+            "; ".join(f"{c.get('field', '')}: {c.get('message', '')}" for c in causes)
+            or str(body or reason or err).splitlines()[0]
+        )
+    reason = str(data.get("reason") or reason) if isinstance(data, dict) else reason
+    return KubeApiError(what, status, reason, " ".join(message.split()))
+
+
+@contextmanager
+def refusals(what: str) -> Iterator[None]:
+    """An ApiException inside becomes a KubeApiError about `what`."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        yield
+    except ApiException as err:
+        raise api_error(err, what) from None
 
 
 class KubeApi(Protocol):
@@ -91,14 +132,28 @@ class RealKubeApi:
         return getattr(self._apps, f"{verb}_namespaced_{API_NAME[kind]}{suffix}")
 
     def apply(self, doc: dict[str, Any], namespace: str) -> None:
-        res = self._dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        self._dyn.server_side_apply(  # type: ignore[no-untyped-call]
-            res,
-            body=doc,
-            namespace=namespace or None,
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
+        source = ((doc.get("metadata") or {}).get("annotations") or {}).get("e2e-harness/source")
+        what = f"{doc['kind']}/{doc['metadata']['name']}" + (f" ({source})" if source else "")
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        with refusals(what):
+            try:
+                res = self._dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+            except ResourceNotFoundError:
+                raise KubeApiError(
+                    what,
+                    404,
+                    "NotFound",
+                    f"the cluster serves no kind {doc['kind']} in "
+                    f"apiVersion {doc['apiVersion']} (a CRD not installed?)",
+                ) from None
+            self._dyn.server_side_apply(  # type: ignore[no-untyped-call]
+                res,
+                body=doc,
+                namespace=namespace or None,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
 
     def workload(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
         obj = self._dict(self._apps_call("read", kind)(name, namespace))
@@ -150,7 +205,8 @@ class RealKubeApi:
     def scale(self, kind: str, name: str, namespace: str, replicas: int) -> None:
         if kind == "DaemonSet":
             raise ValueError(f"DaemonSet {name} cannot be scaled; the kind platform patches its nodeSelector")
-        self._apps_call("patch", kind, "_scale")(name, namespace, {"spec": {"replicas": replicas}})
+        with refusals(f"scaling {kind}/{name} to {replicas}"):
+            self._apps_call("patch", kind, "_scale")(name, namespace, {"spec": {"replicas": replicas}})
 
     def restart(self, kind: str, name: str, namespace: str) -> None:
         now = dt.datetime.now(dt.UTC).isoformat()
@@ -160,7 +216,8 @@ class RealKubeApi:
         self.patch(kind, name, namespace, patch)
 
     def patch(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None:
-        self._apps_call("patch", kind)(name, namespace, body)
+        with refusals(f"a patch of {kind}/{name}"):
+            self._apps_call("patch", kind)(name, namespace, body)
 
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return [self._dict(e) for e in self._core.list_namespaced_event(namespace).items]

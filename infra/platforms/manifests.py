@@ -48,8 +48,11 @@ def load_docs(config: Config) -> list[Doc]:
     return docs
 
 
-def check(config: Config, docs: list[Doc], *, coverage: bool) -> None:
-    """What would otherwise fail late, found before anything is built: exit 2, in well under a second."""
+def check(config: Config, docs: list[Doc], *, coverage: bool) -> list[str]:
+    """What would otherwise fail late, found before anything is built: exit 2, in well under a second.
+
+    Returns notices: what may be meant, and runs anyway.
+    """
     problems = []
     used: set[str] = set()
     foreign: set[str] = set()
@@ -99,8 +102,138 @@ def check(config: Config, docs: list[Doc], *, coverage: bool) -> None:
             if not (module / "go.mod").is_file():
                 where = "coverage.go_module" if config.coverage.go_module else "a service's source"
                 problems.append(f"{where}: {module} is not a Go module (no go.mod)")
+    problems += references(docs) + probe_ports(docs) + node_port_clashes(docs)
     if problems:
         raise ManifestError(f"the stack of {config.source_file} cannot run:\n  " + "\n  ".join(problems))
+    return unnamed_services(config, docs)
+
+
+def unnamed_services(config: Config, docs: list[Doc]) -> list[str]:
+    """Services of e2e.toml that no manifest object is named like: a notice, not a refusal."""
+    names = {d["metadata"].get("name") for d in docs}
+    runs: dict[str, list[str]] = {}
+    for d in docs:
+        for c in containers(d):
+            runs.setdefault(_service_repository(str(c.get("image", ""))), []).append(ident(d))
+    return [
+        f"notice: service {svc.name!r} of {config.source_file}: no manifest object is named {svc.name!r}; "
+        f"its image runs in {', '.join(sorted(set(runs.get(qualify(svc.image), []))))}, which "
+        f"platform.restart({svc.name!r}) and the logs act on"
+        for svc in config.services
+        if svc.name not in names
+    ]
+
+
+def _keys(doc: Doc) -> set[str]:
+    fields = ("data", "stringData") if doc["kind"] == "Secret" else ("data", "binaryData")
+    return {k for f in fields for k in (doc.get(f) or {})}
+
+
+def references(docs: list[Doc]) -> list[str]:
+    """ConfigMap and Secret references (env, envFrom, volumes) to an object or key no manifest defines."""
+    defined = {
+        (d["kind"], d["metadata"].get("name")): _keys(d) for d in docs if d["kind"] in ("ConfigMap", "Secret")
+    }
+    problems: list[str] = []
+
+    def need(where: str, kind: str, name: object, key: str | None, optional: object) -> None:
+        if optional is True:
+            return
+        keys = defined.get((kind, name))
+        if keys is None:
+            problems.append(
+                f"{where}: {kind} {name!r} is defined by no manifest; next: add it, or mark "
+                "the reference optional"
+            )
+        elif key is not None and key not in keys:
+            known = ", ".join(sorted(keys)) or "none"
+            problems.append(f"{where}: {kind} {name!r} has no key {key!r} (its keys: {known})")
+
+    for d in docs:
+        if d["kind"] not in POD_KINDS:
+            continue
+        at = f"{ident(d)} ({source(d)})"
+        for c in containers(d):
+            who = f"{at} container {c.get('name')!r}"
+            for env in c.get("env") or []:
+                vf = env.get("valueFrom") or {}
+                for field_, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                    ref = vf.get(field_)
+                    if isinstance(ref, dict):
+                        need(
+                            f"{who} env {env.get('name')!r} ({field_})",
+                            kind,
+                            ref.get("name"),
+                            ref.get("key"),
+                            ref.get("optional"),
+                        )
+            for src in c.get("envFrom") or []:
+                for field_, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                    ref = src.get(field_)
+                    if isinstance(ref, dict):
+                        need(f"{who} envFrom ({field_})", kind, ref.get("name"), None, ref.get("optional"))
+        for vol in pod_spec(d).get("volumes") or []:
+            for field_, kind, name_key in (
+                ("configMap", "ConfigMap", "name"),
+                ("secret", "Secret", "secretName"),
+            ):
+                ref = vol.get(field_)
+                if not isinstance(ref, dict):
+                    continue
+                where = f"{at} volume {vol.get('name')!r}"
+                need(where, kind, ref.get(name_key), None, ref.get("optional"))
+                for item in ref.get("items") or []:
+                    need(f"{where} items", kind, ref.get(name_key), item.get("key"), ref.get("optional"))
+    return problems
+
+
+PROBES = {
+    "readinessProbe": "readiness probe",
+    "livenessProbe": "liveness probe",
+    "startupProbe": "startup probe",
+}
+
+
+def probe_ports(docs: list[Doc]) -> list[str]:
+    """A probe on a named port the container does not declare never passes: say which probe."""
+    problems = []
+    for d in docs:
+        for c in containers(d):
+            named = {p.get("name") for p in c.get("ports") or [] if p.get("name")}
+            for field_, what in PROBES.items():
+                probe = c.get(field_) or {}
+                for handler in ("httpGet", "tcpSocket"):
+                    port = (probe.get(handler) or {}).get("port")
+                    if isinstance(port, str) and not port.isdigit() and port not in named:
+                        problems.append(
+                            f"{ident(d)} ({source(d)}) container {c.get('name')!r}: the {what} ({handler}) "
+                            f"uses port {port!r}, which the container does not declare (its named ports: "
+                            f"{', '.join(sorted(named)) or 'none'}); next: name the port under "
+                            "`ports`, or give the probe a number"
+                        )
+    return problems
+
+
+def node_port_clashes(docs: list[Doc]) -> list[str]:
+    """Two Services on one nodePort: Kubernetes refuses the second; podman would publish one."""
+    seen: dict[int, str] = {}
+    problems = []
+    for d in docs:
+        if d["kind"] != "Service":
+            continue
+        for port in (d.get("spec") or {}).get("ports") or []:
+            node_port = port.get("nodePort")
+            if not node_port:
+                continue
+            here = f"{ident(d)} ({source(d)})"
+            if node_port in seen:
+                problems.append(
+                    f"nodePort {node_port} is used by {seen[node_port]} and {here}: Kubernetes "
+                    "allows one Service per nodePort; next: give one of them another"
+                )
+            else:
+                seen[node_port] = here
+    return problems
 
 
 def _service_repository(image: str) -> str:

@@ -135,7 +135,7 @@ class KindPlatform:
         cfg = self.ctx.config
         mounts = {self.ctx.paths.covdata.resolve(): cfg.coverage.mount} if self.ctx.coverage else {}
         return kind_config.render(
-            kind_config.load_base(cfg.path(cfg.platform.kind_config)),
+            kind_config.load_base(kind_config.base_file(cfg)[0]),
             workers=cfg.platform.kind_workers,
             host_ports=self.ctx.host_ports,
             mounts=mounts,
@@ -347,7 +347,7 @@ class KindPlatform:
                 cond = true["Failed"]
                 raise waits.Fatal(
                     f"job {name} failed ({cond.get('reason')}: {cond.get('message')}); {seen}"
-                    f"{self._last_job_log(name)}\nnext: {self.kubectl()} logs job/{name}"
+                    f"{self._last_job_log(name)}\nnext: {self._live_hint(f'logs job/{name}')}"
                 )
             self._raise_if_stuck(workload_id("Job", name), selector)
             return waits.Observation(False, seen + (self._last_job_log(name) if failed else ""))
@@ -357,7 +357,7 @@ class KindPlatform:
             probe,
             timeout=self.ctx.config.timeouts.job,
             interval=0.5,
-            hint=f"{self.kubectl()} describe job {name}",
+            hint=self._live_hint(f"describe job {name}"),
         )
 
     def _last_job_log(self, name: str) -> str:
@@ -386,13 +386,59 @@ class KindPlatform:
     def wait_ready(self, service: str) -> None:
         for ident in self.workloads.get(service, []):
             kind, name = split_id(ident)
-            waits.poll(
-                f"{kind.lower()} {name} in namespace {self.namespace} to roll out",
-                lambda i=ident: self._rollout(i),  # type: ignore[misc]
-                timeout=self.ctx.config.timeouts.ready,
-                interval=0.5,
-                hint=f"{self.kubectl()} describe {kind.lower()} {name}",
+            try:
+                waits.poll(
+                    f"{kind.lower()} {name} in namespace {self.namespace} to roll out",
+                    lambda i=ident: self._rollout(i),  # type: ignore[misc]
+                    timeout=self.ctx.config.timeouts.ready,
+                    interval=0.5,
+                )
+            except waits.WaitTimeout as err:  # the pods' own words: their state and newest probe event
+                report = self._pod_report(ident)
+                raise waits.WaitTimeout(
+                    err.what,
+                    err.timeout,
+                    err.last + ("\n" + report if report else ""),
+                    hint=self._live_hint(f"describe {kind.lower()} {name}"),
+                ) from None
+
+    def _live_hint(self, kubectl_args: str) -> str:
+        """The teardown deletes the cluster: a command on it works only for a run kept with --keep."""
+        return (
+            "the pods' events and logs are in the run's diagnostics (kind/); the cluster stays up only "
+            f"with --keep (or E2E_KEEP_ON_FAILURE=1), then: {self.kubectl()} {kubectl_args}"
+        )
+
+    def _pod_report(self, ident: str) -> str:
+        """Each pod of a workload: every container's state, restarts, last exit, and the pod's newest
+        warning event (a readiness probe's `HTTP probe failed with statuscode: 503`, an exec not found)."""
+        try:
+            pods = self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {})))
+            events = self.api.events(self.namespace)
+        except Exception as err:  # noqa: BLE001 - the timeout is the error; this only adds to it
+            return f"(pods not readable: {err})"
+        lines = []
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            status = pod.get("status") or {}
+            for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+                lines.append(f"  pod {name} container {cs.get('name')}: {container_state(cs)}")
+            warned = sorted(
+                (
+                    e
+                    for e in events
+                    if (e.get("involvedObject") or {}).get("name") == name and e.get("type") == "Warning"
+                ),
+                key=_event_time,
             )
+            if warned:
+                newest = warned[-1]
+                count = f" (x{newest['count']})" if (newest.get("count") or 1) > 1 else ""
+                lines.append(
+                    f"  pod {name} newest warning: {newest.get('reason')}: "
+                    f"{' '.join(str(newest.get('message', '')).split())}{count}"
+                )
+        return "\n".join(lines)
 
     def _rollout(self, ident: str) -> waits.Observation[None]:
         obj = self._get(ident)
@@ -559,9 +605,13 @@ class KindPlatform:
         into.mkdir(parents=True, exist_ok=True)
         try:
             self.kind(
-                "export", "logs", str(into / "kind-logs"), "--name", self.cluster,
+                "export",
+                "logs",
+                str(into / "kind-logs"),
+                "--name",
+                self.cluster,
                 timeout=self.ctx.config.timeouts.cluster,
-            )  # fmt: skip
+            )
         except CommandError as err:
             (into / "kind-export-logs.error.txt").write_text(str(err))
         pods = self.api.pods(self.namespace, "")
@@ -662,6 +712,33 @@ class KindPlatform:
 
 
 _CONTAINER_ID = re.compile(r"^containerd://([0-9a-f]{64})$")
+
+
+def container_state(cs: dict[str, Any]) -> str:
+    """One container status as a human reads it: state, ready, restarts, last exit."""
+    state = cs.get("state") or {}
+    if "waiting" in state:
+        w = state["waiting"] or {}
+        now = f"waiting ({w.get('reason', '?')}{': ' + w['message'] if w.get('message') else ''})"
+    elif "terminated" in state:
+        t = state["terminated"] or {}
+        now = f"terminated (exit {t.get('exitCode')}, {t.get('reason', '')})"
+    else:
+        now = "running"
+    parts = [now, "ready" if cs.get("ready") else "not ready", f"restarts {cs.get('restartCount', 0)}"]
+    last = (cs.get("lastState") or {}).get("terminated")
+    if last:
+        parts.append(f"last exit {last.get('exitCode')} ({last.get('reason', '')})")
+    return ", ".join(parts)
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
 
 
 def _container_id(status_id: str) -> str:

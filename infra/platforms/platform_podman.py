@@ -27,6 +27,7 @@ from infra.gocover import coverflush
 from infra.images import ImageRef
 from infra.names import LABEL, RUN_LABEL, SERVICE_LABEL, resource_name
 from infra.paths import make_open_dir
+from infra.platforms import podman_security
 from infra.platforms.manifests import (
     JOB_KINDS,
     WORKLOAD_KINDS,
@@ -285,9 +286,13 @@ class PodmanPlatform:
             str(grace),
         ]
 
-    def _container_argv(self, ctr: Doc, doc: Doc, pod: str) -> list[str]:
-        """env, volumes, entrypoint, image and args: what every container of a pod is run with."""
-        argv: list[str] = []
+    def _container_argv(self, ctr: Doc, doc: Doc, pod: str, *, in_pod: bool = True) -> list[str]:
+        """env, volumes, security, entrypoint, image and args: what every container of a pod is run with."""
+        spec = pod_spec(doc)
+        who = f"container {ctr.get('name')!r} of {ident(doc)} ({_source(doc)})"
+        argv = podman_security.argv(ctr, spec, lambda: self._image_user(ctr["image"]), who)
+        if not in_pod:  # a Job's container has the pod's namespaces to itself
+            argv += podman_security.sysctl_argv(spec)
         for key, value in self._env(ctr, doc).items():
             argv += ["--env", f"{key}={value}"]
         for src, dest, ro in self._mounts(ctr, pod_spec(doc), pod):
@@ -320,7 +325,7 @@ class PodmanPlatform:
         for i, ctr in enumerate(pod_spec(doc).get("initContainers", [])):
             name = resource_name(self.ctx.run_id, f"{pod}-init{i}")
             argv = self._base_argv(name, service, DEFAULT_GRACE, where or self._network_argv(doc))
-            self._run([*argv, *self._container_argv(ctr, doc, pod)], doc)
+            self._run([*argv, *self._container_argv(ctr, doc, pod, in_pod=where is not None)], doc)
             self.finished.setdefault(service, []).append(name)
             what = f"init container {ctr['name']!r} of {ident(doc)}"
             code = self._wait_exit(name, what, self.ctx.config.timeouts.ready)
@@ -367,7 +372,7 @@ class PodmanPlatform:
         pod, infra = self._pod_name(workload), resource_name(self.ctx.run_id, f"{workload}-infra")
         argv = [
             "pod", "create", "--name", pod, "--infra-name", infra, *self._network_argv(doc, address),
-            *self._labels(service),
+            *self._labels(service), *podman_security.sysctl_argv(pod_spec(doc)),
         ]  # fmt: skip
         labels = pod_labels(doc)
         published = self.published.setdefault(self._container_name(workload), {})  # what a probe reads
@@ -408,7 +413,7 @@ class PodmanPlatform:
             self._run_init_containers(service, doc, pod)
             name = resource_name(self.ctx.run_id, pod)
             argv = self._base_argv(name, service, DEFAULT_GRACE, self._network_argv(doc))
-            self._run([*argv, *self._container_argv(ctrs[0], doc, pod)], doc)
+            self._run([*argv, *self._container_argv(ctrs[0], doc, pod, in_pod=False)], doc)
             self.finished.setdefault(service, []).append(name)
             code = self._wait_exit(name, f"{ident(doc)} (attempt {attempt + 1} of {limit + 1})", timeout)
             if code == 0:
@@ -439,6 +444,10 @@ class PodmanPlatform:
                 self._logs_hint(name),
             ) from None  # fmt: skip
         return -1 if code is None else code
+
+    def _image_user(self, image: str) -> str:
+        """The user an image runs as (its USER), as the kubelet reads it for runAsNonRoot."""
+        return self.ctx.podman("image", "inspect", "--format", "{{.Config.User}}", image).stdout.strip()
 
     def _log_tail(self, name: str) -> str:
         res = self.ctx.podman("logs", "--tail", "20", name, check=False)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra.platforms.manifests import Doc, ident
+from infra.platforms.manifests import POD_KINDS, Doc, ident, pod_spec
 
 OK, INERT, REFUSED = "honoured", "inert", "refused"
 Schema = Mapping[str, Any]  # field -> OK | INERT | REFUSED | Schema | [Schema] (a list of them)
@@ -39,6 +39,32 @@ READINESS: Schema = {
     "grpc": REFUSED,
     **PROBE_TIMING,
 }
+# securityContext: what `podman run` can do the same (infra.platforms.podman_security), field by field
+PROFILE: Schema = {"type": OK, "localhostProfile": REFUSED}  # RuntimeDefault or Unconfined
+SECURITY_CONTEXT: Schema = {
+    "runAsUser": OK,  # --user
+    "runAsGroup": OK,  # --user UID:GID (the image's user when no runAsUser)
+    "runAsNonRoot": OK,  # checked against runAsUser or the image's user, as the kubelet does
+    "readOnlyRootFilesystem": OK,  # --read-only, no tmpfs Kubernetes would not give
+    "allowPrivilegeEscalation": OK,  # false: --security-opt no-new-privileges
+    "capabilities": {"add": OK, "drop": OK},  # --cap-add / --cap-drop
+    "privileged": OK,  # false only: true is refused below
+    "procMount": OK,  # Default only
+    "seccompProfile": PROFILE,  # RuntimeDefault: podman's default profile; Unconfined
+    "appArmorProfile": PROFILE,
+    "seLinuxOptions": REFUSED,
+    "windowsOptions": INERT,  # Linux containers ignore it
+}
+POD_SECURITY_CONTEXT: Schema = {
+    **{k: SECURITY_CONTEXT[k] for k in ("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile",
+                                         "appArmorProfile", "seLinuxOptions", "windowsOptions")},
+    "fsGroup": OK,  # --group-add (the harness's volume directories are writable by every user)
+    "fsGroupChangePolicy": INERT,  # nothing is chowned: the directories are open to all
+    "supplementalGroups": OK,  # --group-add
+    "supplementalGroupsPolicy": OK,  # Merge only
+    "sysctls": [{"name": OK, "value": OK}],  # --sysctl
+    "seLinuxChangePolicy": INERT,
+}  # fmt: skip
 CONTAINER: Schema = {
     "name": OK,
     "image": OK,
@@ -85,7 +111,7 @@ CONTAINER: Schema = {
     "resizePolicy": INERT,
     "terminationMessagePath": INERT,
     "terminationMessagePolicy": INERT,
-    "securityContext": REFUSED,
+    "securityContext": SECURITY_CONTEXT,
     "lifecycle": REFUSED,
     "workingDir": REFUSED,
     "stdin": REFUSED,
@@ -118,6 +144,7 @@ INIT_CONTAINER: Schema = {**CONTAINER, "readinessProbe": REFUSED}  # Kubernetes 
 HOST_ALIAS: Schema = {"ip": OK, "hostnames": OK}
 POD_SPEC: Schema = {
     "containers": [CONTAINER],
+    "securityContext": POD_SECURITY_CONTEXT,
     "initContainers": [INIT_CONTAINER],  # run to completion, in order, before the containers
     "volumes": [VOLUME],
     "terminationGracePeriodSeconds": OK,
@@ -137,7 +164,7 @@ POD_SPEC: Schema = {
     **{
         k: REFUSED
         for k in (
-            "ephemeralContainers", "securityContext", "hostNetwork", "hostPID", "hostIPC",
+            "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
             "hostUsers", "shareProcessNamespace", "hostname", "subdomain", "dnsConfig",
             "setHostnameAsFQDN", "activeDeadlineSeconds", "os", "resourceClaims", "resources",
             "restartPolicy", "hostnameOverride",
@@ -279,11 +306,48 @@ def findings(docs: list[Doc]) -> list[Finding]:
         if not annotations:
             plain["metadata"].pop("annotations")
         out += [Finding(p, where, path) for p, path in _walk(plain, KINDS[kind], "")]
+        out += [Finding(REFUSED, where, path) for path in security_values(doc)]
         spec = doc.get("spec") or {}
         for key in ("replicas", "completions", "parallelism"):
             if kind in ("Deployment", "StatefulSet", "Job") and int(spec.get(key, 1)) > 1:
                 out.append(Finding(REFUSED, where, f"spec.{key}: {spec[key]} (podman runs one pod)"))
     return out
+
+
+ALLOWED_VALUES = {
+    "privileged": (False,),
+    "procMount": ("Default",),
+    "supplementalGroupsPolicy": ("Merge",),
+}
+PROFILE_TYPES = ("RuntimeDefault", "Unconfined")
+
+
+def security_values(doc: Doc) -> list[str]:
+    """securityContext values podman cannot give as Kubernetes would: `path: value (why)`."""
+    if doc.get("kind") not in POD_KINDS:
+        return []
+    spec = pod_spec(doc)
+    out = []
+    contexts = [("spec.template.spec.securityContext", spec.get("securityContext") or {})]
+    for group in ("initContainers", "containers"):
+        for i, ctr in enumerate(spec.get(group) or []):
+            contexts.append(
+                (f"spec.template.spec.{group}[{i}].securityContext", ctr.get("securityContext") or {})
+            )
+    pod_sc = contexts[0][1]
+    for path, sc in contexts:
+        for key, allowed in ALLOWED_VALUES.items():
+            if key in sc and sc[key] not in allowed:
+                out.append(f"{path}.{key}: {sc[key]!r} (podman honours {', '.join(map(repr, allowed))} only)")
+        for key in ("seccompProfile", "appArmorProfile"):
+            kind = (sc.get(key) or {}).get("type")
+            if kind is not None and kind not in PROFILE_TYPES:
+                out.append(f"{path}.{key}.type: {kind!r} (podman honours {' and '.join(PROFILE_TYPES)})")
+    for path, sc in contexts[1:]:  # a container's, over the pod's
+        user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True and user == 0:
+            out.append(f"{path}: runAsNonRoot with runAsUser 0 (Kubernetes refuses to start the container)")
+    return sorted(set(out))
 
 
 def check(docs: list[Doc]) -> list[str]:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,13 +35,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             fh.write(str(len(deferred)))
 
 
-def _message(report: pytest.TestReport) -> str:
-    """The assertion's own words (what was expected, what came back), not a file:line."""
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b")
+_FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
+    """The error's own words (what was expected, what came back), not a file:line.
+
+    A fixture or collection error has no crash line: its `E` lines say it (the exception, and
+    for a SyntaxError the file and line).
+    """
     crash = getattr(report.longrepr, "reprcrash", None)
     text = str(getattr(crash, "message", "") or "")
+    lines = [ln.strip() for ln in str(report.longrepr or "").strip().splitlines()]
     if not text:
-        lines = str(report.longrepr or "").strip().splitlines()
-        text = lines[-1] if lines else ""
+        said = [ln[1:].strip() for ln in lines if ln.startswith("E ") and ln[1:].strip()]
+        raised = [ln for ln in said if _EXCEPTION.match(ln)]
+        text = raised[-1] if raised else (said[0] if said else next((ln for ln in reversed(lines) if ln), ""))
+        where = next((m for m in map(_FILE_LINE.search, said) if m), None)
+        if raised and where:
+            text += f" ({Path(where.group(1)).name}, line {where.group(2)})"
     return " ".join(text.split())[:400]
 
 
@@ -52,10 +68,38 @@ def pytest_configure(config: pytest.Config) -> None:
     _in_worker = hasattr(config, "workerinput")
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+def _record(record: dict[str, Any]) -> None:
     path = os.environ.get(RESULTS_ENV)
-    if not path or _in_worker:
-        return
+    if path and not _in_worker:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+# a test that starts and never finishes is one the harness ended at timeouts.tests: these two
+# records name it (with xdist the controller sees every worker's start and finish)
+def pytest_runtest_logstart(nodeid: str) -> None:
+    _record({"nodeid": nodeid, "when": "start", "outcome": "started", "at": round(time.time(), 3)})
+
+
+def pytest_runtest_logfinish(nodeid: str) -> None:
+    _record({"nodeid": nodeid, "when": "finish", "outcome": "finished"})
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A file that cannot be collected (a SyntaxError, an import) is an error of the suite."""
+    if report.failed:
+        _record(
+            {
+                "nodeid": report.nodeid or ".",
+                "when": "collect",
+                "outcome": "error",
+                "duration": 0.0,
+                "message": _message(report),
+            }
+        )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     outcome: str = report.outcome  # pytest-rerunfailures adds "rerun"
     if report.when != "call" and outcome == "passed":
         return
@@ -68,5 +112,4 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         "stop": round(getattr(report, "stop", 0.0), 3),
         "message": _message(report) if report.failed or outcome == "rerun" else "",  # why it reran
     }
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    _record(record)

@@ -24,14 +24,14 @@ from infra.cleanup import runlock
 from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
 from infra.gocover import coverflush, gocoverage, pertest_report
-from infra.names import new_run_id, resource_name
+from infra.names import InvalidName, new_run_id, resource_name
 from infra.paths import RunPaths, point_latest
 from infra.phases import Timeline
-from infra.platforms import manifests, podman_fields, ports
+from infra.platforms import kind_config, manifests, podman_fields, ports
 from infra.platforms.platform import Context, choose
 from infra.platforms.stack import Stack, bring_up, make_platform, make_podman
 from infra.proc import CommandError, SubprocessRunner
-from infra.run import diagnostics, doctor, testrun
+from infra.run import diagnostics, doctor, suite_check, testrun
 
 log = logging.getLogger("infra.run")
 
@@ -109,18 +109,27 @@ def _setup_logging(paths: RunPaths) -> logging.Handler:
 
 
 def e2e(opts: Options) -> int:
+    cfg: Config | None = None
     try:  # config and manifest mistakes: exit 2 before a run starts or anything is built
         cfg = config_mod.load(opts.config)
         docs = manifests.load_docs(cfg)
-        manifests.check(cfg, docs, coverage=opts.coverage)
+        notices = manifests.check(cfg, docs, coverage=opts.coverage)
+        if opts.then == "test":
+            notices += suite_check.check(cfg)
         if opts.coverage:
             coverflush.check_mains(cfg)
         if opts.per_test:
             check_per_test(cfg, opts)
-    except (ConfigError, manifests.ManifestError) as err:
-        say(str(err))
-        return EXIT_USAGE
+    except (ConfigError, manifests.ManifestError, InvalidName) as err:
+        return refuse(opts.root or (cfg.root if cfg else config_root(opts.config)), err)
+    for notice in notices:
+        say(notice)
     return Run(cfg, opts, docs).execute()
+
+
+def config_root(config: str | None) -> Path:
+    """Where a run's artifacts go when its config did not load: beside the file, as they would."""
+    return Path(config).parent if config else Path.cwd()
 
 
 def check_per_test(cfg: Config, opts: Options) -> None:
@@ -171,19 +180,18 @@ class Run:
                     self.failure, self.kind_of_failure = sig, "interrupted"
                     say(f"interrupted ({sig}): tearing down what this run created")
                     code = EXIT_INTERRUPTED
+                except Exception as err:
+                    log.exception("the run failed")
+                    self.failure, self.kind_of_failure = err, "infrastructure"
+                    say(f"error: {err}")
+                    code = EXIT_INFRA
                 finally:
-                    self._finish()
+                    self._finish(code)
         finally:
             logging.getLogger().removeHandler(handler)
             runlock.release(lock, self.paths.run_id)
-        self._write_result(code)
+            write_result(self.paths, code)
         return code
-
-    def _write_result(self, code: int) -> None:
-        category = EXIT_CATEGORIES.get(code, f"pytest exit {code}")
-        result = {"run_id": self.paths.run_id, "exit_code": code, "category": category}
-        (self.paths.artifacts / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        say(f"exit {code}: {category} ({self.paths.artifacts / 'result.json'})")
 
     def _main(self) -> int:
         cfg, opts = self.cfg, self.opts
@@ -201,6 +209,13 @@ class Run:
                 for notice in podman_fields.check(self._docs()):
                     say(notice)
             except (podman_fields.PodmanRefusal, manifests.ManifestError) as err:
+                self.failure = err
+                say(f"error: {err}")
+                return EXIT_USAGE
+        if choice.name == "kind" and not opts.reuse:
+            try:
+                say(f"kind config: {kind_config.base_file(cfg)[1]}")
+            except kind_config.KindConfigError as err:
                 self.failure = err
                 say(f"error: {err}")
                 return EXIT_USAGE
@@ -324,7 +339,11 @@ class Run:
                 f"COVERAGE FAILED: total E2E coverage {report.total_percent:.1f}% "
                 f"is below --fail-under {threshold:g}%"
             )
-            self.kind_of_failure = self.kind_of_failure or "coverage"
+            if not self.kind_of_failure:
+                self.failure = gocoverage.CoverageError(
+                    f"total E2E coverage {report.total_percent:.1f}% is below --fail-under {threshold:g}%"
+                )
+                self.kind_of_failure = "coverage"
             return code or EXIT_COVERAGE
         return code
 
@@ -347,7 +366,7 @@ class Run:
                 + "\nnext: see the flush error above (the services' logs are in the diagnostics)"
             )
 
-    def _finish(self) -> None:
+    def _finish(self, code: int) -> None:
         failed = bool(self.kind_of_failure)
         if failed:
             self._diagnostics()  # before anything is removed
@@ -369,7 +388,7 @@ class Run:
             self.podman.remove_displaced()  # what this run's (or an earlier one's) rebuilds untagged
         self.paths.archive.unlink(missing_ok=True)
         self._write_timings()
-        self._write_summary()
+        self._write_summary(code)
 
     def _diagnostics(self) -> None:
         platform = self.stack.platform if self.stack else None
@@ -410,37 +429,93 @@ class Run:
         (self.paths.artifacts / "timings.json").write_text(json.dumps(data, indent=2))
         phase_table(self.timeline.timings, total)
 
-    def _write_summary(self) -> None:
+    def _write_summary(self, code: int) -> None:
         lines = [f"# E2E run {self.paths.run_id}", "", f"- platform: {self.platform_name or 'not chosen'}"]
-        if self.kind_of_failure == "infrastructure":
-            lines += [
-                "- result: **INFRASTRUCTURE FAILURE** (setup never finished; no test ran)",
-                f"- error: {_first_lines(self.failure)}",
-                f"- diagnostics: {self.paths.diagnostics}",
-            ]
-        elif self.kind_of_failure == "interrupted":
-            lines += ["- result: **INTERRUPTED**"]
-        t = self.tests
-        if t is not None and t.exit_code in testrun.PYTEST_COULD_NOT_RUN:
-            lines += [
-                f"- result: **PYTEST COULD NOT RUN** (exit {t.exit_code}: usage or internal error; "
-                "see the console or run.log)"
-            ]
-        elif t is not None:
-            verdict = "passed" if not t.failed else "TESTS FAILED"
-            lines += [
-                f"- result: {verdict}: {len(t.passed)} passed, {len(t.flaky)} flaky, "
-                f"{len(t.failed)} failed, {len(t.skipped)} skipped"
-            ]
-            lines += [f"- **flaky** (failed, then passed on rerun): `{n}`: {m}" for n, m in t.flaky]
-            lines += [f"- **failed** (failed twice): `{n}`: {m}" for n, m in t.failed]
-        if self.kind_of_failure == "coverage":
-            lines += [f"- result: **COVERAGE FAILURE**: {self.failure or 'below threshold'}"]
+        lines += summary_lines(code, self.kind_of_failure, self.failure, self.tests, self.cfg.timeouts.tests)
+        if self.kind_of_failure in ("infrastructure", "tests", "coverage"):
+            lines.append(f"- diagnostics: {self.paths.diagnostics}")
         text = "\n".join(lines) + "\n"
         (self.paths.artifacts / "summary.md").write_text(text)
         say("")
         say(text.rstrip())
         say(f"artifacts: {self.paths.artifacts}")
+
+
+def summary_lines(
+    code: int, kind: str, failure: BaseException | None, tests: testrun.TestOutcome | None, timeout: float
+) -> list[str]:
+    """summary.md's one `result:` line (what the exit code says), then what the tests did."""
+    t = tests
+    counts = (
+        f"{len(t.passed)} passed, {len(t.flaky)} flaky, {len(t.failed)} failed, "
+        f"{len(t.hung)} hung, {len(t.skipped)} skipped"
+        if t is not None
+        else ""
+    )
+    if kind == "interrupted":
+        result = "**INTERRUPTED**"
+    elif kind == "infrastructure":
+        result = "**INFRASTRUCTURE FAILURE** (setup never finished; no test ran)"
+        if t is not None:
+            result = "**INFRASTRUCTURE FAILURE**"
+    elif kind == "coverage":
+        result = f"**COVERAGE FAILURE**: {failure or 'below threshold'}"
+    elif t is not None and t.exit_code in testrun.PYTEST_COULD_NOT_RUN and not t.failed:
+        why = "usage or internal error; see the console or run.log"
+        result = f"**PYTEST COULD NOT RUN** (exit {t.exit_code}: {why})"
+    elif (t is not None and t.exit_code == testrun.NO_TESTS) or (t is not None and not t.ran and code == 0):
+        result = "**NO TEST RAN** (pytest collected none; check tests.path, -k and -m)"
+    elif t is not None and code == EXIT_OK:
+        result = f"passed: {counts}"
+    elif t is not None:
+        result = f"**TESTS FAILED**: {counts}"
+    else:
+        result = EXIT_CATEGORIES.get(code, f"exit {code}")
+    lines = [f"- result: {result}"]
+    if failure is not None and kind != "interrupted":
+        lines.append(f"- error: {_first_lines(failure)}")
+    if t is not None and not result.startswith(("passed", "**TESTS FAILED")):
+        lines.append(f"- tests: {counts}")
+    if t is not None:
+        if t.timed_out:
+            lines += [
+                f"- **hung** (still running when timeouts.tests, {timeout:g} s, ran out): `{n}`"
+                for n in t.hung
+            ] or [f"- the suite outlived timeouts.tests ({timeout:g} s)"]
+        lines += [f"- **flaky** (failed, then passed on rerun): `{n}`: {m}" for n, m in t.flaky]
+        lines += [
+            f"- **{'failed** (failed twice)' if '::' in n else 'could not collect**'}: `{n}`: {m}"
+            for n, m in t.failed
+        ]
+    return lines
+
+
+def write_result(paths: RunPaths, code: int) -> None:
+    """result.json and the last line, `exit N: category`: what CI reads whatever ended the run."""
+    category = EXIT_CATEGORIES.get(code, f"pytest exit {code}")
+    result = {"run_id": paths.run_id, "exit_code": code, "category": category}
+    paths.artifacts.mkdir(parents=True, exist_ok=True)
+    (paths.artifacts / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    say(f"exit {code}: {category} ({paths.artifacts / 'result.json'})")
+
+
+def refuse(root: Path, err: BaseException, code: int = EXIT_USAGE) -> int:
+    """A run refused before it started still gets its run id, result.json, summary and `latest`."""
+    paths = RunPaths(root.resolve(), new_run_id())
+    paths.artifacts.mkdir(parents=True, exist_ok=True)
+    point_latest(paths.root / "artifacts" / "latest", Path(paths.run_id))
+    say(f"run {paths.run_id}: artifacts in {paths.artifacts}")
+    say(str(err))
+    lines = [
+        f"# E2E run {paths.run_id}",
+        "",
+        "- platform: not chosen",
+        f"- result: **REFUSED** before anything started ({EXIT_CATEGORIES[code]})",
+        f"- error: {_first_lines(err, 8)}",
+    ]
+    (paths.artifacts / "summary.md").write_text("\n".join(lines) + "\n")
+    write_result(paths, code)
+    return code
 
 
 def setup_deadline(cfg: Config) -> float:

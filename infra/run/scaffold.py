@@ -24,12 +24,13 @@ import yaml
 
 from infra.builds import gotool
 from infra.images import ImageRef
+from infra.platforms import kind_config
 from infra.proc import Runner
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 SKIP_DIRS = {".git", ".e2e", ".nox", ".venv", "vendor", "node_modules", "testdata", "artifacts", "coverage"}
 BUILD_FILES = ("Containerfile", "Dockerfile")
-HARNESS_KIND_CONFIG = Path(__file__).resolve().parents[2] / "kind" / "cluster.yaml"
+HARNESS_KIND_CONFIG = kind_config.HARNESS_BASE
 GO_LIST_TIMEOUT = 300.0
 Doc = dict[str, Any]
 

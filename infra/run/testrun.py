@@ -15,7 +15,7 @@ from pathlib import Path
 
 from infra import waits
 from infra.config import Config
-from infra.proc import OutputGate, Result, Runner, niced
+from infra.proc import CommandTimeout, OutputGate, Result, Runner, niced
 from infra.state import STATE_ENV
 from infra.suite_env import (
     DEFER_ENV,
@@ -28,7 +28,7 @@ from infra.suite_env import (
     START_GATE_ENV,
 )
 
-NO_TESTS = 5  # pytest's "no tests collected"
+TESTS_FAILED, NO_TESTS = 1, 5  # pytest's exit codes
 # the early pytest imports and collects beside the deploys on idle CPU only, so it does not slow
 # them. Its tests then run niced too; the services keep their own priority (the harness started them)
 EARLY_NICENESS = 19
@@ -42,6 +42,12 @@ class TestOutcome:
     flaky: list[tuple[str, str]] = field(default_factory=list)  # nodeid, why it was rerun
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    hung: list[str] = field(default_factory=list)  # still running when timeouts.tests ran out
+    timed_out: float | None = None  # that timeout, when it ran out
+
+    @property
+    def ran(self) -> int:
+        return len(self.passed) + len(self.flaky) + len(self.failed) + len(self.hung)
 
 
 def pytest_argv(
@@ -181,30 +187,44 @@ class Suite:
             self.gate_file.unlink(missing_ok=True)
 
     def run(self) -> TestOutcome:
-        """Both runs (the first may be under way already); the exit code is the worse."""
+        """Both runs (the first may be under way already); the exit code is the worse.
+
+        A run that outlives timeouts.tests is ended with what it started; the tests it was
+        running are `hung`, and the serial group does not start after it.
+        """
         codes = []
+        timed_out = False
         for index, (_, marker, _, _) in enumerate(self.runs):
-            if marker and self.deferred.exists() and self.deferred.read_text().strip() == "0":
+            if timed_out or (marker and self.deferred.exists() and self.deferred.read_text().strip() == "0"):
                 codes.append(NO_TESTS)  # saves a pytest start-up (about a second) after the last test
                 continue
-            if index == 0 and self._early is not None:
-                codes.append(self._decide("go"))
-                continue
-            argv, env = self._argv_env(index)
-            res = self.runner.run(
-                argv,
-                timeout=self.config.timeouts.tests,
-                env=env,
-                cwd=self.config.root,
-                check=False,
-                capture=False,
-            )
-            codes.append(res.returncode)
-        merge_junit([self.artifacts / run[0] for run in self.runs], self.artifacts / "junit.xml")
+            try:
+                codes.append(self._run_one(index))
+            except CommandTimeout:
+                timed_out = True
+                codes.append(TESTS_FAILED)
         outcome = classify(self.results)
+        if timed_out:
+            outcome.timed_out = self.config.timeouts.tests
+        merge_junit([self.artifacts / run[0] for run in self.runs], self.artifacts / "junit.xml",
+                    hung=outcome.hung, timeout=self.config.timeouts.tests)  # fmt: skip
         real = [c for c in codes if c != NO_TESTS]
         outcome.exit_code = max(real) if real else NO_TESTS
         return outcome
+
+    def _run_one(self, index: int) -> int:
+        if index == 0 and self._early is not None:
+            return self._decide("go")
+        argv, env = self._argv_env(index)
+        res = self.runner.run(
+            argv,
+            timeout=self.config.timeouts.tests,
+            env=env,
+            cwd=self.config.root,
+            check=False,
+            capture=False,
+        )
+        return res.returncode
 
 
 def console_env() -> dict[str, str]:
@@ -231,15 +251,25 @@ def _without_workers(args: Sequence[str]) -> list[str]:
     return out
 
 
+LIFECYCLE = ("started", "finished")
+
+
 def classify(results: Path) -> TestOutcome:
-    """flaky: failed, then passed on rerun; failed: failed every time."""
+    """flaky: failed, then passed on rerun; failed: failed every time; hung: started, never finished."""
     seen: dict[str, list[dict[str, str]]] = {}
     if results.exists():
         for line in results.read_text().splitlines():
             rec = json.loads(line)
             seen.setdefault(rec["nodeid"], []).append(rec)
     out = TestOutcome(0)
-    for nodeid, recs in seen.items():
+    for nodeid, all_recs in seen.items():
+        ends = [r["outcome"] for r in all_recs if r["outcome"] in LIFECYCLE]
+        if ends and ends[-1] == "started":
+            out.hung.append(nodeid)
+            continue
+        recs = [r for r in all_recs if r["outcome"] not in LIFECYCLE]
+        if not recs:
+            continue
         outcomes = [r["outcome"] for r in recs]
         final = outcomes[-1]
         if final == "passed" and "rerun" in outcomes:
@@ -254,7 +284,8 @@ def classify(results: Path) -> TestOutcome:
     return out
 
 
-def merge_junit(parts: Sequence[Path], target: Path) -> None:
+def merge_junit(parts: Sequence[Path], target: Path, *, hung: Sequence[str] = (), timeout: float = 0) -> None:
+    """One junit.xml; a hung test (its pytest was ended, its own junit never written) is an error."""
     root = ET.Element("testsuites")
     for part in parts:
         if not part.exists():
@@ -262,5 +293,12 @@ def merge_junit(parts: Sequence[Path], target: Path) -> None:
         tree = ET.parse(part).getroot()
         suites = [tree] if tree.tag == "testsuite" else list(tree)
         root.extend(suites)
+    if hung:
+        suite = ET.SubElement(root, "testsuite", name="hung", tests=str(len(hung)), errors=str(len(hung)))
+        for nodeid in hung:
+            path, _, name = nodeid.rpartition("::")
+            case = ET.SubElement(suite, "testcase", classname=path.replace("/", ".").removesuffix(".py"),
+                                 name=name or nodeid)  # fmt: skip
+            ET.SubElement(case, "error", message=f"still running when timeouts.tests ({timeout:g} s) ran out")
     target.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(target, encoding="utf-8", xml_declaration=True)
