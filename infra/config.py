@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,43 @@ Seconds = Annotated[float, Field(gt=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
+ImagePath = Annotated[str, Field(pattern=r"^(/[^/]+)+$")]
+
+
+class Layout(_Model):
+    """An image laid out like the repo's Dockerfile's final stage, with no base image: its mains at
+    their paths, repo files and directories, a working directory, a user, env, entrypoint and cmd."""
+
+    binary: ImagePath = Field(default="/app", description="where the service's main goes")
+    binaries: dict[ImagePath, str] = Field(
+        default_factory=dict, description="more mains: image path -> package"
+    )
+    files: dict[ImagePath, Path] = Field(
+        default_factory=dict,
+        description="image path -> a file or directory of the repo (relative to the config)",
+    )
+    workdir: str = ""
+    user: str = Field(default="", description="uid[:gid], or a name (the harness writes /etc/passwd for it)")
+    env: dict[str, str] = Field(default_factory=dict)
+    entrypoint: tuple[str, ...] | None = Field(default=None, description="default: [binary]")
+    cmd: tuple[str, ...] = ()
+
+    @field_validator("binaries", "files")
+    @classmethod
+    def _no_dotdot(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for dest in v:
+            if ".." in dest.split("/"):
+                raise ValueError(f"image path {dest!r}: no '..' in it")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}|\d+(:\d+)?", v):
+            raise ValueError(f"user {v!r}: a uid[:gid] or a user name")
+        return v
+
+
 class Service(_Model):
     """One Go service: how to build its image and how to reach it."""
 
@@ -40,11 +78,23 @@ class Service(_Model):
     host_port: Port = Field(default=0, description="127.0.0.1 port; 0 picks a free one per run")
     ready_path: str = "/ready"
     depends_on: tuple[str, ...] = ()
+    layout: Layout | None = Field(default=None, description="the image laid out like the repo's Dockerfile")
+
+    def mains(self) -> dict[str, str]:
+        """Image path -> main package of every binary the service's image holds."""
+        layout = self.layout or Layout()
+        return {layout.binary: self.main, **layout.binaries}
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_dns_label("service", v)
+
+    @model_validator(mode="after")
+    def _layout_needs_the_host_build(self) -> Service:
+        if self.layout is not None and self.containerfile is not None:
+            raise ValueError("layout lays out the image the harness builds: drop it, or drop containerfile")
+        return self
 
     @model_validator(mode="after")
     def _build_args_need_a_containerfile(self) -> Service:
@@ -131,13 +181,31 @@ class Tests(_Model):
     serial_marker: str = "disruptive"
 
 
+class HelmChart(_Model):
+    """A Helm chart as a manifest source: rendered with `helm template` (helm pinned, built once)."""
+
+    chart: Path = Field(description="the chart's directory, relative to the config file")
+    release: str = "e2e"
+    values: tuple[Path, ...] = Field(default=(), description="values files, relative to the config file")
+    set: dict[str, str] = Field(default_factory=dict, description="--set KEY=VALUE, in key order")
+
+    @field_validator("release")
+    @classmethod
+    def _release(cls, v: str) -> str:
+        return check_dns_label("release", v, max_len=53)
+
+
+ManifestSource = Path | HelmChart
+"""A YAML file, a kustomization directory (rendered with kustomize), or a Helm chart."""
+
+
 class Config(_Model):
     """The whole of e2e.toml. Paths are resolved against the file's directory."""
 
     root: Path = Field(default=Path("."), exclude=True)
     source_file: Path = Field(default=DEFAULT_CONFIG, exclude=True)
     services: tuple[Service, ...]
-    manifests: tuple[Path, ...]
+    manifests: tuple[ManifestSource, ...]
     platform: Platform = Platform()
     images: Images = Images()
     timeouts: Timeouts = Timeouts()

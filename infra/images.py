@@ -55,10 +55,7 @@ class ImageRef:
         name, tag = ref, "latest"
         if ":" in ref.rsplit("/", 1)[-1]:
             name, tag = ref.rsplit(":", 1)
-        first = name.split("/", 1)[0]
-        if not _has_registry(first):
-            name = f"{DEFAULT_REGISTRY}/{name if '/' in name else 'library/' + name}"
-        return cls(check_image_path(name), check_tag(tag))
+        return cls(check_image_path(normalize_repository(name)), check_tag(tag))
 
     @property
     def is_local(self) -> bool:
@@ -67,6 +64,22 @@ class ImageRef:
 
     def __str__(self) -> str:
         return f"{self.repository}:{self.tag}"
+
+
+DOCKER_HUB_ALIASES = (DEFAULT_REGISTRY, "index.docker.io", "registry-1.docker.io")
+
+
+def normalize_repository(name: str) -> str:
+    """As containerd and the kubelet name it: `redis`, `docker.io/redis` and `index.docker.io/library/redis`
+    are all `docker.io/library/redis`."""
+    first, _, rest = name.partition("/")
+    if not rest or not _has_registry(first):
+        first, rest = DEFAULT_REGISTRY, name
+    if first in DOCKER_HUB_ALIASES:
+        first = DEFAULT_REGISTRY
+        if "/" not in rest:
+            rest = f"library/{rest}"
+    return f"{first}/{rest}"
 
 
 def qualify(repository: str) -> str:

@@ -46,6 +46,18 @@ def coverage_dir(root: Path) -> Path:
     return root / "coverage"
 
 
+IGNORE_ALL = "# written by the e2e harness: what it writes here is never committed\n*\n"
+
+
+def mark_outputs(root: Path, *dirs: Path) -> None:
+    """Create output directories, each with a .gitignore of its own (a team's repo has none for them)."""
+    for d in dirs or output_dirs(root):
+        d.mkdir(parents=True, exist_ok=True)
+        ignore = d / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text(IGNORE_ALL)
+
+
 def output_dirs(root: Path) -> tuple[Path, ...]:
     """What the harness writes under a config's root: never a build input."""
     return (state_dir(root), artifacts_dir(root), coverage_dir(root))

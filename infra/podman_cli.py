@@ -106,13 +106,18 @@ class Podman:
         ref: ImageRef,
         archive: Path,
         *,
-        entrypoint: Sequence[str],
+        entrypoint: Sequence[str] | None,
+        changes: Sequence[str] = (),
         labels: Mapping[str, str],
         timeout: float,
     ) -> Result:
         """A one-layer image of a tar's files: what a FROM-scratch build with one COPY commits, for a
-        third of its CPU (no build context, no working container)."""
-        argv = ["import", "--quiet", "--change", f"ENTRYPOINT {json.dumps(list(entrypoint))}"]
+        third of its CPU (no build context, no working container). changes: Dockerfile instructions."""
+        argv = ["import", "--quiet"]
+        if entrypoint is not None:
+            argv += ["--change", f"ENTRYPOINT {json.dumps(list(entrypoint))}"]
+        for change in changes:
+            argv += ["--change", change]
         for k, v in sorted({LABEL: "true", **labels}.items()):
             argv += ["--change", f"LABEL {k}={json.dumps(v)}"]
         return self(*argv, str(archive), str(ref), timeout=timeout, hint=f"fix the import of {ref}")

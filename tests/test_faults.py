@@ -120,6 +120,8 @@ def test_build_failure_names_the_service_and_the_go_build(roots: RootFactory) ->
     result = json.loads((out.artifacts / "result.json").read_text())
     assert (result["exit_code"], result["category"]) == (4, "infrastructure failure")
     assert_nothing_leaked(root, out.run_id)
+    build = root.path / ".e2e" / "build"
+    assert not build.exists() or list(build.iterdir()) == [], "a failed build left its directories"
 
 
 # -- 2. a service that never becomes ready -----------------------------------

@@ -247,6 +247,10 @@ def test_the_harness_outputs_are_never_build_inputs(tmp_path: Path) -> None:
         ("quay.io/team/mock:1.0", "quay.io/team/mock:1.0"),
         ("registry.local:5000/mock:2", "registry.local:5000/mock:2"),
         ("localhost/team/mock:3", "localhost/team/mock:3"),
+        # the node's containerd stores the long form: every spelling of it is the same image
+        ("docker.io/redis:8.8.0", "docker.io/library/redis:8.8.0"),
+        ("index.docker.io/library/redis:8", "docker.io/library/redis:8"),
+        ("registry-1.docker.io/bitnami/redis:7", "docker.io/bitnami/redis:7"),
     ],
 )
 def test_a_third_party_reference_is_spelled_as_kubernetes_reads_it(written: str, full: str) -> None:

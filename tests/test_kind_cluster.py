@@ -279,6 +279,30 @@ def test_a_crash_loop_fails_fast_with_its_last_log_lines(cluster: KindPlatform, 
     assert "CrashLoopBackOff" in str(info.value) and "crashing on purpose" in str(info.value)
 
 
+def test_logs_keep_what_a_container_restarted_in_place_said(cluster: KindPlatform, sleeper: ImageRef) -> None:
+    """The kubelet restarts a crashed container in the same pod: its earlier instance's log is kept."""
+    cluster.load_images([sleeper])
+    cluster.deploy("restarter", [_workload("Deployment", "restarter", sleeper, "crash-later", replicas=1)])
+
+    def restarted() -> waits.Observation[None]:
+        pods = cluster.api.pods(cluster.namespace, "app=restarter")
+        counts = [
+            cs.get("restartCount", 0)
+            for p in pods
+            for cs in (p.get("status") or {}).get("containerStatuses") or []
+        ]
+        running = [cs for p in pods for cs in (p.get("status") or {}).get("containerStatuses") or []
+                   if "running" in (cs.get("state") or {})]  # fmt: skip
+        return waits.Observation(bool(counts) and counts[0] >= 1 and bool(running), f"restarts {counts}")
+
+    waits.poll(
+        "the restarter's container to be restarted in place and run", restarted, timeout=90, interval=0.5
+    )
+    logs = cluster.logs("restarter")
+    assert logs.count("instance started at") >= 2, logs  # the previous instance and the current one
+    assert "crashing on purpose" in logs, logs
+
+
 def test_never_ready_gives_up_at_the_deadline_saying_what_it_saw(
     cluster: KindPlatform, sleeper: ImageRef
 ) -> None:

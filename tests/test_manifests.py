@@ -313,3 +313,25 @@ def test_references_probes_and_node_ports_are_checked_against_the_manifests() ->
         "nodePort 30001 is used by Service/api (?) and Service/external (?): Kubernetes allows one "
         "Service per nodePort; next: give one of them another"
     ]
+
+
+def test_a_program_the_built_image_does_not_hold_is_refused_naming_what_runs_it(repo_cfg: Config) -> None:
+    docs = copy.deepcopy(load_docs(repo_cfg))
+    assert manifests.programs(repo_cfg, docs) == []  # /app, its exec probe /app probe /ready, the stand-in
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    ctr = sts["spec"]["template"]["spec"]["containers"][0]
+    ctr["command"] = ["./podinfo"]
+    ctr["readinessProbe"] = {"exec": {"command": ["podcli", "check", "http"]}}
+    gateway = next(d for d in docs if d["kind"] == "Deployment")
+    gateway["spec"]["template"]["spec"]["initContainers"][0]["command"] = ["/bin/sh", "-c", "sleep 1"]
+    found = manifests.programs(repo_cfg, docs)
+    assert len(found) == 3, found
+    assert (
+        "container 'datastore': its command runs './podinfo', which the image the harness builds for "
+        "service 'datastore' does not hold (it holds /app)" in found[0]
+    )
+    assert "its readiness probe (exec) runs 'podcli'" in found[1]
+    assert (
+        "runs '/bin/sh', which the image the harness builds for the stand-in for "
+        "registry.example.com/e2e-harness/waitfor:1.0" in found[2]
+    )

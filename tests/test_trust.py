@@ -162,6 +162,21 @@ SECRET_KEY = ("key: token}", "key: tokn}")
             "(its named ports: http)",
         ),
         (
+            "a command the built image does not hold",
+            (
+                "gateway.yaml",
+                "image: localhost/e2e-harness/gateway:dev\n",
+                "image: localhost/e2e-harness/gateway:dev\n          command: [./podinfo]\n",
+            ),
+            "container 'gateway': its command runs './podinfo', which the image the harness builds for "
+            "service 'gateway' does not hold (it holds /app)",
+        ),
+        (
+            "an exec probe calling a binary the image does not hold",
+            ("datastore.yaml", 'command: ["/app", "probe", "/ready"]', 'command: ["podcli", "check"]'),
+            "its readiness probe (exec) runs 'podcli'",
+        ),
+        (
             "two Services on one nodePort",
             ("datastore.yaml", "nodePort: 30081", "nodePort: 30080"),
             "nodePort 30080 is used by Service/datastore",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from infra import waits
 from infra.builds import gosources
-from infra.config import Config
+from infra.config import Config, Layout
 from infra.gocover import coverflush
 from infra.images import ImageRef, content_tag, context_files, files_digest, qualify
 from infra.names import COVERAGE_LABEL, SERVICE_LABEL
@@ -29,6 +31,8 @@ log = logging.getLogger("infra.build")
 
 COVER_FLAGS = ("-cover", "-covermode=atomic", "-coverpkg=./...")
 BINARY = "app"
+NAMED_UID = 10001
+"""The uid a layout's named user gets in the /etc/passwd the harness writes (FROM scratch has none)."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,23 @@ def input_digests(config: Config, runner: Runner) -> dict[str, str]:
     """service -> digest of exactly what goes into its image (one `go list` per module)."""
     digests: dict[str, str] = {}
     for batch in go_batches(config):
-        mains = {n: config.service(n).main for n in batch.services}
-        wanted = sorted(set(mains.values()))
+        mains = {n: sorted(set(config.service(n).mains().values())) for n in batch.services}
+        wanted = sorted({m for ms in mains.values() for m in ms})
         files = gosources.inputs(
             batch.source, wanted, runner=runner, env=GO_ENV, timeout=config.timeouts.build
         )
-        digests |= {n: files_digest(batch.source, files[m]) for n, m in mains.items()}
+        for n, ms in mains.items():
+            digests[n] = files_digest(batch.source, sorted({f for m in ms for f in files[m]}))
+            layout = config.service(n).layout
+            if layout is not None:  # where everything goes, and the repo files it copies
+                placed = {dest: _layout_files(config, src) for dest, src in layout.files.items()}
+                files_part = {d: files_digest(config.path(layout.files[d]), fs) for d, fs in placed.items()}
+                digests[n] += (
+                    ":"
+                    + hashlib.sha256(
+                        json.dumps([layout.model_dump(mode="json"), files_part], sort_keys=True).encode()
+                    ).hexdigest()
+                )
     outputs = output_dirs(config.root)
     for svc in config.services:
         if svc.containerfile is not None:
@@ -151,6 +166,18 @@ def binary_name(module: str, main: str) -> str:
     return parts[-1]
 
 
+def _layout_files(config: Config, src: Path) -> list[Path]:
+    """The files a layout's entry copies: the file, or every file under the directory."""
+    path = config.path(src)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return context_files(path, output_dirs(config.root))
+    raise FileNotFoundError(
+        f"layout file {path} does not exist (services[].layout.files in {config.source_file})"
+    )
+
+
 def compile_batch(
     config: Config,
     plan: ImagePlan,
@@ -161,23 +188,89 @@ def compile_batch(
     build_root: Path,
     force: bool = False,
 ) -> dict[str, Path]:
-    """Build every service of the batch whose image is missing with ONE go build; service -> binary."""
+    """Build every service of the batch whose image is missing with ONE go build of all their mains;
+    service -> its image's root filesystem, staged (binaries hard-linked at their image paths, the
+    layout's repo files, /etc/passwd for a named user)."""
     todo = [n for n in batch.services if force or not podman.image_exists(plan.ref(n))]
     if not todo:
         return {}
-    mains = {n: config.service(n).main for n in todo}
-    names = {n: binary_name(module_path(batch.source), m) for n, m in mains.items()}
+    wanted = {n: config.service(n).mains() for n in todo}
+    packages = sorted({m for ms in wanted.values() for m in ms.values()})
+    names = {m: binary_name(module_path(batch.source), m) for m in packages}
     build_root.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=f"go-{batch.name}-", dir=build_root))
     # two mains whose binaries would share a name: one build (and directory) each
-    groups = [(out, todo)] if len(set(names.values())) == len(todo) else [(out / n, [n]) for n in todo]
+    groups = (
+        [(out, packages)] if len(set(names.values())) == len(packages) else [(out / str(i), [m]) for i, m in
+                                                                             enumerate(packages)]
+    )  # fmt: skip
+    staged: dict[str, Path] = {}
+    try:
+        built = _compile_groups(config, plan, batch, groups, names, runner=runner, build_root=build_root)
+        for n in todo:
+            staged[n] = stage_rootfs(config, n, {dest: built[m] for dest, m in wanted[n].items()}, build_root)
+    except BaseException:
+        for rootfs in staged.values():
+            shutil.rmtree(rootfs, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # the binaries live on as the staged trees' links
+    return staged
+
+
+def stage_rootfs(config: Config, service: str, binaries: Mapping[str, Path], build_root: Path) -> Path:
+    """A service image's files in a directory of their own: what the image's one layer holds."""
+    layout = config.service(service).layout
+    rootfs = Path(tempfile.mkdtemp(prefix=f"rootfs-{service}-", dir=build_root))
+    for dest, binary in binaries.items():
+        target = rootfs / dest.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(binary, target)
+        target.chmod(0o755)
+    if layout is not None:
+        for dest, src in layout.files.items():
+            base = config.path(src)
+            for file in _layout_files(config, src):
+                target = rootfs / dest.lstrip("/") / (file.relative_to(base) if base.is_dir() else "")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(file, target)
+        user = layout.user.split(":", 1)[0]
+        if user and not user.isdigit():  # a name needs /etc/passwd, which no base image brings here
+            etc = rootfs / "etc"
+            etc.mkdir(exist_ok=True)
+            (etc / "passwd").write_text(f"root:x:0:0:root:/root:/sbin/nologin\n{user}:x:{NAMED_UID}:"
+                                        f"{NAMED_UID}:{user}:/home/{user}:/sbin/nologin\n")  # fmt: skip
+            (etc / "group").write_text(f"root:x:0:\n{user}:x:{NAMED_UID}:\n")
+    return rootfs
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def _compile_groups(
+    config: Config,
+    plan: ImagePlan,
+    batch: GoBatch,
+    groups: list[tuple[Path, list[str]]],
+    names: dict[str, str],
+    *,
+    runner: Runner,
+    build_root: Path,
+) -> dict[str, Path]:
+    """main package -> its binary."""
     binaries: dict[str, Path] = {}
-    for target, group in groups:
+    for target, group_mains in groups:
         target.mkdir(exist_ok=True)
-        binaries |= {n: target / names[n] for n in group}
-        who = ", ".join(repr(n) for n in group)
-        group_mains = [mains[n] for n in group]
-        # the flush package's tree lives outside the binaries' dir: that one is removed once empty
+        binaries |= {m: target / names[m] for m in group_mains}
+        users = sorted(
+            n for n in batch.services if set(config.service(n).mains().values()) & set(group_mains)
+        )
+        who = ", ".join(repr(n) for n in users)
+        # the flush package's tree lives outside the binaries' dir
         extra = Path(tempfile.mkdtemp(prefix=f"src-{batch.name}-", dir=build_root))
         try:
             cwd = batch.source
@@ -189,7 +282,7 @@ def compile_batch(
                 coverflush.mirror_workspace(batch.source, cwd, runner=runner, timeout=config.timeouts.build)
             go_build(
                 runner, group_mains, target, coverage=plan.coverage, cwd=cwd, timeout=config.timeouts.build,
-                hint=f"fix the Go build of service{'s' if len(group) > 1 else ''} {who} ({batch.source})",
+                hint=f"fix the Go build of service{'s' if len(users) > 1 else ''} {who} ({batch.source})",
             )  # fmt: skip
         finally:
             shutil.rmtree(extra, ignore_errors=True)
@@ -234,12 +327,12 @@ def build_image(
     *,
     podman: Podman,
     build_root: Path,
-    binary: Path | None = None,
+    rootfs: Path | None = None,
     force: bool = False,
 ) -> BuildOutcome:
-    """The image of one service: from its Containerfile, or one layer of the binary its batch built.
+    """The image of one service: from its Containerfile, or one layer of what its batch staged.
 
-    A host-built service without a binary was found up to date by its batch.
+    A host-built service without a staged tree was found up to date by its batch.
     """
     svc, ref, coverage = config.service(service), plan.ref(service), plan.coverage
     timeout = config.timeouts.build
@@ -259,11 +352,60 @@ def build_image(
             timeout=timeout,
         )
         return BuildOutcome(svc.name, ref, built=True)
-    if binary is None:
+    if rootfs is None:
         log.debug("%s: %s is up to date, not rebuilt", svc.name, ref)
         return BuildOutcome(svc.name, ref, built=False)
-    build_binary_image(ref, binary, podman=podman, build_root=build_root, labels=labels, timeout=timeout)
+    layout = svc.layout or Layout()
+    entrypoint = layout.entrypoint if layout.entrypoint is not None else (layout.binary,)
+    changes = [f"ENTRYPOINT {json.dumps(list(entrypoint))}"]
+    changes += [f"CMD {json.dumps(list(layout.cmd))}"] if layout.cmd else []
+    changes += [f"WORKDIR {layout.workdir}"] if layout.workdir else []
+    changes += [f"ENV {k}={json.dumps(v)}" for k, v in sorted(layout.env.items())]
+    user = layout.user
+    if user and not user.split(":", 1)[0].isdigit():
+        user = f"{NAMED_UID}:{NAMED_UID}"  # the /etc/passwd entry stage_rootfs wrote for the name
+    changes += [f"USER {user}"] if user else []
+    try:
+        _import_tree(ref, rootfs, podman=podman, build_root=build_root, changes=changes, labels=labels,
+                     timeout=timeout)  # fmt: skip
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
     return BuildOutcome(svc.name, ref, built=True)
+
+
+def _import_tree(
+    ref: ImageRef,
+    rootfs: Path,
+    *,
+    podman: Podman,
+    build_root: Path,
+    changes: Sequence[str],
+    labels: Mapping[str, str],
+    timeout: float,
+) -> None:
+    """One layer of a directory's files, owned by root, with no timestamps: the same files give the
+    same layer (and image ID, which the kind load skip compares)."""
+    fd, name = tempfile.mkstemp(prefix=f"{ref.repository.rsplit('/', 1)[-1]}-{ref.tag}-", suffix=".tar",
+                                dir=build_root)  # fmt: skip
+    archive = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w") as tar:
+            for path in sorted(rootfs.rglob("*")):
+                entry = tar.gettarinfo(path, arcname=path.relative_to(rootfs).as_posix())
+                entry.uid = entry.gid = 0
+                entry.uname = entry.gname = ""
+                entry.mtime = 0
+                if entry.isdir():
+                    entry.mode = 0o755
+                elif entry.isfile():
+                    entry.mode = 0o755 if entry.mode & 0o111 else 0o644
+                    with path.open("rb") as data:
+                        tar.addfile(entry, data)
+                    continue
+                tar.addfile(entry)
+        podman.import_image(ref, archive, entrypoint=None, changes=changes, labels=labels, timeout=timeout)
+    finally:
+        archive.unlink(missing_ok=True)
 
 
 def build_binary_image(
@@ -291,7 +433,9 @@ def build_binary_image(
             with binary.open("rb") as data:
                 tar.addfile(entry, data)
         binary.unlink()
-        podman.import_image(ref, archive, entrypoint=[f"/{BINARY}"], labels=labels, timeout=timeout)
+        podman.import_image(
+            ref, archive, entrypoint=[f"/{BINARY}"], changes=(), labels=labels, timeout=timeout
+        )
     finally:
         archive.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # the batch's output dir, once its last binary is packaged
@@ -320,7 +464,7 @@ def build_services(
 
     def one(name: str) -> BuildOutcome:
         return build_image(config, plan, name, podman=podman, build_root=build_root,
-                           binary=binaries.get(name), force=force)  # fmt: skip
+                           rootfs=binaries.get(name), force=force)  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
         return waits.map_all(pool, one, names)

@@ -11,6 +11,7 @@ naming every image and the way to bring it.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -122,10 +123,14 @@ def _stand_in(
     build_root.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="stand-in-", dir=build_root))
     name = build.binary_name(build.module_path(source), stand_in.main)
-    build.go_build(
-        runner, [stand_in.main], out, coverage=False, cwd=source, timeout=config.timeouts.build,
-        hint=f"fix the Go build of the stand-in for {ref} ({source})",
-    )  # fmt: skip
+    try:
+        build.go_build(
+            runner, [stand_in.main], out, coverage=False, cwd=source, timeout=config.timeouts.build,
+            hint=f"fix the Go build of the stand-in for {ref} ({source})",
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no empty build directory left behind
+        raise
     build.build_binary_image(
         ref, out / name, podman=podman, build_root=build_root,
         labels={STAND_IN_LABEL: digest}, timeout=config.timeouts.build,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,10 +12,14 @@ from typing import Any
 
 import yaml
 
-from infra.builds.build import ImagePlan
-from infra.config import Config
+from infra.builds import rendertools
+from infra.builds.build import BINARY, ImagePlan
+from infra.config import Config, HelmChart, Layout, ManifestSource
+from infra.console import say
 from infra.images import ImageRef, qualify
 from infra.names import InvalidName
+from infra.paths import user_cache
+from infra.proc import CommandError, Runner, SubprocessRunner
 
 Doc = dict[str, Any]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -29,23 +35,85 @@ class ManifestError(Exception):
     pass
 
 
-def load_docs(config: Config) -> list[Doc]:
+KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+RENDER_TIMEOUT = 120.0
+
+
+def load_docs(config: Config, runner: Runner | None = None) -> list[Doc]:
+    """Every document of every source: YAML files, kustomizations and Helm charts (rendered here)."""
     docs: list[Doc] = []
-    for rel in config.manifests:
-        path = config.path(rel)
+    for entry in config.manifests:
+        text, label, origin = _source_text(config, entry, runner or SubprocessRunner())
         try:
-            loaded = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        except FileNotFoundError:
-            raise ManifestError(f"manifest {path} not found (listed in {config.source_file})") from None
+            loaded = [d for d in yaml.safe_load_all(text) if d]
         except yaml.YAMLError as err:
-            raise ManifestError(f"manifest {path} is not valid YAML: {err}") from None
+            raise ManifestError(f"manifest {origin} is not valid YAML: {err}") from None
         for doc in loaded:
             if not isinstance(doc, dict) or "kind" not in doc or "metadata" not in doc:
-                raise ManifestError(f"manifest {path}: every document needs kind and metadata")
+                raise ManifestError(f"manifest {origin}: every document needs kind and metadata")
             doc.setdefault("metadata", {}).setdefault("annotations", {})
-            doc["metadata"]["annotations"]["e2e-harness/source"] = str(rel)
+            doc["metadata"]["annotations"]["e2e-harness/source"] = label
             docs.append(doc)
     return docs
+
+
+def _source_text(config: Config, entry: ManifestSource, runner: Runner) -> tuple[str, str, str]:
+    """(YAML text, the source's label in messages, what a parse error names)."""
+    if isinstance(entry, HelmChart):
+        chart = config.path(entry.chart)
+        if not (chart / "Chart.yaml").is_file():
+            raise ManifestError(f"helm chart {chart} has no Chart.yaml (listed in {config.source_file})")
+        return _helm(config, entry, runner), f"{entry.chart} (helm)", f"{chart} (helm template)"
+    path = config.path(entry)
+    if path.is_dir():
+        if any((path / k).is_file() for k in KUSTOMIZATIONS):
+            return _kustomize(path, runner), f"{entry} (kustomize)", f"{path} (kustomize)"
+        if (path / "Chart.yaml").is_file():
+            return _helm(config, HelmChart(chart=entry), runner), f"{entry} (helm)", f"{path} (helm template)"
+        raise ManifestError(
+            f"manifest directory {path} holds neither a kustomization.yaml nor a Chart.yaml (listed in "
+            f"{config.source_file}); next: list its YAML files, or point at the kustomization"
+        )
+    try:
+        return path.read_text(), str(entry), str(path)
+    except FileNotFoundError:
+        raise ManifestError(f"manifest {path} not found (listed in {config.source_file})") from None
+
+
+def _render(argv: list[str], runner: Runner, what: str, env: dict[str, str] | None = None) -> str:
+    try:
+        return runner.run(argv, timeout=RENDER_TIMEOUT, env=env).stdout
+    except CommandError as err:
+        said = err.output_tail.strip() or f"exit {err.returncode}"
+        raise ManifestError(f"{what} failed: {said}") from None
+
+
+def _kustomize(path: Path, runner: Runner) -> str:
+    try:
+        kubectl = rendertools.kubectl()
+    except rendertools.ToolMissing as err:
+        raise ManifestError(f"kustomization {path}: {err}") from None
+    return _render([str(kubectl), "kustomize", str(path)], runner, f"kustomize of {path}")
+
+
+def _helm(config: Config, chart: HelmChart, runner: Runner) -> str:
+    if not rendertools.helm_path().is_file():
+        say(f"helm {rendertools.HELM_VERSION}: built once from the Go module proxy (a few minutes), cached "
+            f"at {rendertools.helm_path()}")  # fmt: skip
+    try:
+        helm = rendertools.helm(runner)
+    except CommandError as err:
+        raise ManifestError(
+            f"helm chart {config.path(chart.chart)}: helm could not be built: {err}"
+        ) from None
+    home = user_cache("helm") / "home"  # never the user's own helm config, cache or repositories
+    env = {f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CACHE", "CONFIG", "DATA")}
+    argv = [str(helm), "template", chart.release, str(config.path(chart.chart))]
+    for values in chart.values:
+        argv += ["--values", str(config.path(values))]
+    for key, value in sorted(chart.set.items()):
+        argv += ["--set", f"{key}={value}"]
+    return _render(argv, runner, f"helm template of {config.path(chart.chart)}", env)
 
 
 def check(config: Config, docs: list[Doc], *, coverage: bool) -> list[str]:
@@ -102,10 +170,101 @@ def check(config: Config, docs: list[Doc], *, coverage: bool) -> list[str]:
             if not (module / "go.mod").is_file():
                 where = "coverage.go_module" if config.coverage.go_module else "a service's source"
                 problems.append(f"{where}: {module} is not a Go module (no go.mod)")
-    problems += references(docs) + probe_ports(docs) + node_port_clashes(docs)
+    problems += references(docs) + probe_ports(docs) + node_port_clashes(docs) + programs(config, docs)
     if problems:
         raise ManifestError(f"the stack of {config.source_file} cannot run:\n  " + "\n  ".join(problems))
     return unnamed_services(config, docs)
+
+
+def _runs(ctr: Doc) -> list[tuple[str, str]]:
+    """What a container starts by name: (what, program) for command/args[0] and each exec probe."""
+    out = []
+    first = (ctr.get("command") or [None])[0]
+    if isinstance(first, str):
+        out.append(("its command", first))
+    for field_, what in PROBES.items():
+        command = ((ctr.get(field_) or {}).get("exec") or {}).get("command") or [None]
+        if isinstance(command[0], str):
+            out.append((f"its {what} (exec)", command[0]))
+    return out
+
+
+DEFAULT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+"""Where runc looks for a command with no slash when the image sets no PATH."""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """What an image the harness builds holds: its binaries, its layout's repo files, its workdir."""
+
+    who: str
+    binaries: frozenset[str]
+    files: dict[str, Path]  # image path -> repo file or directory
+    workdir: str = "/"
+    path: tuple[str, ...] = DEFAULT_PATH
+
+    def holds(self, image_path: str) -> bool:
+        if image_path in self.binaries:
+            return True
+        for dest, src in self.files.items():
+            if image_path == dest:
+                return True
+            if image_path.startswith(dest.rstrip("/") + "/") and src.is_dir():
+                return (src / image_path[len(dest.rstrip("/")) + 1 :]).is_file()
+        return False
+
+    def finds(self, program: str) -> bool:
+        """As runc resolves it: a path against the workdir, a bare name along PATH."""
+        if "/" in program:
+            return self.holds(posixpath.normpath(posixpath.join(self.workdir, program)))
+        return any(self.holds(posixpath.join(d, program)) for d in self.path)
+
+    def contents(self) -> str:
+        return ", ".join(sorted(self.binaries | set(self.files)))
+
+
+def built_images(config: Config) -> dict[str, BuiltImage]:
+    """Repository -> what the harness puts in the image (services without a Containerfile, stand-ins)."""
+    out = {}
+    for svc in config.services:
+        if svc.containerfile is None:
+            layout = svc.layout or Layout()
+            path = tuple(p for p in layout.env.get("PATH", "").split(":") if p) or DEFAULT_PATH
+            out[qualify(svc.image)] = BuiltImage(
+                f"service {svc.name!r}", frozenset(svc.mains()),
+                {d: config.path(src) for d, src in layout.files.items()}, layout.workdir or "/", path,
+            )  # fmt: skip
+    for stand_in in config.images.stand_in:
+        with contextlib.suppress(InvalidName):
+            repo = ImageRef.foreign(stand_in.image).repository
+            out[repo] = BuiltImage(f"the stand-in for {stand_in.image}", frozenset({f"/{BINARY}"}), {})
+    return out
+
+
+def programs(config: Config, docs: list[Doc]) -> list[str]:
+    """A program a container runs that the image the harness builds for it does not hold: refused
+    now, not found as a runc error or a readiness timeout later. Images built from a team's own
+    Containerfile may hold anything: not checked."""
+    built = built_images(config)
+    problems = []
+    for d in docs:
+        for c in containers(d):
+            image = str(c.get("image", ""))
+            repo = _service_repository(image)
+            with contextlib.suppress(InvalidName):
+                repo = repo if repo in built else ImageRef.foreign(image.split("@", 1)[0]).repository
+            if repo not in built:
+                continue
+            held = built[repo]
+            for what, program in _runs(c):
+                if not held.finds(program):
+                    problems.append(
+                        f"{ident(d)} ({source(d)}) container {c.get('name')!r}: {what} runs {program!r}, "
+                        f"which the image the harness builds for {held.who} does not hold (it holds "
+                        f"{held.contents()}); next: run one of those, or lay the image out as your "
+                        "Dockerfile does (services[].layout), or build it from your own Containerfile"
+                    )
+    return problems
 
 
 def unnamed_services(config: Config, docs: list[Doc]) -> list[str]:
@@ -303,6 +462,8 @@ def render(config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool) 
         qualify(svc.image): (svc.name, plan.ref(svc.name)) for svc in config.services
     }
     out = copy.deepcopy(docs)
+    for doc in out:  # every object goes into the run's own namespace (kind), or none (podman)
+        doc["metadata"].pop("namespace", None)
     rendered = Rendered(out)
     owner: dict[str, str] = {}
     for doc in out:

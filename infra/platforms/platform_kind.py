@@ -98,6 +98,7 @@ class KindPlatform:
         self.step_seconds: dict[str, float] = {}  # parts of a phase, for the bench
         self.past_logs: dict[str, list[str]] = {}  # service -> logs of pods a restart/stop ended
         self._ended_pods: set[str] = set()  # by uid: a StatefulSet's new pod has the old one's name
+        self._instance_logs: dict[str, dict[int, str]] = {}  # pod uid -> restart number -> its log
         self._api_factory = api_factory
         self._api: KubeApi | None = None
 
@@ -560,16 +561,28 @@ class KindPlatform:
         self.ctx.wait_served(service)
 
     def logs(self, service: str) -> str:
-        """Everything the service's processes logged in this run, oldest pods first."""
+        """Everything the service's processes logged in this run, oldest pods first; a container the
+        kubelet restarted in place keeps its earlier instances' logs (each read once as `previous`)."""
         out = list(self.past_logs.get(service, []))
         for ident in self._idents(service):
             for pod in self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {}))):
-                if _uid(pod) not in self._ended_pods:
-                    out.append(
-                        self.api.pod_log(
-                            pod["metadata"]["name"], self.namespace, container=_main_container(pod)
+                if _uid(pod) in self._ended_pods:
+                    continue
+                name, main = pod["metadata"]["name"], _main_container(pod)
+                statuses = (pod.get("status") or {}).get("containerStatuses") or []
+                restarts = next(
+                    (int(cs.get("restartCount") or 0) for cs in statuses if cs.get("name") == main), 0
+                )
+                kept = self._instance_logs.setdefault(_uid(pod), {})
+                if restarts and restarts - 1 not in kept:  # the kubelet keeps the one before the current
+                    try:
+                        kept[restarts - 1] = self.api.pod_log(
+                            name, self.namespace, previous=True, container=main
                         )
-                    )
+                    except Exception as err:  # noqa: BLE001 - said in the log text, not fatal
+                        kept[restarts - 1] = f"(previous log of {name} unavailable: {err})\n"
+                out += [kept[i] for i in sorted(kept)]
+                out.append(self.api.pod_log(name, self.namespace, container=main))
         return "".join(out)
 
     def _wait_pods_gone(self, ident: str) -> None:

@@ -104,7 +104,7 @@ def setup_phases(
     first: tuple[str, ...] = ("preflight",) if preflight else ()
 
     build_root = build_dir(stack.paths.root).resolve()
-    binaries: dict[str, Path] = {}  # service -> the binary its module's one go build made
+    binaries: dict[str, Path] = {}  # service -> its image's files, staged after its module's one go build
     batch_of = {name: f"go:{b.name}" for b in build.go_batches(cfg) for name in b.services}
 
     def compiler(batch: build.GoBatch) -> Phase:
@@ -121,7 +121,7 @@ def setup_phases(
         def run() -> None:
             outcome = build.build_image(
                 cfg, plan, name, podman=podman, build_root=build_root,
-                binary=binaries.get(name), force=force_build,
+                rootfs=binaries.get(name), force=force_build,
             )  # fmt: skip
             stack.built[name] = outcome.built
 

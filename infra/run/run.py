@@ -25,7 +25,7 @@ from infra.config import Config, ConfigError
 from infra.console import PhaseReporter, phase_table, say
 from infra.gocover import coverflush, gocoverage, pertest_report
 from infra.names import InvalidName, new_run_id, resource_name
-from infra.paths import RunPaths, point_latest
+from infra.paths import RunPaths, artifacts_dir, coverage_dir, mark_outputs, point_latest, state_dir
 from infra.phases import Timeline
 from infra.platforms import kind_config, manifests, podman_fields, ports
 from infra.platforms.platform import Context, choose
@@ -167,6 +167,9 @@ class Run:
         self.setup_cpu_seconds: float | None = None  # the machine's CPU time meanwhile
 
     def execute(self) -> int:
+        mark_outputs(self.paths.root, state_dir(self.paths.root), artifacts_dir(self.paths.root))
+        if self.opts.coverage:
+            mark_outputs(self.paths.root, coverage_dir(self.paths.root))
         handler = _setup_logging(self.paths)
         lock = runlock.hold(self.paths.run_id)  # cleanup leaves a live run alone
         point_latest(self.paths.root / "artifacts" / "latest", Path(self.paths.run_id))
@@ -502,6 +505,7 @@ def write_result(paths: RunPaths, code: int) -> None:
 def refuse(root: Path, err: BaseException, code: int = EXIT_USAGE) -> int:
     """A run refused before it started still gets its run id, result.json, summary and `latest`."""
     paths = RunPaths(root.resolve(), new_run_id())
+    mark_outputs(paths.root, artifacts_dir(paths.root))
     paths.artifacts.mkdir(parents=True, exist_ok=True)
     point_latest(paths.root / "artifacts" / "latest", Path(paths.run_id))
     say(f"run {paths.run_id}: artifacts in {paths.artifacts}")

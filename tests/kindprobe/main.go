@@ -17,6 +17,12 @@ func main() {
 		code, _ := strconv.Atoi(os.Args[2])
 		os.Exit(code)
 	}
+	if len(os.Args) > 1 && os.Args[1] == "crash-later" { // a panic a while after start: restarted in place
+		fmt.Println("instance started at", time.Now().Format(time.RFC3339Nano))
+		time.Sleep(2 * time.Second)
+		fmt.Println("crashing on purpose")
+		os.Exit(1)
+	}
 	if len(os.Args) > 1 && os.Args[1] == "crash" {
 		fmt.Println("crashing on purpose")
 		os.Exit(1)

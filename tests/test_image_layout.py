@@ -1,0 +1,165 @@
+"""An image laid out like a team's Dockerfile, with no base image: two mains, a ui/ directory,
+a working directory, a named user; the manifest's `command: [./server]` and its exec probe calling
+the second binary on PATH find what they run. Made by the test, run for real on podman."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.faultkit import RootFactory, dump_toml
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+SERVER = """\
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ui, err := os.ReadFile("ui/index.html") // relative: the image's WORKDIR
+	if err != nil {
+		fmt.Println("no ui:", err)
+		os.Exit(3)
+	}
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write(ui) })
+	http.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "uid %d", os.Getuid())
+	})
+	srv := &http.Server{Addr: ":9898"}
+	go srv.ListenAndServe()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
+}
+"""
+CLI = """\
+package main
+
+import (
+	"net/http"
+	"os"
+)
+
+func main() { // cli check http URL: exit 0 when it answers 200
+	if len(os.Args) != 4 || os.Args[1] != "check" {
+		os.Exit(2)
+	}
+	resp, err := http.Get(os.Args[3])
+	if err != nil || resp.StatusCode != 200 {
+		os.Exit(1)
+	}
+}
+"""
+DOCKERFILE = """\
+FROM golang:1.26 AS builder
+WORKDIR /src
+COPY . .
+RUN CGO_ENABLED=0 go build -o /out/server ./cmd/server && CGO_ENABLED=0 go build -o /out/cli ./cmd/cli
+
+FROM alpine:3.22
+RUN adduser -D app
+WORKDIR /home/app
+COPY --from=builder /out/server ./server
+COPY --from=builder /out/cli /usr/local/bin/cli
+COPY ui ./ui
+USER app
+CMD ["./server"]
+"""
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: localhost/team/web:dev
+          imagePullPolicy: Never
+          command: ["./server"]
+          ports: [{name: http, containerPort: 9898}]
+          readinessProbe:
+            exec: {command: ["cli", "check", "http", "http://127.0.0.1:9898/readyz"]}
+            periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 9898, targetPort: http, nodePort: 30898}]
+"""
+SUITE = """\
+def test_the_ui_is_served_from_the_copied_directory(service_url, http):
+    assert http.get(service_url("web") + "/").text == "<h1>orders</h1>"
+
+
+def test_it_runs_as_the_named_user(service_url, http):
+    assert http.get(service_url("web") + "/readyz").text == "uid 10001"
+"""
+
+
+def make_repo(repo: Path) -> None:
+    for rel, text in {
+        "go.mod": "module example.com/web\n\ngo 1.22\n",
+        "cmd/server/main.go": SERVER,
+        "cmd/cli/main.go": CLI,
+        "ui/index.html": "<h1>orders</h1>",
+        "Dockerfile": DOCKERFILE,
+        "deploy/web.yaml": MANIFEST,
+        "e2e/test_web.py": SUITE,
+    }.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    config = {
+        "manifests": ["deploy/web.yaml"],
+        "services": [{
+            "name": "web", "source": ".", "main": "./cmd/server", "image": "localhost/team/web",
+            "node_port": 30898, "ready_path": "/readyz",
+            "layout": {
+                "binary": "/home/app/server", "binaries": {"/usr/local/bin/cli": "./cmd/cli"},
+                "files": {"/home/app/ui": "ui"}, "workdir": "/home/app", "user": "app", "cmd": ["./server"],
+                "entrypoint": [],
+            },
+        }],
+        "tests": {"path": "e2e"},
+    }  # fmt: skip
+    (repo / "e2e.toml").write_text(dump_toml(config))
+
+
+def test_a_repo_laid_out_like_its_dockerfile_runs_as_it_is(roots: RootFactory) -> None:
+    root = roots.make("laid-out")
+    make_repo(root.path)
+
+    out = root.harness("e2e", "--platform", "podman", timeout=300)
+
+    assert out.code == 0, str(out) + root.path.joinpath("e2e.toml").read_text()
+    assert "2 passed" in out.output, str(out)
+    assert root.leftovers(out.run_id) == [], str(out)
+
+
+def test_a_program_the_layout_does_not_hold_is_refused_before_anything_is_built(roots: RootFactory) -> None:
+    root = roots.make("laid-out-missing")
+    make_repo(root.path)
+    web = root.path / "deploy" / "web.yaml"
+    web.write_text(web.read_text().replace('["cli", "check"', '["podcli", "check"'))
+
+    out = root.harness("e2e", "--platform", "podman", timeout=60)
+
+    assert out.code == 2, str(out)
+    assert (
+        "its readiness probe (exec) runs 'podcli', which the image the harness builds for service 'web' "
+        "does not hold (it holds /home/app/server, /home/app/ui, /usr/local/bin/cli)" in out.output
+    ), str(out)
