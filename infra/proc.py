@@ -87,6 +87,7 @@ class OutputGate:
     def __init__(self) -> None:
         self._decided = threading.Event()
         self.shown = False
+        self.aborted = False
         self.released_at: float | None = None
 
     def release(self) -> None:
@@ -94,6 +95,11 @@ class OutputGate:
         self._decided.set()
 
     def discard(self) -> None:
+        self._decided.set()
+
+    def abort(self) -> None:
+        """Its output is not wanted, nor the rest of its work: the process is ended at once."""
+        self.aborted = True
         self._decided.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -296,7 +302,7 @@ class SubprocessRunner:
                     proc.wait(timeout=POLL_SECONDS)
                     break
                 except subprocess.TimeoutExpired:
-                    if cancellable and CANCEL.is_set():
+                    if (cancellable and CANCEL.is_set()) or gate.aborted:
                         _end(proc)
                         raise CommandCancelled(args, proc.returncode, "") from None
                     if gate.released_at is not None and time.monotonic() >= gate.released_at + timeout:
@@ -413,8 +419,8 @@ def _relay(stream: IO[bytes], gate: OutputGate, name: str) -> None:
         gate.wait()
         if gate.shown:
             show("")
-        elif "".join(held).strip():
-            log.info("output of %s, not shown (discarded):\n%s", name, "".join(held))
+        else:
+            log.info("output of %s, not shown (discarded):\n%s", name, "".join(held).strip() or "(none)")
     finally:
         stream.close()
 

@@ -27,6 +27,7 @@ import requests
 
 from infra import config, waits
 from infra.builds import image_tasks
+from infra.builds.build import ImagePlan
 from infra.cleanup import cleanup, runlock
 from infra.gocover import coverflush, gocoverage
 from infra.images import ImageRef
@@ -301,6 +302,27 @@ def test_logs_keep_what_a_container_restarted_in_place_said(cluster: KindPlatfor
     logs = cluster.logs("restarter")
     assert logs.count("instance started at") >= 2, logs  # the previous instance and the current one
     assert "crashing on purpose" in logs, logs
+
+
+def test_a_docker_hub_image_written_short_is_loaded_and_found_under_the_nodes_long_name(
+    cluster: KindPlatform, sleeper: ImageRef, tmp_path: Path
+) -> None:
+    """`docker.io/<name>:t` in a manifest: the node stores `docker.io/library/<name>:t`, and both are one."""
+    written = f"docker.io/e2eh-test-redis:{sleeper.tag}"
+    _podman()("tag", str(sleeper), written)
+    try:
+        doc = _workload("Deployment", "short-hub", ImageRef("x", "y"), replicas=1)
+        doc["spec"]["template"]["spec"]["containers"][0]["image"] = written
+        cfg = config.parse({"manifests": [], "services": []}, tmp_path / "e2e.toml")
+        rendered = manifests.render(cfg, [doc], ImagePlan({}, False), coverage=False)
+        (ref,) = rendered.foreign
+        assert str(ref) == f"docker.io/library/e2eh-test-redis:{sleeper.tag}"
+        cluster.load_images([ref])
+        cluster.verify_images(rendered)  # found in every node: no ImageMissing
+        cluster.deploy("short-hub", rendered.docs)
+        cluster.wait_ready("short-hub")
+    finally:
+        _podman()("rmi", written, check=False)
 
 
 def test_never_ready_gives_up_at_the_deadline_saying_what_it_saw(

@@ -1,0 +1,159 @@
+"""`inv init` on a repo shaped like a real team's, then a run with no file edited by hand.
+
+The repo (made here): two mains (a server and a CLI its exec probe calls), a ui/
+directory the Dockerfile copies, a multi-stage Dockerfile whose base images no
+machine here can pull, a kustomize base with two overlays (and a kustomize
+transformer file and a cert-manager object beside them), and a Helm chart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from infra.config import load
+from tests.faultkit import HARNESS, REPO, RootFactory, harness_env
+from tests.test_image_layout import CLI, DOCKERFILE, SERVER
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/team/web:1.0.0
+          command: ["./server"]
+          ports: [{name: http, containerPort: 9898}]
+          readinessProbe:
+            exec: {command: ["cli", "check", "http", "http://127.0.0.1:9898/readyz"]}
+            periodSeconds: 1
+"""
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 9898, targetPort: http}]
+"""
+FILES = {
+    "go.mod": "module example.com/web\n\ngo 1.22\n",
+    "cmd/server/main.go": SERVER,
+    "cmd/cli/main.go": CLI,
+    "ui/index.html": "<h1>orders</h1>",
+    "Dockerfile": DOCKERFILE,
+    "deploy/base/deployment.yaml": DEPLOYMENT,
+    "deploy/base/service.yaml": SERVICE,
+    "deploy/base/kustomization.yaml": 'resources: ["deployment.yaml", "service.yaml"]\n',
+    "deploy/overlays/e2e/kustomization.yaml": 'resources: ["../../base"]\nlabels: [{pairs: {env: e2e}}]\n',
+    "deploy/overlays/prod/kustomization.yaml": 'resources: ["../../base"]\nnamespace: prod\n',
+    "deploy/transformers/labels.yaml": (
+        "apiVersion: builtin\nkind: LabelTransformer\nmetadata: {name: labels}\nlabels: {team: orders}\n"
+    ),
+    "deploy/cert.yaml": (
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: web}\nspec: {secretName: web}\n"
+    ),
+    "charts/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+    "charts/web/values.yaml": "replicas: 1\n",
+    "charts/web/templates/deployment.yaml": DEPLOYMENT.replace(
+        "replicas: 1", "replicas: {{ .Values.replicas }}"
+    ),
+    "charts/web/templates/service.yaml": SERVICE,
+}
+
+
+def make_repo(repo: Path) -> Path:
+    for rel, text in FILES.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    return repo
+
+
+def init(repo: Path) -> str:
+    proc = subprocess.run([*HARNESS, "init", str(repo)], cwd=REPO, env=harness_env(), capture_output=True,
+                          text=True, timeout=600, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def e2e(repo: Path, platform: str = "podman") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HARNESS, "--config", str(repo / "e2e.toml"), "e2e", "--platform", platform],
+        cwd=REPO, env=harness_env(), capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+
+def test_init_reads_the_overlay_the_dockerfile_and_the_services_and_the_run_passes(
+    roots: RootFactory,
+) -> None:
+    root = roots.make("real-repo")
+    repo = make_repo(root.path / "web")
+
+    said = init(repo)
+
+    text = (repo / "e2e.toml").read_text()
+    data = tomllib.loads(text)
+    assert data["manifests"] == ["deploy/overlays/e2e", "e2e/nodeports.yaml"], text
+    assert "# kustomization deploy/overlays/prod (an overlay of deploy/base): not used" in text, text
+    assert "# helm chart charts/web: not used (the kustomization is)" in text, text
+    (svc,) = data["services"]
+    assert (svc["name"], svc["main"], svc["image"]) == ("web", "./cmd/server", "ghcr.io/team/web"), text
+    assert svc["layout"] == {
+        "binary": "/home/app/server", "binaries": {"/usr/local/bin/cli": "./cmd/cli"},
+        "files": {"/home/app/ui": "ui"}, "workdir": "/home/app", "user": "app", "cmd": ["./server"],
+        "entrypoint": [],
+    }, text  # fmt: skip
+    assert svc["node_port"] == 30080, text  # the ClusterIP Service got a NodePort one beside it
+    assert "test_service_answers" in (repo / "e2e" / "test_smoke.py").read_text()
+    assert load(repo / "e2e.toml").names() == ["web"], said
+
+    out = e2e(repo)
+
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "- result: passed: 1 passed" in out.stdout, out.stdout
+    assert (repo / "artifacts" / ".gitignore").is_file() and (repo / ".e2e" / ".gitignore").is_file()
+
+
+def test_init_offers_the_chart_when_there_is_no_kustomization_and_the_run_passes(roots: RootFactory) -> None:
+    root = roots.make("real-repo-chart")
+    repo = make_repo(root.path / "web")
+    shutil.rmtree(repo / "deploy" / "base")
+    shutil.rmtree(repo / "deploy" / "overlays")
+
+    init(repo)
+
+    text = (repo / "e2e.toml").read_text()
+    data = tomllib.loads(text)
+    assert data["manifests"] == [{"chart": "charts/web"}, "e2e/nodeports.yaml"], text
+    out = e2e(repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "- result: passed: 1 passed" in out.stdout, out.stdout
+
+
+def test_plain_files_leave_out_kustomize_config_and_crd_objects_saying_so(roots: RootFactory) -> None:
+    root = roots.make("real-repo-plain")
+    repo = make_repo(root.path / "web")
+    for gone in ("deploy/base/kustomization.yaml", "deploy/overlays", "charts"):
+        path = repo / gone
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    init(repo)
+
+    text = (repo / "e2e.toml").read_text()
+    assert tomllib.loads(text)["manifests"] == [
+        "deploy/base/deployment.yaml", "deploy/base/service.yaml", "e2e/nodeports.yaml",
+    ], text  # fmt: skip
+    assert "LabelTransformer labels: a kustomize config file, not an object: left out" in text, text
+    assert "Certificate web (cert-manager.io): needs a CRD the run's cluster does not have: left out" in text
