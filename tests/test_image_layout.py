@@ -163,3 +163,27 @@ def test_a_program_the_layout_does_not_hold_is_refused_before_anything_is_built(
         "its readiness probe (exec) runs 'podcli', which the image the harness builds for service 'web' "
         "does not hold (it holds /home/app/server, /home/app/ui, /usr/local/bin/cli)" in out.output
     ), str(out)
+
+
+def test_a_containerfiles_base_image_that_cannot_be_had_is_refused_before_any_build(
+    roots: RootFactory,
+) -> None:
+    root = roots.make("base-missing")
+    containerfile = root.path / "Containerfile"
+    containerfile.write_text(
+        "FROM docker.io/library/golang:1.26-e2eh-absent AS build\nCOPY . /src\n"
+        "FROM scratch\nCOPY --from=build /src/gateway /app\n"
+    )
+    root.service("gateway", containerfile=str(containerfile))
+
+    out = root.e2e("-k", "smoke", timeout=120)
+
+    assert out.code == 4, str(out)
+    assert "phase 'images:third-party' failed" in out.output, str(out)
+    assert (
+        f"docker.io/library/golang:1.26-e2eh-absent (used by FROM in {containerfile} (service 'gateway'))"
+        in out.output
+    ), str(out)
+    assert "podman pull docker.io/library/golang:1.26-e2eh-absent" in out.output, str(out)
+    assert "> build:gateway" not in out.output, str(out)
+    assert root.leftovers(out.run_id) == [], str(out)

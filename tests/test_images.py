@@ -262,3 +262,18 @@ def test_a_third_party_reference_is_spelled_as_kubernetes_reads_it(written: str,
 def test_a_third_party_digest_reference_is_refused_with_the_way_out() -> None:
     with pytest.raises(InvalidName, match="by a tag"):
         ImageRef.foreign("redis@sha256:" + "a" * 64)
+
+
+def test_a_containerfiles_base_images_are_its_from_lines_but_stages_scratch_and_args(tmp_path: Path) -> None:
+    from infra.builds.third_party import containerfile_bases
+    from infra.config import parse
+
+    (tmp_path / "Containerfile").write_text(
+        "ARG GO=1.26\nFROM golang:${GO} AS build\nFROM --platform=linux/amd64 alpine:3.22 AS base\n"
+        "FROM build AS test\nFROM base\nFROM scratch\nCOPY --from=build /x /x\n"
+    )
+    service = {"name": "a", "source": ".", "image": "t/a", "containerfile": "Containerfile"}
+    cfg = parse({"manifests": [], "services": [service]}, tmp_path / "e2e.toml")
+    assert {str(r): w for r, w in containerfile_bases(cfg).items()} == {
+        "docker.io/library/alpine:3.22": [f"FROM in {tmp_path / 'Containerfile'} (service 'a')"]
+    }

@@ -8,14 +8,19 @@ transformer file and a cert-manager object beside them), and a Helm chart.
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from infra.config import load
+from infra.podman_cli import podman_env
 from tests.faultkit import HARNESS, REPO, RootFactory, harness_env
 from tests.test_image_layout import CLI, DOCKERFILE, SERVER
 
@@ -74,11 +79,62 @@ FILES = {
 }
 
 
+REDIS = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis, labels: {app: redis}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers:
+        - {name: redis, image: "docker.io/redis:TAG", ports: [{containerPort: 6379}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: redis}
+spec:
+  selector: {app: redis}
+  ports: [{port: 6379, targetPort: 6379}]
+"""
+
+
 def make_repo(repo: Path) -> Path:
     for rel, text in FILES.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text)
     return repo
+
+
+@contextmanager
+def redis_at_hand(repo: Path) -> Iterator[str]:
+    """A Redis dependency, written `docker.io/redis:<tag>` as teams do, whose image this machine has
+    (no registry here: a stand-in program under that name, as `podman pull` would have left it)."""
+    tag = f"8.8.0-e2eh{secrets.token_hex(3)}"
+    work = repo.parent / "redis-image"
+    shutil.copytree(REPO / "tests" / "kindprobe", work)
+    env = {**os.environ, "CGO_ENABLED": "0"}
+    subprocess.run(["go", "build", "-o", str(work / "rootfs" / "redis"), "."], cwd=work, check=True, env=env)
+    subprocess.run(["tar", "-C", str(work / "rootfs"), "-cf", str(work / "rootfs.tar"), "redis"], check=True)
+    image = f"docker.io/library/redis:{tag}"
+    podman = ["podman", "--log-level", "error"]
+    penv = {**os.environ, **podman_env(REPO / ".e2e")}
+    entry = 'ENTRYPOINT ["/redis"]'
+    subprocess.run(
+        [*podman, "import", "--change", entry, str(work / "rootfs.tar"), image], check=True, env=penv
+    )
+    for base in ("deploy/base", "charts/web/templates"):
+        if (repo / base).is_dir():
+            (repo / base / "redis.yaml").write_text(REDIS.replace("TAG", tag))
+    kustomization = repo / "deploy" / "base" / "kustomization.yaml"
+    if kustomization.exists():
+        kustomization.write_text('resources: ["deployment.yaml", "service.yaml", "redis.yaml"]\n')
+    try:
+        yield image
+    finally:
+        subprocess.run([*podman, "rmi", image], check=False, capture_output=True, timeout=120, env=penv)
 
 
 def init(repo: Path) -> str:
@@ -100,8 +156,9 @@ def test_init_reads_the_overlay_the_dockerfile_and_the_services_and_the_run_pass
 ) -> None:
     root = roots.make("real-repo")
     repo = make_repo(root.path / "web")
-
-    said = init(repo)
+    with redis_at_hand(repo):
+        said = init(repo)
+        out = e2e(repo)
 
     text = (repo / "e2e.toml").read_text()
     data = tomllib.loads(text)
@@ -118,9 +175,11 @@ def test_init_reads_the_overlay_the_dockerfile_and_the_services_and_the_run_pass
     assert svc["node_port"] == 30080, text  # the ClusterIP Service got a NodePort one beside it
     assert "test_service_answers" in (repo / "e2e" / "test_smoke.py").read_text()
     assert load(repo / "e2e.toml").names() == ["web"], said
-
-    out = e2e(repo)
-
+    assert (
+        "# workload redis (deploy/overlays/e2e, image docker.io/redis): no main package here builds it"
+        in text
+    )
+    assert "main ./cmd/cli" not in text, text  # the layout's second binary: it is used
     assert out.returncode == 0, out.stdout + out.stderr
     assert "- result: passed: 1 passed" in out.stdout, out.stdout
     assert (repo / "artifacts" / ".gitignore").is_file() and (repo / ".e2e" / ".gitignore").is_file()
@@ -132,12 +191,13 @@ def test_init_offers_the_chart_when_there_is_no_kustomization_and_the_run_passes
     shutil.rmtree(repo / "deploy" / "base")
     shutil.rmtree(repo / "deploy" / "overlays")
 
-    init(repo)
+    with redis_at_hand(repo):
+        init(repo)
+        out = e2e(repo)
 
     text = (repo / "e2e.toml").read_text()
     data = tomllib.loads(text)
     assert data["manifests"] == [{"chart": "charts/web"}, "e2e/nodeports.yaml"], text
-    out = e2e(repo)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "- result: passed: 1 passed" in out.stdout, out.stdout
 

@@ -99,16 +99,16 @@ def test_a_repo_without_a_kind_config_runs_on_the_harnesss_and_a_readiness_failu
 def test_init_on_a_real_shaped_repo_then_e2e_passes_on_kind(roots: RootFactory, source: str) -> None:
     """For real on kind: `inv init` writes the config (layout from the Dockerfile, a NodePort Service),
     and the run passes with no file edited by hand, from the kustomize overlay and from the chart."""
-    from tests.test_init_real_repo import e2e, init, make_repo
+    from tests.test_init_real_repo import e2e, init, make_repo, redis_at_hand
 
     root = roots.make(f"kind-init-{source}")
     repo = make_repo(root.path / "web")
     if source == "helm":
         shutil.rmtree(repo / "deploy" / "base")
         shutil.rmtree(repo / "deploy" / "overlays")
-    init(repo)
-
-    out = e2e(repo, "kind")
+    with redis_at_hand(repo):  # `docker.io/redis:<tag>`: the node stores it as docker.io/library/redis
+        init(repo)
+        out = e2e(repo, "kind")
 
     assert out.returncode == 0, out.stdout + out.stderr
     assert "- result: passed: 1 passed" in out.stdout, out.stdout

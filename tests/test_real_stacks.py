@@ -10,14 +10,17 @@ code, a message naming the object and the next step, and nothing left behind.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from infra import config as config_mod
+from infra.cleanup import runlock
 from infra.names import new_run_id
 from infra.paths import RunPaths
 from infra.platforms.manifests import Rendered
@@ -100,6 +103,10 @@ def test_a_stand_in_is_rebuilt_when_its_source_changes_and_only_then(roots: Root
     root.data["images"]["stand_in"][0]["image"] = image
     root.write_config()
     root.edit_manifest("gateway.yaml", f"image: {WAITFOR}", f"image: {image}")
+    # a run's teardown removes the stand-ins no other live run uses: one that does keeps it cached
+    other = f"test-{secrets.token_hex(3)}"
+    lock = runlock.hold(other)
+    runlock.use_images(other, [image])
     try:
         first = root.e2e(*SMOKE)
         assert first.code == EXIT_OK, str(first)
@@ -116,6 +123,40 @@ def test_a_stand_in_is_rebuilt_when_its_source_changes_and_only_then(roots: Root
         changed = root.e2e(*SMOKE)
         assert changed.code == EXIT_OK, str(changed)
         assert f"third-party image {image}: stand-in built from" in changed.output, str(changed)
+    finally:
+        runlock.release(lock, other)
+        root.podman("rmi", image, check=False)
+
+
+def test_a_stand_in_is_removed_at_teardown_and_one_the_user_made_is_not(roots: RootFactory) -> None:
+    """A local build under a registry's name must not stay behind to stand in for the real image."""
+    root = roots.make("stand-in-gone")
+    image = f"registry.example.com/e2e-harness-tests/waitfor-{secrets.token_hex(3)}:1.0"
+    root.data["images"]["stand_in"][0]["image"] = image
+    root.write_config()
+    root.edit_manifest("gateway.yaml", f"image: {WAITFOR}", f"image: {image}")
+    try:
+        out = root.e2e(*SMOKE)
+        assert out.code == EXIT_OK, str(out)
+        assert f"third-party image {image}: stand-in built from" in out.output, str(out)
+        assert (
+            root.podman("image", "exists", image, check=False) == ""
+            and not root.podman("images", "--quiet", image, check=False).strip()
+        ), f"{image} is still in podman's store"
+        # the user's own image under that name (no stand-in label) is used and kept
+        rootfs = root.path / "mine"
+        build = ["go", "build", "-o", str(rootfs / "waitfor"), "./waitfor"]
+        env = {**os.environ, "CGO_ENABLED": "0"}
+        subprocess.run(build, cwd=REPO / "services" / "thirdparty", env=env, check=True, timeout=300)
+        subprocess.run(
+            ["tar", "-C", str(rootfs), "-cf", str(root.path / "mine.tar"), "waitfor"], check=True, timeout=60
+        )
+        root.podman("import", "--change", 'ENTRYPOINT ["/waitfor"]', str(root.path / "mine.tar"), image)
+        root.data["images"]["stand_in"] = []
+        root.write_config()
+        mine = root.e2e(*SMOKE)
+        assert mine.code == EXIT_OK, str(mine)
+        assert root.podman("images", "--quiet", image).strip(), "the user's image was removed"
     finally:
         root.podman("rmi", image, check=False)
 

@@ -22,6 +22,7 @@ from infra import waits
 from infra.builds import build
 from infra.config import Config, StandIn
 from infra.images import ImageRef
+from infra.names import InvalidName
 from infra.podman_cli import Podman
 from infra.proc import CommandError, Runner, tail
 
@@ -41,6 +42,57 @@ class Outcome:
 
     def line(self) -> str:
         return f"third-party image {self.ref}: {self.how}"
+
+
+def containerfile_bases(config: Config) -> dict[ImageRef, list[str]]:
+    """The base images the services' own Containerfiles start FROM (not scratch, not an earlier stage,
+    not a name an ARG decides): checked or pulled like any third-party image, before the builds."""
+    out: dict[ImageRef, list[str]] = {}
+    for svc in config.services:
+        if svc.containerfile is None:
+            continue
+        path = config.path(svc.containerfile)
+        stages: set[str] = set()
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue  # the build says it, naming the file
+        for line in lines:
+            words = line.split()
+            if len(words) < 2 or words[0].upper() != "FROM":
+                continue
+            args = [w for w in words[1:] if not w.startswith("--")]
+            if not args:
+                continue
+            name, earlier = args[0], name_in(args[0], stages)
+            if len(args) >= 3 and args[1].upper() == "AS":
+                stages.add(args[2].lower())
+            if earlier or name == "scratch" or "$" in name:
+                continue
+            try:
+                ref = ImageRef.foreign(name)
+            except InvalidName:
+                continue  # a digest: podman's build resolves it itself
+            out.setdefault(ref, []).append(f"FROM in {path} (service {svc.name!r})")
+    return out
+
+
+def remove_stand_ins(podman: Podman, refs: Sequence[ImageRef]) -> list[ImageRef]:
+    """The stand-ins the harness built, untagged from podman's store at teardown: a local build under
+    a registry's name must not outlive the run and stand in for the real image elsewhere. One the user
+    made (no stand-in label) stays; one a container still uses stays too (podman refuses)."""
+    removed = []
+    for ref in refs:
+        label = podman("image", "inspect", "--format", f'{{{{index .Labels "{STAND_IN_LABEL}"}}}}', str(ref),
+                       check=False)  # fmt: skip
+        ours = label.ok and label.stdout.strip() not in ("", "<no value>")
+        if ours and podman("rmi", str(ref), check=False).ok:
+            removed.append(ref)
+    return removed
+
+
+def name_in(name: str, stages: set[str]) -> bool:
+    return name.lower() in stages
 
 
 def stand_in_for(config: Config, ref: ImageRef) -> StandIn | None:

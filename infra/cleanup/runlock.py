@@ -34,6 +34,28 @@ def hold(run_id: str) -> IO[str]:
 def release(fh: IO[str], run_id: str) -> None:
     fh.close()
     _lock_path(run_id).unlink(missing_ok=True)
+    _images_path(run_id).unlink(missing_ok=True)
+
+
+def _images_path(run_id: str) -> Path:
+    return LOCK_DIR / f"{run_id}.images"
+
+
+def use_images(run_id: str, names: list[str]) -> None:
+    """Images this live run uses that a finishing run could remove (its stand-ins): noted before the
+    run checks or builds them, so no other run's teardown takes them away meanwhile."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    _images_path(run_id).write_text("".join(f"{n}\n" for n in names))
+
+
+def images_used_by_others(run_id: str) -> set[str]:
+    """The images the other live runs noted."""
+    used: set[str] = set()
+    for path in LOCK_DIR.glob("*.images"):
+        if path.stem != run_id and is_alive(path.stem):
+            with contextlib.suppress(OSError):
+                used.update(path.read_text().split())
+    return used
 
 
 def is_alive(run_id: str) -> bool:

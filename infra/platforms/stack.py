@@ -106,6 +106,7 @@ def setup_phases(
     build_root = build_dir(stack.paths.root).resolve()
     binaries: dict[str, Path] = {}  # service -> its image's files, staged after its module's one go build
     batch_of = {name: f"go:{b.name}" for b in build.go_batches(cfg) for name in b.services}
+    bases = third_party.containerfile_bases(cfg)  # a Containerfile's FROM: there before its build
 
     def compiler(batch: build.GoBatch) -> Phase:
         def run() -> None:
@@ -125,14 +126,19 @@ def setup_phases(
             )  # fmt: skip
             stack.built[name] = outcome.built
 
-        return Phase(f"build:{name}", run, (batch_of[name],) if name in batch_of else first)
+        if name in batch_of:
+            return Phase(f"build:{name}", run, (batch_of[name],))
+        from_bases = cfg.service(name).containerfile is not None and bool(bases)
+        return Phase(f"build:{name}", run, ("images:third-party",) if from_bases else first)
 
     phases = [Phase("preflight", preflight)] if preflight else []
     foreign = stack.rendered.foreign
     # a stand-in is a build like the services' (beside them, waited for by its users only); any
     # other third-party image is checked or pulled before the cluster: absent, it fails in seconds
     built_here = {ref: who for ref, who in foreign.items() if third_party.stand_in_for(cfg, ref)}
-    pulled = {ref: who for ref, who in foreign.items() if ref not in built_here}
+    pulled = {ref: list(who) for ref, who in foreign.items() if ref not in built_here}
+    for ref, who in bases.items():
+        pulled.setdefault(ref, []).extend(who)
     go_builds = tuple(f"go:{b.name}" for b in build.go_batches(cfg))
 
     def uses(docs: list[Doc], refs: Iterable[ImageRef]) -> bool:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from infra import config as config_mod
 from infra import state, waits
-from infra.builds import gotool
+from infra.builds import gotool, third_party
 from infra.builds.build import go_version, plan_images
 from infra.cleanup import runlock
 from infra.config import Config, ConfigError
@@ -237,6 +237,7 @@ class Run:
                     cfg, coverage=opts.coverage, toolchain=go_version(self.runner), runner=self.runner
                 )
                 rendered = manifests.render(cfg, self._docs(), plan, coverage=opts.coverage)
+            runlock.use_images(self.paths.run_id, [str(r) for r in plan.stand_ins])
             for name, ref in plan.refs.items():
                 say(f"image {name}: {ref}")
             ctx = Context(
@@ -389,6 +390,12 @@ class Run:
                     shutil.rmtree(self.paths.run_dir, ignore_errors=True)
         if self.stack is not None:  # a kept stack runs the new images too
             self.podman.remove_displaced()  # what this run's (or an earlier one's) rebuilds untagged
+        if self.stack is not None and not keep:  # the stand-ins no other live run uses
+            others = runlock.images_used_by_others(self.paths.run_id)
+            gone = third_party.remove_stand_ins(
+                self.podman, [r for r in self.stack.plan.stand_ins if str(r) not in others]
+            )
+            log.info("stand-ins removed at teardown: %s", ", ".join(map(str, gone)) or "none")
         self.paths.archive.unlink(missing_ok=True)
         self._write_timings()
         self._write_summary(code)

@@ -472,10 +472,12 @@ def render_config(root: Path, sources: Sources, loads: list[Workload], mains: li
         for w in loads
         if w.main is None
     ]
+    in_layouts = {(w.main.module, pkg) for w in loads if w.main and w.layout for pkg in
+                  (w.layout.get("binaries") or {}).values()}  # fmt: skip
     notes += [
         f"# main {m.package} of {m.module.as_posix() or '.'}: no workload in the manifests runs it"
         for m in mains
-        if all(w.main != m for w in loads)
+        if all(w.main != m for w in loads) and (m.module, m.package) not in in_layouts
     ]
     lines += ["", *notes] if notes else []
     lines += [
