@@ -113,7 +113,7 @@ def redis_at_hand(repo: Path) -> Iterator[str]:
     """A Redis dependency, written `docker.io/redis:<tag>` as teams do, whose image this machine has
     (no registry here: a stand-in program under that name, as `podman pull` would have left it)."""
     tag = f"8.8.0-e2eh{secrets.token_hex(3)}"
-    work = repo.parent / "redis-image"
+    work = repo.parent / f"redis-image-{tag}"
     shutil.copytree(REPO / "tests" / "kindprobe", work)
     env = {**os.environ, "CGO_ENABLED": "0"}
     subprocess.run(["go", "build", "-o", str(work / "rootfs" / "redis"), "."], cwd=work, check=True, env=env)
@@ -144,9 +144,9 @@ def init(repo: Path) -> str:
     return proc.stdout + proc.stderr
 
 
-def e2e(repo: Path, platform: str = "podman") -> subprocess.CompletedProcess[str]:
+def e2e(repo: Path, platform: str = "podman", *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*HARNESS, "--config", str(repo / "e2e.toml"), "e2e", "--platform", platform],
+        [*HARNESS, "--config", str(repo / "e2e.toml"), "e2e", "--platform", platform, *extra],
         cwd=REPO, env=harness_env(), capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
 

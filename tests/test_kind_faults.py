@@ -95,22 +95,34 @@ def test_a_repo_without_a_kind_config_runs_on_the_harnesss_and_a_readiness_failu
     assert root.leftovers(out.run_id) == [], str(out)
 
 
-@pytest.mark.parametrize("source", ["kustomize", "helm"])
-def test_init_on_a_real_shaped_repo_then_e2e_passes_on_kind(roots: RootFactory, source: str) -> None:
+def test_init_on_a_real_shaped_repo_then_e2e_passes_on_kind_from_the_overlay_and_the_chart(
+    roots: RootFactory,
+) -> None:
     """For real on kind: `inv init` writes the config (layout from the Dockerfile, a NodePort Service),
-    and the run passes with no file edited by hand, from the kustomize overlay and from the chart."""
+    and the run passes with no file edited by hand: the kustomize repo on a cluster it makes and keeps,
+    then the chart repo on that cluster (`--reuse`), then `down` removes it."""
     from tests.test_init_real_repo import e2e, init, make_repo, redis_at_hand
 
-    root = roots.make(f"kind-init-{source}")
-    repo = make_repo(root.path / "web")
-    if source == "helm":
-        shutil.rmtree(repo / "deploy" / "base")
-        shutil.rmtree(repo / "deploy" / "overlays")
-    with redis_at_hand(repo):  # `docker.io/redis:<tag>`: the node stores it as docker.io/library/redis
-        init(repo)
-        out = e2e(repo, "kind")
-
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "- result: passed: 1 passed" in out.stdout, out.stdout
-    run_id = re.search(r"^run (\S+): artifacts in ", out.stdout, re.MULTILINE)
-    assert run_id and root.kind_nodes(run_id.group(1)) == [], out.stdout
+    root = roots.make("kind-init")
+    overlay, chart = make_repo(root.path / "overlay"), make_repo(root.path / "chart")
+    shutil.rmtree(chart / "deploy" / "base")
+    shutil.rmtree(chart / "deploy" / "overlays")
+    kept = ""
+    try:
+        with redis_at_hand(overlay):  # `docker.io/redis:<tag>`: the node stores docker.io/library/redis
+            init(overlay)
+            first = e2e(overlay, "kind", "--keep")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "- result: passed: 1 passed" in first.stdout, first.stdout
+        kept = re.search(r"^run (\S+): artifacts in ", first.stdout, re.MULTILINE).group(1)  # type: ignore[union-attr]
+        root.run_ids.add(kept)
+        with redis_at_hand(chart):
+            init(chart)
+            second = e2e(chart, "kind", "--reuse", f"e2eh-{kept}")
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "- result: passed: 1 passed" in second.stdout, second.stdout
+    finally:
+        if kept:
+            down = root.harness("--config", str(overlay / "e2e.toml"), "down", "--run-id", kept)
+            assert down.code == 0, str(down)
+    assert root.kind_nodes(kept) == []

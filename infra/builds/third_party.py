@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import waits
-from infra.builds import build
+from infra.builds import baseimages, build
 from infra.config import Config, StandIn
 from infra.images import ImageRef
 from infra.names import InvalidName
@@ -128,15 +128,25 @@ def ensure(
         if ref.is_local:
             return Outcome(ref, "present") if present else "localhost/ images exist only in podman's store"
         if policy == "never":
-            return 'not in podman\'s store, and [images] pull = "never"'
+            return _made_here(ref) or 'not in podman\'s store, and [images] pull = "never"'
         try:
             podman("pull", "--quiet", str(ref), timeout=config.timeouts.pull)
         except CommandError as err:
             if present:  # `always` with no registry: the copy at hand still serves
                 log.warning("pull of %s failed, using the local copy: %s", ref, err)
                 return Outcome(ref, "present (pull failed, local copy used)")
-            return f"pull failed: {tail(err.output_tail, 2) or err}"
+            return _made_here(ref) or f"pull failed: {tail(err.output_tail, 2) or err}"
         return Outcome(ref, "pulled")
+
+    def _made_here(ref: ImageRef) -> Outcome | str | None:
+        """A base a Containerfile starts FROM that the harness can make (debian from debootstrap)."""
+        base = baseimages.provided(ref)
+        if base is None or not any(w.startswith("FROM in ") for w in foreign[ref]):
+            return None
+        try:
+            return Outcome(ref, baseimages.ensure(base, podman, runner))
+        except (baseimages.BaseImageError, CommandError) as err:
+            return f"not pullable, and not made here: {err}"
 
     refs = sorted(foreign)
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(refs)))) as pool:

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.builds import gotool
+from infra.builds import baseimages, gotool, third_party
 from infra.config import Config
 from infra.names import RUN_LABEL
 from infra.nodeimage import versions
@@ -253,7 +253,24 @@ def run_checks(
             checks.append(check_podman_runs(runner, podman, root / ".e2e"))
     checks += check_ports(config, podman)
     checks.append(check_disk(root))
+    if not cached:
+        checks += base_image_checks(config, podman)
     return checks
+
+
+def base_image_checks(config: Config, podman: Podman) -> list[Check]:
+    """Where each base image the services' Containerfiles start FROM comes from."""
+    out = []
+    for ref, users in sorted(third_party.containerfile_bases(config).items()):
+        base = baseimages.provided(ref)
+        said = baseimages.where(base, podman) if base else (
+            "in podman's store" if podman.image_exists(ref) else f"pulled at run time ([images] pull = "
+            f"{config.images.pull!r})"
+        )  # fmt: skip
+        bad = said.startswith("cannot")
+        out.append(Check(f"base image {ref}", not bad, f"{said}; {', '.join(users)}",
+                         "apt-get install -y debootstrap" if bad else ""))  # fmt: skip
+    return out
 
 
 def preflight(config: Config, runner: Runner, podman: Podman, root: Path, platform: str) -> list[Check]:
