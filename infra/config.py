@@ -131,8 +131,11 @@ class StandIn(_Model):
     """A local build standing in for a registry image where no registry is reachable."""
 
     image: str = Field(description="the full reference the manifests use, with its tag")
-    source: Path = Field(description="Go module directory, relative to the config file")
+    source: Path = Field(description="Go module directory (or, with containerfile, the build context)")
     main: str = "."
+    containerfile: Path | None = Field(
+        default=None, description="build it from this Containerfile instead (e.g. FROM debian + apt-get)"
+    )
 
     @field_validator("image")
     @classmethod

@@ -341,6 +341,17 @@ class Root:
             raise AssertionError(f"podman {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc.stdout
 
+    def user_image(self, ref: str) -> None:
+        """An image the user made under ref (no harness label): the waitfor program, built here."""
+        rootfs = self.path / f"user-image-{secrets.token_hex(3)}"
+        build = ["go", "build", "-o", str(rootfs / "waitfor"), "./waitfor"]
+        env = {**os.environ, "CGO_ENABLED": "0"}
+        subprocess.run(build, cwd=REPO / "services" / "thirdparty", env=env, check=True, timeout=300)
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(rootfs / "image.tar"), "waitfor"], check=True)
+        self.podman(
+            "import", "--change", 'ENTRYPOINT ["/waitfor"]', str(rootfs / "image.tar"), ref, timeout=120
+        )
+
     def containers(self, run_id: str) -> list[str]:
         out = self.podman("ps", "--all", "--filter", f"label={RUN_LABEL}={run_id}", "--format", "{{.Names}}")
         return sorted(out.split())
@@ -373,6 +384,8 @@ class Root:
             for v in vols
             if any(key.startswith(f"{PREFIX}-{run_id}-") for key in (v.get("Labels") or {}))
         ]
+        found += [f"volume {v}" for v in self.podman("volume", "ls", "--quiet", "--filter",
+                                                    f"label={RUN_LABEL}={run_id}").split()]  # fmt: skip
         found += [f"pod {p}" for p in self.pods(run_id)]
         found += [f"network {n}" for n in self.networks(run_id)]
         found += [f"archive {a}" for a in sorted((self.path / ".e2e" / "archives").glob("*.tar"))]

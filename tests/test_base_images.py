@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 
 import pytest
@@ -49,3 +50,60 @@ def test_a_debian_based_containerfile_builds_and_runs_with_no_registry(roots: Ro
     again = root.e2e("-k", "smoke", timeout=300)
     assert again.code == 0 and f"third-party image {slim}: present" in again.output, str(again)
     assert root.leftovers(again.run_id) == [], str(again)
+
+
+REDIS_CONTAINERFILE = """\
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends redis-server && rm -rf /var/lib/apt/lists/*
+ENTRYPOINT ["redis-server", "--protected-mode", "no"]
+"""
+REDIS = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis, labels: {app: redis}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers:
+        - name: redis
+          image: docker.io/redis:7.0-e2eh-TAG
+          ports: [{name: redis, containerPort: 6379}]
+          readinessProbe:
+            exec: {command: ["redis-cli", "ping"]}
+            periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: redis}
+spec:
+  selector: {app: redis}
+  ports: [{port: 6379, targetPort: redis}]
+"""
+
+
+def test_redis_from_debians_package_stands_in_for_the_registry_image(roots: RootFactory) -> None:
+    """A third-party image made here from a Containerfile (FROM debian + apt-get install redis-server)."""
+    root = roots.make("redis-stand-in")
+    tag = secrets.token_hex(3)
+    context = root.path / "stand-ins" / "redis"
+    context.mkdir(parents=True)
+    (context / "Containerfile").write_text(REDIS_CONTAINERFILE)
+    image = f"docker.io/redis:7.0-e2eh-{tag}"
+    root.data["images"]["stand_in"].append(
+        {"image": image, "source": str(context), "containerfile": str(context / "Containerfile")}
+    )
+    root.write_config()
+    root.append_manifest("gateway.yaml", REDIS.replace("TAG", tag))
+
+    out = root.e2e("-k", "smoke", timeout=900)
+
+    assert out.code == 0, str(out)
+    assert f"third-party image docker.io/library/redis:7.0-e2eh-{tag}: stand-in built from {context}" in (
+        out.output
+    ), str(out)
+    assert root.leftovers(out.run_id) == [], str(out)
+    # a stand-in made here does not stay behind under the registry's name
+    assert not root.podman("images", "--quiet", image, check=False).strip()

@@ -325,6 +325,26 @@ def test_a_docker_hub_image_written_short_is_loaded_and_found_under_the_nodes_lo
         _podman()("rmi", written, check=False)
 
 
+def test_a_statefulsets_claim_binds_and_its_pod_runs_on_the_offline_node_image(
+    cluster: KindPlatform, sleeper: ImageRef
+) -> None:
+    """The node image's default StorageClass (kind's hostPath provisioner, in kube-controller-manager)."""
+    cluster.load_images([sleeper])
+    doc = _workload("StatefulSet", "keeper", sleeper, replicas=1)
+    doc["spec"]["volumeClaimTemplates"] = [{
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }]  # fmt: skip
+    doc["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "data", "mountPath": "/data"}
+    ]
+    cluster.deploy("keeper", [doc])
+    cluster.wait_ready("keeper")
+    (pod,) = cluster.api.pods(cluster.namespace, "app=keeper")
+    claim = pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim == "data-keeper-0", pod["spec"]["volumes"]
+
+
 def test_never_ready_gives_up_at_the_deadline_saying_what_it_saw(
     cluster: KindPlatform, sleeper: ImageRef
 ) -> None:

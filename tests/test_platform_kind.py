@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import threading
 import time
@@ -113,6 +114,11 @@ class FakeKube:
     def patch(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None:
         self.calls.append(("patch", kind, name, namespace, body))
         self.pod_list = []
+
+    storage_class: dict[str, str] = {"name": "standard", "provisioner": "kubernetes.io/host-path"}  # noqa: RUF012
+
+    def default_storage_class(self) -> dict[str, str]:
+        return self.storage_class
 
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return []
@@ -518,6 +524,30 @@ def test_deploy_applies_through_the_api_in_the_runs_namespace(kit: Callable[...,
     order = [c[0] if c[0] != "apply" else c[1] for c in k.api.calls]
     assert order.index("job") < order.index("StatefulSet/datastore")
     assert k.runner.calls == []  # no kubectl shell-outs
+
+
+CLAIM = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"}, "spec": {}}
+
+
+@pytest.mark.parametrize(
+    ("storage_class", "pods", "said"),
+    [
+        ({}, [], "has no default StorageClass to provision them"),
+        ({"name": "standard", "provisioner": "rancher.io/local-path"}, [],
+         "has StorageClass standard, whose provisioner (rancher.io/local-path) does not run"),
+    ],
+)  # fmt: skip
+def test_claims_no_provisioner_can_bind_are_refused_before_anything_is_applied(
+    kit: Callable[..., Kit], storage_class: dict[str, str], pods: list[dict[str, Any]], said: str
+) -> None:
+    k = kit()
+    k.api.storage_class, k.api.pod_list = storage_class, pods
+    with pytest.raises(PlatformError, match=re.escape(said)):
+        k.plat.deploy("data", [CLAIM])
+    assert k.api.of("apply") == []
+    k.api.storage_class = {"name": "standard", "provisioner": "kubernetes.io/host-path"}
+    k.plat.deploy("data", [CLAIM])  # a class whose provisioner runs in the control plane: applied
+    assert [a[1] for a in k.api.of("apply")] == ["PersistentVolumeClaim/data"]
 
 
 def test_wait_ready_returns_when_rolled_out(kit: Callable[..., Kit]) -> None:

@@ -38,6 +38,9 @@ def _keys(model: Any) -> set[str]:
         (pf.PROFILE, client.V1SeccompProfile),
         (pf.PROFILE, client.V1AppArmorProfile),
         (pf.POD_SECURITY_CONTEXT["sysctls"][0], client.V1Sysctl),
+        (pf.CLAIM_SPEC, client.V1PersistentVolumeClaimSpec),
+        (pf.VOLUME["persistentVolumeClaim"], client.V1PersistentVolumeClaimVolumeSource),
+        (pf.WORKLOAD_SPEC["volumeClaimTemplates"][0], client.V1PersistentVolumeClaimTemplate),
     ],
     ids=[
         "PodSpec",
@@ -58,6 +61,9 @@ def _keys(model: Any) -> set[str]:
         "SeccompProfile",
         "AppArmorProfile",
         "Sysctl",
+        "PersistentVolumeClaimSpec",
+        "PersistentVolumeClaimVolume",
+        "VolumeClaimTemplate",
     ],
 )
 def test_every_field_of_the_kubernetes_schema_has_a_decision(schema: pf.Schema, model: Any) -> None:

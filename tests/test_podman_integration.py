@@ -59,6 +59,10 @@ def isolated(tmp_path: Path) -> Path:
             value = str(REPO / value) if key == "source" else value
             lines.append(f"{key} = {json.dumps(value)}")
         lines.append("")
+    for stand_in in data.get("images", {}).get("stand_in", []):  # the registry images it stands in for
+        lines.append("[[images.stand_in]]")
+        lines += [f"{k} = {json.dumps(str(REPO / v) if k == 'source' else v)}" for k, v in stand_in.items()]
+        lines.append("")
     lines += ["[tests]", f'path = "{REPO / "e2e"}"', "", "[coverage]", f'go_module = "{REPO / "services"}"']
     cfg = tmp_path / "e2e.toml"
     cfg.write_text("\n".join(lines) + "\n")

@@ -10,11 +10,9 @@ code, a message naming the object and the next step, and nothing left behind.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -77,9 +75,7 @@ def test_a_third_party_image_in_podmans_store_is_run_as_is(roots: RootFactory) -
     """A registry-qualified name only podman's store holds (tagged locally): used, never pulled."""
     mine = f"quay.io/e2e-harness-tests/waitfor-{secrets.token_hex(3)}:local"  # no other session's
     root = roots.make("third-party-present")
-    first = root.e2e(*SMOKE)  # builds the stand-in the tag below copies
-    assert first.code == EXIT_OK, str(first)
-    root.podman("tag", WAITFOR, mine)
+    root.user_image(mine)
     try:
         uses_image(root, mine).set("images", pull="never")
         out = root.e2e(*SMOKE)
@@ -144,14 +140,7 @@ def test_a_stand_in_is_removed_at_teardown_and_one_the_user_made_is_not(roots: R
             and not root.podman("images", "--quiet", image, check=False).strip()
         ), f"{image} is still in podman's store"
         # the user's own image under that name (no stand-in label) is used and kept
-        rootfs = root.path / "mine"
-        build = ["go", "build", "-o", str(rootfs / "waitfor"), "./waitfor"]
-        env = {**os.environ, "CGO_ENABLED": "0"}
-        subprocess.run(build, cwd=REPO / "services" / "thirdparty", env=env, check=True, timeout=300)
-        subprocess.run(
-            ["tar", "-C", str(rootfs), "-cf", str(root.path / "mine.tar"), "waitfor"], check=True, timeout=60
-        )
-        root.podman("import", "--change", 'ENTRYPOINT ["/waitfor"]', str(root.path / "mine.tar"), image)
+        root.user_image(image)
         root.data["images"]["stand_in"] = []
         root.write_config()
         mine = root.e2e(*SMOKE)

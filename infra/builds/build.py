@@ -111,6 +111,12 @@ def stand_in_digests(config: Config, runner: Runner, toolchain: str) -> dict[Ima
     for stand_in in config.images.stand_in:
         source = config.path(stand_in.source).resolve()
         timeout = config.timeouts.build
+        if stand_in.containerfile is not None:  # its build context and its Containerfile
+            out[ImageRef.foreign(stand_in.image)] = content_tag(
+                files_digest(source, context_files(source, output_dirs(config.root))), main="", build_args={},
+                coverage=False, extra=[config.path(stand_in.containerfile)],
+            )  # fmt: skip
+            continue
         files = gosources.inputs(source, [stand_in.main], runner=runner, env=GO_ENV, timeout=timeout)
         out[ImageRef.foreign(stand_in.image)] = content_tag(
             files_digest(source, files[stand_in.main]),

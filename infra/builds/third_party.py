@@ -48,10 +48,12 @@ def containerfile_bases(config: Config) -> dict[ImageRef, list[str]]:
     """The base images the services' own Containerfiles start FROM (not scratch, not an earlier stage,
     not a name an ARG decides): checked or pulled like any third-party image, before the builds."""
     out: dict[ImageRef, list[str]] = {}
-    for svc in config.services:
-        if svc.containerfile is None:
+    builds = [(s.containerfile, f"service {s.name!r}") for s in config.services]
+    builds += [(s.containerfile, f"stand-in for {s.image}") for s in config.images.stand_in]
+    for containerfile, who in builds:
+        if containerfile is None:
             continue
-        path = config.path(svc.containerfile)
+        path = config.path(containerfile)
         stages: set[str] = set()
         try:
             lines = path.read_text(errors="replace").splitlines()
@@ -73,7 +75,7 @@ def containerfile_bases(config: Config) -> dict[ImageRef, list[str]]:
                 ref = ImageRef.foreign(name)
             except InvalidName:
                 continue  # a digest: podman's build resolves it itself
-            out.setdefault(ref, []).append(f"FROM in {path} (service {svc.name!r})")
+            out.setdefault(ref, []).append(f"FROM in {path} ({who})")
     return out
 
 
@@ -182,6 +184,11 @@ def _stand_in(
         ).stdout.strip()
         if have == digest:
             return Outcome(ref, "stand-in up to date")
+    if stand_in.containerfile is not None:
+        containerfile = config.path(stand_in.containerfile)
+        podman.build(ref, source, containerfile, build_args={}, labels={STAND_IN_LABEL: digest},
+                     timeout=config.timeouts.build)  # fmt: skip
+        return Outcome(ref, f"stand-in built from {containerfile}")
     build_root.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="stand-in-", dir=build_root))
     name = build.binary_name(build.module_path(source), stand_in.main)

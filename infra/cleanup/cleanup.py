@@ -211,6 +211,9 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
     networks = podman.json("network", "ls", "--format", "json", "--filter", MANAGED) or []
     _sweep(report, "networks", networks, lambda n: str(n.get("name") or n.get("Name")),
            lambda names: podman("network", "rm", "--force", *names, check=False), dry_run)  # fmt: skip
+    claims = podman.json("volume", "ls", "--format", "json", "--filter", MANAGED) or []
+    _sweep(report, "volumes", claims, lambda v: str(v.get("Name") or v.get("name")),
+           lambda names: podman("volume", "rm", "--force", *names, check=False), dry_run)  # fmt: skip
     clusters = {c.name for c in kind_clusters(podman)}
     for cluster, volumes in sorted(node_volumes(podman).items()):
         if cluster in clusters or _settled(run_id_of(cluster)):

@@ -81,6 +81,7 @@ class KubeApi(Protocol):
     def restart(self, kind: str, name: str, namespace: str) -> None: ...
     def patch(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None: ...
     def events(self, namespace: str) -> list[dict[str, Any]]: ...
+    def default_storage_class(self) -> dict[str, str]: ...
 
 
 class RealKubeApi:
@@ -221,3 +222,19 @@ class RealKubeApi:
 
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return [self._dict(e) for e in self._core.list_namespaced_event(namespace).items]
+
+    def default_storage_class(self) -> dict[str, str]:
+        """The StorageClass a claim without one gets: its name and provisioner ({} when none)."""
+        from kubernetes import client
+
+        with refusals("listing StorageClasses"):
+            classes = client.StorageV1Api(self._api).list_storage_class().items
+        default = "storageclass.kubernetes.io/is-default-class"
+        for item in classes:
+            meta = self._dict(item).get("metadata") or {}
+            if (meta.get("annotations") or {}).get(default) == "true":
+                return {
+                    "name": str(meta.get("name", "")),
+                    "provisioner": str(self._dict(item).get("provisioner")),
+                }
+        return {}

@@ -149,7 +149,7 @@ def check(config: Config, docs: list[Doc], *, coverage: bool) -> list[str]:
                 f"images.stand_in {stand_in.image!r}: no container in the manifests uses it; "
                 "next: spell it as the manifests do, or remove the entry"
             )
-        if not (config.path(stand_in.source) / "go.mod").is_file():
+        if stand_in.containerfile is None and not (config.path(stand_in.source) / "go.mod").is_file():
             problems.append(
                 f"images.stand_in {stand_in.image!r}: source {config.path(stand_in.source)} "
                 "is not a Go module (no go.mod)"
@@ -235,6 +235,8 @@ def built_images(config: Config) -> dict[str, BuiltImage]:
                 {d: config.path(src) for d, src in layout.files.items()}, layout.workdir or "/", path,
             )  # fmt: skip
     for stand_in in config.images.stand_in:
+        if stand_in.containerfile is not None:
+            continue  # its own Containerfile may put anything in it
         with contextlib.suppress(InvalidName):
             repo = ImageRef.foreign(stand_in.image).repository
             out[repo] = BuiltImage(f"the stand-in for {stand_in.image}", frozenset({f"/{BINARY}"}), {})

@@ -48,6 +48,8 @@ FATAL_REASONS = {
     "RunContainerError",
 }
 CTR = ("ctr", "--namespace", "k8s.io")
+KIND_PROVISIONER, KIND_PROVISIONER_NAMESPACE = "rancher.io/local-path", "local-path-storage"
+"""kind's default storage: its StorageClass is made even where its provisioner's image cannot be pulled."""
 STOPPED_LABEL = "io.e2e-harness/stopped"
 """A DaemonSet cannot scale to 0: a nodeSelector no node matches stops its pods gracefully."""
 SCALABLE = ("Deployment", "StatefulSet")
@@ -99,6 +101,7 @@ class KindPlatform:
         self.past_logs: dict[str, list[str]] = {}  # service -> logs of pods a restart/stop ended
         self._ended_pods: set[str] = set()  # by uid: a StatefulSet's new pod has the old one's name
         self._instance_logs: dict[str, dict[int, str]] = {}  # pod uid -> restart number -> its log
+        self._storage_class: str | None = None  # the default StorageClass, once asked
         self._api_factory = api_factory
         self._api: KubeApi | None = None
 
@@ -322,6 +325,7 @@ class KindPlatform:
 
     # -- workloads -------------------------------------------------------------------
     def deploy(self, service: str, docs: list[Doc]) -> None:
+        self._claims_can_bind(docs)
         for doc in docs:  # in apply order: a Job (a migration) completes before the workloads start
             self.api.apply(doc, self.namespace)
             if doc["kind"] in WORKLOAD_KINDS:
@@ -331,6 +335,30 @@ class KindPlatform:
             elif doc["kind"] in JOB_KINDS:
                 self.jobs.setdefault(service, []).append(doc["metadata"]["name"])
                 self._wait_job(doc["metadata"]["name"])
+
+    def _claims_can_bind(self, docs: list[Doc]) -> None:
+        """A claim with no StorageClass binds only where a default one provisions volumes: without it
+        its pods would wait the whole readiness timeout, Pending."""
+        claims = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+        claims += [d for d in docs if d["kind"] == "StatefulSet" and d["spec"].get("volumeClaimTemplates")]
+        if not claims or self._storage_class is not None:
+            return
+        found = self.api.default_storage_class()
+        why = "has no default StorageClass to provision them"
+        if found.get("provisioner") == KIND_PROVISIONER:  # kind's own: its pod must be running to provision
+            pods = self.api.pods(KIND_PROVISIONER_NAMESPACE, "")
+            ready = [p for p in pods if all(c.get("ready") for c in _statuses(p) or [{}])]
+            if not ready:
+                why = f"has StorageClass {found['name']}, whose provisioner ({KIND_PROVISIONER}) does not run"
+                found = {}
+        if not found:
+            names = ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in claims)
+            raise PlatformError(
+                f"{names}: persistent volume claims, and cluster {self.cluster} {why}; next: run this stack "
+                "on podman, or on a cluster whose default StorageClass provisions volumes (the harness's "
+                "node image does: kind's hostPath provisioner)"
+            )
+        self._storage_class = found["name"]
 
     def _wait_job(self, name: str) -> None:
         """Until the Job completes; its Failed condition or a pod that cannot start ends the wait at once."""
@@ -725,6 +753,11 @@ class KindPlatform:
 
 
 _CONTAINER_ID = re.compile(r"^containerd://([0-9a-f]{64})$")
+
+
+def _statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    statuses: list[dict[str, Any]] = (pod.get("status") or {}).get("containerStatuses") or []
+    return statuses
 
 
 def container_state(cs: dict[str, Any]) -> str:

@@ -87,6 +87,24 @@ class PodmanPlatform:
         owner = {id(d): name for name, docs in rendered.by_service.items() for d in docs}
         for doc in (d for d in rendered.docs if d["kind"] in WORKLOAD_KINDS):
             self._create_pod(owner.get(id(doc), ""), doc)
+        for claim in sorted(self._claims()):  # a volume per claim: it outlives restarts, not the run
+            labels = ["--label", f"{LABEL}=true", "--label", f"{RUN_LABEL}={self.ctx.run_id}"]
+            self.ctx.podman("volume", "create", *labels, self._volume_name(claim))
+            where = self.ctx.podman(
+                "volume", "inspect", "--format", "{{.Mountpoint}}", self._volume_name(claim)
+            )
+            Path(where.stdout.strip()).chmod(0o777)  # as the hostPath dirs: any container user writes it
+
+    def _claims(self) -> set[str]:
+        """Every claim of the stack: PersistentVolumeClaims, and a StatefulSet's pod-0 claims."""
+        docs = self.ctx.rendered.docs
+        claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+        for sts in (d for d in docs if d["kind"] == "StatefulSet"):
+            claims |= set(_template_claims(sts).values())
+        return claims
+
+    def _volume_name(self, claim: str) -> str:
+        return resource_name(self.ctx.run_id, f"pvc-{claim}")
 
     def load_images(self, refs: Sequence[ImageRef]) -> None:
         """Nothing to load: podman runs images from its own store."""
@@ -170,6 +188,10 @@ class PodmanPlatform:
         with ThreadPoolExecutor(max_workers=max(1, min(6, len(removals)))) as pool:
             waits.map_all(pool, lambda r: self.ctx.podman.remove(r[0], pod=r[1]), removals)
         self.ctx.podman("network", "rm", "--force", self.network, check=False)
+        ours = f"label={RUN_LABEL}={self.ctx.run_id}"
+        claims = self.ctx.podman("volume", "ls", "--quiet", "--filter", ours, check=False).stdout.split()
+        if claims:
+            self.ctx.podman("volume", "rm", "--force", *claims, check=False)
         shutil.rmtree(self.ctx.paths.hostpaths, ignore_errors=True)
         shutil.rmtree(self.ctx.paths.run_dir / "volumes", ignore_errors=True)
 
@@ -295,7 +317,7 @@ class PodmanPlatform:
             argv += podman_security.sysctl_argv(spec)
         for key, value in self._env(ctr, doc).items():
             argv += ["--env", f"{key}={value}"]
-        for src, dest, ro in self._mounts(ctr, pod_spec(doc), pod):
+        for src, dest, ro in self._mounts(ctr, pod_spec(doc), pod, _template_claims(doc)):
             argv += ["--volume", f"{src}:{dest}" + (":ro" if ro else "")]
         if ctr.get("command"):
             argv += ["--entrypoint", json.dumps(ctr["command"])]
@@ -490,12 +512,25 @@ class PodmanPlatform:
             raise PlatformError(f"{who} uses {kind} {name!r}, which no manifest defines")
         return store[name]
 
-    def _mounts(self, ctr: Doc, spec: Doc, deployment: str) -> Iterable[tuple[Path, str, bool]]:
+    def _mounts(
+        self, ctr: Doc, spec: Doc, deployment: str, templates: dict[str, str]
+    ) -> Iterable[tuple[Path | str, str, bool]]:
+        """templates: a StatefulSet's volumeClaimTemplates by name -> its pod's claim."""
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         for mount in ctr.get("volumeMounts", []):
-            vol = volumes[mount["name"]]
             ro = bool(mount.get("readOnly", False))
-            if "hostPath" in vol:
+            if mount["name"] in templates and mount["name"] not in volumes:
+                yield self._volume_name(templates[mount["name"]]), mount["mountPath"], ro
+                continue
+            vol = volumes[mount["name"]]
+            if "persistentVolumeClaim" in vol:
+                claim = vol["persistentVolumeClaim"]
+                yield (
+                    self._volume_name(claim["claimName"]),
+                    mount["mountPath"],
+                    ro or bool(claim.get("readOnly")),
+                )
+            elif "hostPath" in vol:
                 yield self._host_dir(vol["hostPath"]["path"]), mount["mountPath"], ro
             elif "emptyDir" in vol:
                 yield (
@@ -626,6 +661,15 @@ class PodmanPlatform:
         """What the old process counted survives a restart or stop that kills it at the grace period."""
         if self.ctx.coverage and coverflush.flushable(self.ctx.config, service):
             self.flush_coverage([service])
+
+
+def _template_claims(doc: Doc) -> dict[str, str]:
+    """A StatefulSet's volumeClaimTemplates -> the claim of its one pod (`<template>-<name>-0`)."""
+    if doc.get("kind") != "StatefulSet":
+        return {}
+    name = doc["metadata"]["name"]
+    templates = (doc.get("spec") or {}).get("volumeClaimTemplates") or []
+    return {t["metadata"]["name"]: f"{t['metadata']['name']}-{name}-0" for t in templates}
 
 
 def _resolve_port(port: int | str, ctr: Doc) -> int:

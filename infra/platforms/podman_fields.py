@@ -9,8 +9,11 @@ Kubernetes) is refused too: nothing is dropped silently.
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from infra.platforms.manifests import POD_KINDS, Doc, ident, pod_spec
@@ -125,6 +128,7 @@ KEY_TO_PATH = [{"key": OK, "path": OK, "mode": OK, "user": REFUSED}]
 NO_USER: Schema = {"defaultUser": REFUSED}  # file ownership: the container's user is the image's
 VOLUME: Schema = {
     "name": OK,
+    "persistentVolumeClaim": {"claimName": OK, "readOnly": OK},  # the claim's named volume
     "hostPath": {"path": OK, "type": OK},  # a per-run directory, always created
     "emptyDir": {"medium": REFUSED, "sizeLimit": INERT},
     "configMap": {"name": OK, "items": KEY_TO_PATH, "defaultMode": OK, "optional": OK, **NO_USER},
@@ -133,13 +137,22 @@ VOLUME: Schema = {
     **{
         k: REFUSED
         for k in (
-            "persistentVolumeClaim", "projected", "downwardAPI", "csi", "ephemeral", "nfs",
+            "projected", "downwardAPI", "csi", "ephemeral", "nfs",
             "image", "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "fc", "flexVolume",
             "flocker", "gcePersistentDisk", "gitRepo", "glusterfs", "iscsi", "photonPersistentDisk",
             "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume",
         )
     },
 }  # fmt: skip
+# a claim is a podman named volume of the run: kept across restarts, removed at teardown
+CLAIM_SPEC: Schema = {
+    "accessModes": OK,  # one host: every mode is what one volume gives
+    "resources": {"requests": OK, "limits": INERT},  # the request is checked against free disk
+    "storageClassName": INERT,
+    "volumeMode": OK,  # Filesystem only: Block is refused below
+    "volumeAttributesClassName": INERT,
+    **{k: REFUSED for k in ("selector", "volumeName", "dataSource", "dataSourceRef")},
+}
 INIT_CONTAINER: Schema = {**CONTAINER, "readinessProbe": REFUSED}  # Kubernetes refuses it too
 HOST_ALIAS: Schema = {"ip": OK, "hostnames": OK}
 POD_SPEC: Schema = {
@@ -182,8 +195,8 @@ WORKLOAD_SPEC: Schema = {
             "progressDeadlineSeconds", "paused", "serviceName", "podManagementPolicy", "ordinals",
         )
     },
-    "volumeClaimTemplates": REFUSED,
-    "persistentVolumeClaimRetentionPolicy": REFUSED,
+    "volumeClaimTemplates": [{"apiVersion": OK, "kind": OK, "metadata": META, "spec": CLAIM_SPEC}],
+    "persistentVolumeClaimRetentionPolicy": INERT,  # the run's volumes go at teardown
 }  # fmt: skip
 JOB_POD_SPEC: Schema = {**POD_SPEC, "restartPolicy": OK}  # Never or OnFailure: a failed attempt is retried
 JOB_SPEC: Schema = {
@@ -209,6 +222,7 @@ KINDS: dict[str, Schema] = {
     "DaemonSet": {**TOP, "spec": WORKLOAD_SPEC, "status": INERT},
     "Job": {**TOP, "spec": JOB_SPEC, "status": INERT},
     "ConfigMap": {**TOP, "data": OK, "binaryData": REFUSED, "immutable": INERT},
+    "PersistentVolumeClaim": {**TOP, "spec": CLAIM_SPEC, "status": INERT},
     "Secret": {**TOP, "data": OK, "stringData": OK, "type": OK, "immutable": INERT},
     "Service": {
         **TOP,
@@ -306,7 +320,7 @@ def findings(docs: list[Doc]) -> list[Finding]:
         if not annotations:
             plain["metadata"].pop("annotations")
         out += [Finding(p, where, path) for p, path in _walk(plain, KINDS[kind], "")]
-        out += [Finding(REFUSED, where, path) for path in security_values(doc)]
+        out += [Finding(REFUSED, where, path) for path in security_values(doc) + claim_values(doc)]
         spec = doc.get("spec") or {}
         for key in ("replicas", "completions", "parallelism"):
             if kind in ("Deployment", "StatefulSet", "Job") and int(spec.get(key, 1)) > 1:
@@ -348,6 +362,42 @@ def security_values(doc: Doc) -> list[str]:
         if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True and user == 0:
             out.append(f"{path}: runAsNonRoot with runAsUser 0 (Kubernetes refuses to start the container)")
     return sorted(set(out))
+
+
+def claim_values(doc: Doc) -> list[str]:
+    """Claims podman cannot give: a block device, or more space than the volumes' disk has."""
+    specs = [("spec", doc.get("spec") or {})] if doc.get("kind") == "PersistentVolumeClaim" else []
+    if doc.get("kind") == "StatefulSet":
+        templates = (doc.get("spec") or {}).get("volumeClaimTemplates") or []
+        specs += [
+            (f"spec.volumeClaimTemplates[{i}].spec", t.get("spec") or {}) for i, t in enumerate(templates)
+        ]
+    out = []
+    for path, spec in specs:
+        if spec.get("volumeMode", "Filesystem") != "Filesystem":
+            out.append(f"{path}.volumeMode: {spec['volumeMode']!r} (podman volumes are filesystems)")
+        wanted = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+        size = quantity_bytes(str(wanted)) if wanted is not None else 0
+        free = shutil.disk_usage(VOLUME_DISK if Path(VOLUME_DISK).exists() else "/").free
+        if size is None:
+            out.append(f"{path}.resources.requests.storage: {wanted!r} is not a quantity")
+        elif size > free:
+            out.append(f"{path}.resources.requests.storage: {wanted} is more than the {free // 2**30} GiB "
+                       f"free for podman's volumes ({VOLUME_DISK})")  # fmt: skip
+    return out
+
+
+VOLUME_DISK = "/var/lib/containers"
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "Ki": 2**10, "Mi": 2**20,
+          "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}  # fmt: skip
+
+
+def quantity_bytes(text: str) -> int | None:
+    """A Kubernetes quantity (`1Gi`, `500M`, `10`) in bytes; None when it is not one."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kMGTP]i?)?", text.strip())
+    if not match or (match.group(2) or "") not in _UNITS:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
 
 
 def check(docs: list[Doc]) -> list[str]:

@@ -155,9 +155,12 @@ def setup_phases(
         if kind or uses(stack.rendered.shared, built_here)
         else tuple(f"build:{name}" for name, docs in docs_of.items() if not uses(docs, built_here))
     )
+    bases_first = ("images:third-party",) if any(w.startswith("FROM in ") and "(stand-in for" in w
+                                                  for who in bases.values() for w in who) else ()  # fmt: skip
     images = {
         "images:third-party": (pulled, first),
-        "images:stand-ins": (built_here, (*first, *go_builds, *builds_first)),
+        # a stand-in built from a Containerfile may start FROM a base that phase brings or makes
+        "images:stand-ins": (built_here, (*first, *go_builds, *builds_first, *bases_first)),
     }
     groups = {name: refs for name, (refs, _) in images.items() if refs}
 
