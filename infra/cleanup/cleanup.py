@@ -211,7 +211,10 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
     networks = podman.json("network", "ls", "--format", "json", "--filter", MANAGED) or []
     _sweep(report, "networks", networks, lambda n: str(n.get("name") or n.get("Name")),
            lambda names: podman("network", "rm", "--force", *names, check=False), dry_run)  # fmt: skip
-    claims = podman.json("volume", "ls", "--format", "json", "--filter", MANAGED) or []
+    claims = [  # the claims' volumes of podman runs: labelled with their run
+        v for v in podman.json("volume", "ls", "--format", "json", "--filter", MANAGED) or []
+        if RUN_LABEL in (v.get("Labels") or v.get("labels") or {})
+    ]  # fmt: skip
     _sweep(report, "volumes", claims, lambda v: str(v.get("Name") or v.get("name")),
            lambda names: podman("volume", "rm", "--force", *names, check=False), dry_run)  # fmt: skip
     clusters = {c.name for c in kind_clusters(podman)}
