@@ -74,6 +74,12 @@ def cleanup(session: nox.Session) -> None:
 
 
 @nox.session
+def render_tools(session: nox.Session) -> None:
+    """Build the pinned helm once (cached by version) and show kustomize's kubectl."""
+    _harness(session, "render-tools")
+
+
+@nox.session
 def node_image(session: nox.Session) -> None:
     """Build the kind node image offline (Debian + Go module proxy), cached; loaded in seconds."""
     _harness(session, "node-image")

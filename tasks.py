@@ -100,6 +100,12 @@ def node_image(c, rebuild=False, config=""):
     _infra("node-image", config=config, rebuild=rebuild)
 
 
+@task(help={"config": CONFIG})
+def render_tools(c, config=""):
+    """Build the pinned helm once (cached by version) and show kustomize's kubectl."""
+    _infra("render-tools", config=config)
+
+
 @task(help={"platform": PLATFORM, "config": CONFIG})
 def doctor(c, platform="", config=""):
     """Check podman, Go, kind, ports and disk before a run; one line per problem."""
@@ -124,5 +130,6 @@ ns = Collection(
     clean_stale_clusters,
     cleanup,
     node_image,
+    render_tools,
     doctor,
 )

@@ -165,6 +165,23 @@ def cmd_node_image(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render_tools(ns: argparse.Namespace) -> int:
+    """The pinned tools that render manifests: helm built once (cached), kustomize from the wheel."""
+    from infra.builds import rendertools
+
+    if not rendertools.helm_path().is_file():
+        say(f"helm {rendertools.HELM_VERSION}: building once from the Go module proxy (a few minutes)")
+    mods = (
+        gotool.config_go_mods(config_mod.load(ns.config))
+        if ns.config or config_mod.DEFAULT_CONFIG.exists()
+        else []
+    )
+    logging.getLogger("infra.gotool").info("go: %s", gotool.ensure(mods).line())  # helm is built with it
+    say(f"helm {rendertools.HELM_VERSION}: {rendertools.helm(SubprocessRunner())}")
+    say(f"kustomize: {rendertools.kubectl()} kustomize")
+    return 0
+
+
 def cmd_bench(ns: argparse.Namespace) -> int:
     from infra.run import bench
 
@@ -276,6 +293,7 @@ def parser() -> argparse.ArgumentParser:
     command("node-image", cmd_node_image, "build or load the offline kind node image").add_argument(
         "--rebuild", action="store_true", help="build even when the image or its cache archive exists"
     )
+    command("render-tools", cmd_render_tools, "build (once) the pinned helm; show kustomize's kubectl")
     bp = command("bench", cmd_bench, "time setup cold/warm, parallel/sequential on podman")
     bp.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")
     bp.add_argument("--output", default="", help="default: artifacts/bench.json")
