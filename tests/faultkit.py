@@ -20,10 +20,12 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import yaml
 
 from infra.cleanup import runlock
 from infra.names import KIND_CLUSTER_LABEL, PREFIX, RUN_LABEL
@@ -84,6 +86,52 @@ def isolated_config(root: Path) -> dict[str, Any]:
     coverage["go_module"] = str(REPO / coverage.get("go_module", "services"))
     data.setdefault("tests", {})["path"] = str(REPO / "e2e")
     return data
+
+
+# -- manifests of fixture repos ---------------------------------------------
+def deployment_yaml(
+    name: str,
+    image: str,
+    *,
+    port: tuple[str, int] | None = None,
+    command: Sequence[str] = (),
+    exec_probe: Sequence[str] = (),
+    pull_never: bool = False,
+) -> str:
+    """A Deployment of one container, as a team writes one: a named port, a command, an exec probe."""
+    container: dict[str, Any] = {"name": name, "image": image}
+    if pull_never:
+        container["imagePullPolicy"] = "Never"
+    if command:
+        container["command"] = list(command)
+    if port:
+        container["ports"] = [{"name": port[0], "containerPort": port[1]}]
+    if exec_probe:
+        container["readinessProbe"] = {"exec": {"command": list(exec_probe)}, "periodSeconds": 1}
+
+    def labels() -> dict[str, str]:  # a copy each: one shared dict would be dumped as a YAML anchor
+        return {"app": name}
+
+    template = {"metadata": {"labels": labels()}, "spec": {"containers": [container]}}
+    spec = {"replicas": 1, "selector": {"matchLabels": labels()}, "template": template}
+    doc = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels()},
+        "spec": spec,
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def service_yaml(name: str, port: tuple[str, int], *, node_port: int = 0) -> str:
+    """The Service in front of a deployment_yaml's pods, by the port's name; a NodePort one with node_port."""
+    entry: dict[str, Any] = {"name": port[0], "port": port[1], "targetPort": port[0]}
+    spec: dict[str, Any] = {"selector": {"app": name}, "ports": [entry]}
+    if node_port:
+        spec = {"type": "NodePort", **spec}
+        entry["nodePort"] = node_port
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec},
+                          sort_keys=False)  # fmt: skip
 
 
 # -- processes -------------------------------------------------------------

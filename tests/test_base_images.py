@@ -13,7 +13,8 @@ import pytest
 
 from infra.builds import baseimages
 from infra.images import ImageRef
-from tests.faultkit import REPO, RootFactory
+from tests.faultkit import REPO, RootFactory, deployment_yaml, service_yaml
+from tests.test_init_real_repo import REDIS_PORT
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -57,31 +58,6 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends redis-server && rm -rf /var/lib/apt/lists/*
 ENTRYPOINT ["redis-server", "--protected-mode", "no"]
 """
-REDIS = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: redis, labels: {app: redis}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: redis}}
-  template:
-    metadata: {labels: {app: redis}}
-    spec:
-      containers:
-        - name: redis
-          image: docker.io/redis:7.0-e2eh-TAG
-          ports: [{name: redis, containerPort: 6379}]
-          readinessProbe:
-            exec: {command: ["redis-cli", "ping"]}
-            periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata: {name: redis}
-spec:
-  selector: {app: redis}
-  ports: [{port: 6379, targetPort: redis}]
-"""
 
 
 def test_redis_from_debians_package_stands_in_for_the_registry_image(roots: RootFactory) -> None:
@@ -96,7 +72,8 @@ def test_redis_from_debians_package_stands_in_for_the_registry_image(roots: Root
         {"image": image, "source": str(context), "containerfile": str(context / "Containerfile")}
     )
     root.write_config()
-    root.append_manifest("gateway.yaml", REDIS.replace("TAG", tag))
+    redis = deployment_yaml("redis", image, port=REDIS_PORT, exec_probe=["redis-cli", "ping"])
+    root.append_manifest("gateway.yaml", redis + "---\n" + service_yaml("redis", REDIS_PORT))
 
     out = root.e2e("-k", "smoke", timeout=900)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faultkit import RootFactory, dump_toml
+from tests.faultkit import RootFactory, deployment_yaml, dump_toml, service_yaml
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -73,34 +73,19 @@ COPY ui ./ui
 USER app
 CMD ["./server"]
 """
-MANIFEST = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, labels: {app: web}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-        - name: web
-          image: localhost/team/web:dev
-          imagePullPolicy: Never
-          command: ["./server"]
-          ports: [{name: http, containerPort: 9898}]
-          readinessProbe:
-            exec: {command: ["cli", "check", "http", "http://127.0.0.1:9898/readyz"]}
-            periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports: [{name: http, port: 9898, targetPort: http, nodePort: 30898}]
-"""
+WEB_PORT = ("http", 9898)
+PROBE = ("cli", "check", "http", "http://127.0.0.1:9898/readyz")
+
+
+def web_manifest(probe: tuple[str, ...] = PROBE) -> str:
+    """The web Deployment (runs ./server, its exec probe calls the second binary) and its NodePort."""
+    image = "localhost/team/web:dev"
+    web = deployment_yaml(
+        "web", image, port=WEB_PORT, command=["./server"], exec_probe=probe, pull_never=True
+    )
+    return web + "---\n" + service_yaml("web", WEB_PORT, node_port=30898)
+
+
 SUITE = """\
 def test_the_ui_is_served_from_the_copied_directory(service_url, http):
     assert http.get(service_url("web") + "/").text == "<h1>orders</h1>"
@@ -118,7 +103,7 @@ def make_repo(repo: Path) -> None:
         "cmd/cli/main.go": CLI,
         "ui/index.html": "<h1>orders</h1>",
         "Dockerfile": DOCKERFILE,
-        "deploy/web.yaml": MANIFEST,
+        "deploy/web.yaml": web_manifest(),
         "e2e/test_web.py": SUITE,
     }.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -153,8 +138,7 @@ def test_a_repo_laid_out_like_its_dockerfile_runs_as_it_is(roots: RootFactory) -
 def test_a_program_the_layout_does_not_hold_is_refused_before_anything_is_built(roots: RootFactory) -> None:
     root = roots.make("laid-out-missing")
     make_repo(root.path)
-    web = root.path / "deploy" / "web.yaml"
-    web.write_text(web.read_text().replace('["cli", "check"', '["podcli", "check"'))
+    (root.path / "deploy" / "web.yaml").write_text(web_manifest(("podcli", *PROBE[1:])))
 
     out = root.harness("e2e", "--platform", "podman", timeout=60)
 

@@ -21,38 +21,15 @@ import pytest
 
 from infra.config import load
 from infra.podman_cli import podman_env
-from tests.faultkit import HARNESS, REPO, RootFactory, harness_env
-from tests.test_image_layout import CLI, DOCKERFILE, SERVER
+from tests.faultkit import HARNESS, REPO, RootFactory, deployment_yaml, harness_env, service_yaml
+from tests.test_image_layout import CLI, DOCKERFILE, PROBE, SERVER, WEB_PORT
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, labels: {app: web}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-        - name: web
-          image: ghcr.io/team/web:1.0.0
-          command: ["./server"]
-          ports: [{name: http, containerPort: 9898}]
-          readinessProbe:
-            exec: {command: ["cli", "check", "http", "http://127.0.0.1:9898/readyz"]}
-            periodSeconds: 1
-"""
-SERVICE = """\
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 9898, targetPort: http}]
-"""
+DEPLOYMENT = deployment_yaml(
+    "web", "ghcr.io/team/web:1.0.0", port=WEB_PORT, command=["./server"], exec_probe=PROBE
+)
+SERVICE = service_yaml("web", WEB_PORT)  # no NodePort: `inv init` writes one
 FILES = {
     "go.mod": "module example.com/web\n\ngo 1.22\n",
     "cmd/server/main.go": SERVER,
@@ -79,26 +56,11 @@ FILES = {
 }
 
 
-REDIS = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: redis, labels: {app: redis}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: redis}}
-  template:
-    metadata: {labels: {app: redis}}
-    spec:
-      containers:
-        - {name: redis, image: "docker.io/redis:TAG", ports: [{containerPort: 6379}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: redis}
-spec:
-  selector: {app: redis}
-  ports: [{port: 6379, targetPort: 6379}]
-"""
+REDIS_PORT = ("redis", 6379)
+
+
+def redis_manifest(image: str) -> str:
+    return deployment_yaml("redis", image, port=REDIS_PORT) + "---\n" + service_yaml("redis", REDIS_PORT)
 
 
 def make_repo(repo: Path) -> Path:
@@ -127,7 +89,7 @@ def redis_at_hand(repo: Path) -> Iterator[str]:
     )
     for base in ("deploy/base", "charts/web/templates"):
         if (repo / base).is_dir():
-            (repo / base / "redis.yaml").write_text(REDIS.replace("TAG", tag))
+            (repo / base / "redis.yaml").write_text(redis_manifest(f"docker.io/redis:{tag}"))
     kustomization = repo / "deploy" / "base" / "kustomization.yaml"
     if kustomization.exists():
         kustomization.write_text('resources: ["deployment.yaml", "service.yaml", "redis.yaml"]\n')

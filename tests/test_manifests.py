@@ -168,14 +168,16 @@ spec: {type: ExternalName, externalName: example.invalid}
 """
 
 
-def team_config(tmp_path: Path, text: str = STACK) -> Config:
+def team_config(tmp_path: Path, text: str = STACK, *, api: str = "api", **sections: Any) -> Config:
+    """The STACK's team: services `api` (named so, unless api= says otherwise) and `worker`."""
     (tmp_path / "stack.yaml").write_text(text)
     data = {
         "manifests": ["stack.yaml"],
         "services": [
-            {"name": "api", "source": ".", "image": "team/api"},
+            {"name": api, "source": ".", "image": "team/api"},
             {"name": "worker", "source": ".", "image": "localhost/team/worker"},
         ],
+        **sections,
     }
     return parse_config(data, tmp_path / "e2e.toml")
 
@@ -245,17 +247,8 @@ def test_check_refuses_a_third_party_digest_and_an_unused_stand_in_before_anythi
     tmp_path: Path,
 ) -> None:
     text = STACK.replace("image: docker.io/library/busybox:1.36", "image: busybox@sha256:" + "a" * 64)
-    (tmp_path / "stack.yaml").write_text(text)
-    cfg = parse_config(
-        {
-            "manifests": ["stack.yaml"],
-            "services": [
-                {"name": "api", "source": ".", "image": "team/api"},
-                {"name": "worker", "source": ".", "image": "localhost/team/worker"},
-            ],
-            "images": {"stand_in": [{"image": "quay.io/team/mock:1", "source": "mock"}]},
-        },
-        tmp_path / "e2e.toml",
+    cfg = team_config(
+        tmp_path, text, images={"stand_in": [{"image": "quay.io/team/mock:1", "source": "mock"}]}
     )
     msg = _check(cfg)
     assert "Deployment/api (stack.yaml): image 'busybox@sha256:" in msg and "by a tag" in msg
@@ -272,17 +265,7 @@ def test_the_example_stack_gives_no_notice(repo_cfg: Config) -> None:
 
 
 def test_a_service_no_object_is_named_like_gets_a_notice_naming_where_its_image_runs(tmp_path: Path) -> None:
-    (tmp_path / "stack.yaml").write_text(STACK)
-    cfg = parse_config(
-        {
-            "manifests": ["stack.yaml"],
-            "services": [
-                {"name": "orders", "source": ".", "image": "team/api"},
-                {"name": "worker", "source": ".", "image": "localhost/team/worker"},
-            ],
-        },
-        tmp_path / "e2e.toml",
-    )
+    cfg = team_config(tmp_path, api="orders")
     (tmp_path / "go.mod").write_text("module x\n")
     notices = manifests.check(cfg, load_docs(cfg), coverage=False)
     assert notices == [
