@@ -176,3 +176,14 @@ def test_alert_is_new_again_after_the_ttl(http, gateway_url, namespace):
     assert again["occurrences"] == 2, (
         f"the new window should count from 1: expected occurrences 2, got {describe(resp)}"
     )
+
+
+def test_dedup_lives_in_redis_and_says_so(http, gateway_url, namespace):
+    payload = webhook(alert(unique("InRedis"), namespace))
+    resp = send_alerts(http, gateway_url, payload)
+    first = one(resp, 201)
+    assert first["dedup"] == "redis" and resp.headers.get("X-Dedup") == "redis", describe(resp)
+    resp = send_alerts(http, gateway_url, payload)
+    assert one(resp, 202)["dedup"] == "redis" and resp.headers.get("X-Dedup") == "redis", describe(resp)
+    ready = expect_status(http.get(gateway_url + "/ready"), 200)
+    assert ready["dependencies"]["redis"] == "ok", ready

@@ -66,6 +66,15 @@ class ImageRef:
         return f"{self.repository}:{self.tag}"
 
 
+STAND_IN_CACHE = f"{LOCAL_REGISTRY}/e2e-harness/stand-in"
+
+
+def stand_in_cache(ref: ImageRef, digest: str) -> ImageRef:
+    """Where a stand-in's build is kept between runs, by its inputs' digest: the registry's name is
+    tagged onto it for a run only (a PostgreSQL stand-in takes a minute to build, a tag no time)."""
+    return ImageRef(check_image_path(f"{STAND_IN_CACHE}/{ref.repository}"), check_tag(digest))
+
+
 DOCKER_HUB_ALIASES = (DEFAULT_REGISTRY, "index.docker.io", "registry-1.docker.io")
 
 

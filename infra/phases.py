@@ -130,6 +130,7 @@ def run_phases(
     Sequential mode runs the same phases in a topological order, one at a time.
     """
     _check_graph(phases)
+    waits.ABANDON.clear()
     done: set[str] = set()
     pending = list(phases)
     failure: PhaseFailed | None = None
@@ -167,9 +168,11 @@ def run_phases(
                     done.add(phase.name)
                 elif failure is None:
                     failure = PhaseFailed(phase.name, err)
+                    waits.ABANDON.set()
         for phase in pending:
             now = timeline.now()
             timeline.add(Timing(phase.name, now, now, "skipped", phase.needs))
+    waits.ABANDON.clear()
     if failure is not None:
         raise failure
     if cancel is not None and cancel.is_set():

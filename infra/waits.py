@@ -40,6 +40,11 @@ class Observation(Generic[T]):
     value: T | None = None
 
 
+ABANDON = threading.Event()
+"""Set while the setup DAG winds down after a phase failed: the other phases' waits end at once (a
+migration Job's would otherwise hold the run, and the user, for its whole deadline)."""
+
+
 def poll(
     what: str,
     probe: Callable[[], Observation[T]],
@@ -63,6 +68,8 @@ def poll(
             raise WaitTimeout(what, timeout, last, hint)
         if cancel.wait(min(interval, remaining)):
             raise WaitTimeout(what, timeout, f"cancelled; {last}", hint)
+        if ABANDON.is_set():
+            raise WaitTimeout(what, timeout, f"abandoned: another setup phase failed; {last}", hint)
 
 
 def result(fut: Future[T]) -> T:

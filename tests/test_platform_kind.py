@@ -460,13 +460,16 @@ def ctr_refs(*refs: str) -> str:
     return "".join(f"{r}\n" for r in refs)
 
 
-WAITFOR = "registry.example.com/e2e-harness/waitfor:1.0"  # the example's third-party image
+WAITFOR = "registry.example.com/e2e-harness/waitfor:1.0"  # the example's third-party images
+POSTGRES, REDIS = "docker.io/library/postgres:15-bookworm", "docker.io/library/redis:7.0-bookworm"
 
 
 def test_verify_images_passes_when_every_node_has_them(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\nn2\n")
-    k.runner.on(["podman", "exec"], stdout=ctr_refs(DS, GW, WAITFOR, "registry.k8s.io/pause:3.9"))
+    k.runner.on(
+        ["podman", "exec"], stdout=ctr_refs(DS, GW, WAITFOR, POSTGRES, REDIS, "registry.k8s.io/pause:3.9")
+    )
     k.plat.verify_images(rendered_stack(k.ctx.config))
     assert k.runner.argvs()[1:] == [
         ("podman", "exec", "n1", *CTR, "images", "list", "--quiet"),
@@ -477,8 +480,8 @@ def test_verify_images_passes_when_every_node_has_them(kit: Callable[..., Kit]) 
 def test_verify_images_names_the_missing_ref_and_node(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\nn2\n")
-    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, GW, WAITFOR))
-    k.runner.on(["podman", "exec", "n2"], stdout=ctr_refs(DS))
+    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, GW, WAITFOR, POSTGRES, REDIS))
+    k.runner.on(["podman", "exec", "n2"], stdout=ctr_refs(DS, POSTGRES, REDIS))
     with pytest.raises(ImageMissing) as info:
         k.plat.verify_images(rendered_stack(k.ctx.config))
     msg = str(info.value)
@@ -491,7 +494,9 @@ def test_verify_images_names_the_missing_ref_and_node(kit: Callable[..., Kit]) -
 def test_verify_images_does_not_accept_a_ref_without_localhost(kit: Callable[..., Kit]) -> None:
     k = kit()
     k.runner.on(["kind", "get", "nodes"], stdout="n1\n")
-    k.runner.on(["podman", "exec", "n1"], stdout=ctr_refs(DS, WAITFOR, GW.removeprefix("localhost/")))
+    k.runner.on(
+        ["podman", "exec", "n1"], stdout=ctr_refs(DS, WAITFOR, POSTGRES, REDIS, GW.removeprefix("localhost/"))
+    )
     with pytest.raises(ImageMissing, match=f"{GW} \\(used by Deployment/gateway\\) is not in node n1"):
         k.plat.verify_images(rendered_stack(k.ctx.config))
 

@@ -134,7 +134,7 @@ def test_objects_are_refused_or_skipped_by_kind(repo_cfg: Config) -> None:
 
 def test_more_than_one_replica_or_completion_is_refused(repo_cfg: Config) -> None:
     docs = _stack(repo_cfg)
-    next(d for d in docs if d["kind"] == "Deployment")["spec"]["replicas"] = 3
+    next(d for d in docs if d["metadata"]["name"] == "gateway")["spec"]["replicas"] = 3
     next(d for d in docs if d["kind"] == "Job")["spec"]["completions"] = 2
     with pytest.raises(pf.PodmanRefusal) as err:
         pf.check(docs)

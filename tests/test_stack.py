@@ -29,6 +29,16 @@ RUN_ID = "20260101-000000-abcd"
 HOST_PORTS = {30080: 41080, 30081: 41081}
 
 
+@pytest.fixture
+def stack_cfg(repo_cfg: Config) -> Config:
+    """The example's two services and its Go stand-in, without its database and cache (see
+    test_the_shared_workloads_are_waited_for_beside_the_services for those): the phase graph's contract."""
+    manifests_ = tuple(m for m in repo_cfg.manifests if m.name in ("datastore.yaml", "gateway.yaml"))
+    go_stand_ins = tuple(s for s in repo_cfg.images.stand_in if s.containerfile is None)
+    images = repo_cfg.images.model_copy(update={"stand_in": go_stand_ins})
+    return repo_cfg.model_copy(update={"manifests": manifests_, "images": images})
+
+
 class FakePlatform:
     """Records the platform calls the setup DAG makes."""
 
@@ -126,11 +136,11 @@ def make_stack(
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
-    repo_cfg: Config, tmp_path: Path, tag_spy: list[dict[str, Any]], http_waits: list[str], parallel: bool
+    stack_cfg: Config, tmp_path: Path, tag_spy: list[dict[str, Any]], http_waits: list[str], parallel: bool
 ) -> None:
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["podman", "image", "exists"], returncode=1)  # nothing built yet
-    st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=True)
+    st, plat = make_stack(stack_cfg, tmp_path, runner, coverage=True)
     reporter = Reporter()
     bring_up(
         st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=reporter, parallel=parallel
@@ -146,12 +156,15 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     assert spied["./datastore"]["coverage"] and spied["./gateway"]["coverage"]
     assert {k: str(v) for k, v in st.plan.refs.items()} == want
     waitfor = "registry.example.com/e2e-harness/waitfor:1.0"  # third-party: its own name, no localhost/
+    # built under its cache name, by its inputs' digest, then tagged with the manifests' name
+    kept = str(images.stand_in_cache(ImageRef.foreign(waitfor), st.plan.stand_ins[ImageRef.foreign(waitfor)]))
 
     # podman image exists / podman build --tag carry the same refs
     exists = sorted(a[3] for a in runner.argvs() if a[:3] == ("podman", "image", "exists"))
-    assert exists == sorted([*want.values(), waitfor])
+    assert exists == sorted([*want.values(), waitfor, kept])
     tags = sorted(built_refs(runner.argvs()))
-    assert tags == sorted([*want.values(), waitfor])
+    assert tags == sorted([*want.values(), kept])
+    assert ("podman", "tag", kept, waitfor) in runner.argvs()
     go_builds = sorted((a for a in runner.argvs() if a[:2] == ("go", "build")), key=lambda a: a[-1])
     # one go build for both mains of the module, with the cover flags; one for the stand-in, without
     assert len(go_builds) == 2 and "-cover" in go_builds[0] and "-cover" not in go_builds[1]
@@ -202,7 +215,7 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
 
 
 def test_run_main_computes_the_tag_once_per_run(
-    repo_cfg: Config,
+    stack_cfg: Config,
     tmp_path: Path,
     tag_spy: list[dict[str, Any]],
     http_waits: list[str],
@@ -224,7 +237,7 @@ def test_run_main_computes_the_tag_once_per_run(
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["go", "env", "GOVERSION"], stdout="go1.22.5\n")
     runner.on(["podman", "image", "exists"], returncode=1)
-    run = run_mod.Run(repo_cfg, run_mod.Options(platform="kind", then="keep", root=tmp_path))
+    run = run_mod.Run(stack_cfg, run_mod.Options(platform="kind", then="keep", root=tmp_path))
     run.runner, run.podman = RealGoList(runner), Podman(runner)  # type: ignore[assignment]
     run.paths.artifacts.mkdir(parents=True)  # execute() makes it (run.log) before _main()
     assert run._main() == run_mod.EXIT_OK
@@ -236,7 +249,8 @@ def test_run_main_computes_the_tag_once_per_run(
     saved = state.load(run.paths.state_file)
     assert saved.data["images"] == want
     tags = sorted(built_refs(runner.argvs()))
-    assert tags == sorted([*want.values(), "registry.example.com/e2e-harness/waitfor:1.0"])
+    (kept,) = (str(images.stand_in_cache(r, d)) for r, d in run.stack.plan.stand_ins.items())
+    assert tags == sorted([*want.values(), kept])
     deployed = {c[1]: c[2] for c in platforms[0].of("deploy") if c[1]}
     for name, docs in deployed.items():
         imgs = {
@@ -248,9 +262,9 @@ def test_run_main_computes_the_tag_once_per_run(
         assert imgs == {want[name]}
 
 
-def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> None:
+def test_podman_platform_has_no_load_phase(stack_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner(responders=[go_build_writes_binaries])
-    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
+    st, _ = make_stack(stack_cfg, tmp_path, runner, coverage=False, platform="podman")
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert "load" not in phases
     assert "images:third-party" not in phases  # the one third-party image has a stand-in
@@ -268,12 +282,32 @@ def test_podman_platform_has_no_load_phase(repo_cfg: Config, tmp_path: Path) -> 
     assert phases["ready:gateway"] == ("deploy:gateway",)
 
 
+def test_the_shared_workloads_are_waited_for_beside_the_services(
+    repo_cfg: Config, tmp_path: Path, http_waits: list[str]
+) -> None:
+    """PostgreSQL and Redis (no service's) start with the shared objects; their readiness is a phase no
+    deploy waits for (the migration Job waits for its database itself), asked by their own names."""
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
+    runner.on(["podman", "image", "exists"], returncode=1)
+    st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
+    phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
+    assert phases["ready:shared"] == ("deploy:shared",)
+    assert not [name for name, needs in phases.items() if "ready:shared" in needs]
+    bring_up(
+        st, runner=runner, podman=Podman(runner), timeline=Timeline(), reporter=Reporter(), parallel=True
+    )
+    waited = [c[1] for c in plat.calls if c[0] == "wait"]
+    assert sorted(waited) == ["datastore", "gateway", "postgres", "redis"]
+    deployed = {c[1]: [manifests.ident(d) for d in c[2]] for c in plat.of("deploy")}
+    assert {"StatefulSet/postgres", "Deployment/redis", "Secret/postgres-credentials"} <= set(deployed[""])
+
+
 def test_the_stand_ins_wait_for_no_build_when_a_shared_object_runs_one(
-    repo_cfg: Config, tmp_path: Path
+    stack_cfg: Config, tmp_path: Path
 ) -> None:
     """Every deploy waits for the shared objects: a stand-in they run is as urgent as any build."""
     runner = RecordingRunner(responders=[go_build_writes_binaries])
-    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
+    st, _ = make_stack(stack_cfg, tmp_path, runner, coverage=False, platform="podman")
     gateway = st.rendered.by_service["gateway"]  # its Deployment's init container runs the stand-in
     ctx = st.platform.ctx
     ctx.rendered = dataclasses.replace(ctx.rendered, shared=[*ctx.rendered.shared, *gateway])
@@ -282,9 +316,9 @@ def test_the_stand_ins_wait_for_no_build_when_a_shared_object_runs_one(
     assert "images:stand-ins" in phases["deploy:shared"]
 
 
-def test_a_pulled_third_party_image_is_checked_before_the_cluster(repo_cfg: Config, tmp_path: Path) -> None:
+def test_a_pulled_third_party_image_is_checked_before_the_cluster(stack_cfg: Config, tmp_path: Path) -> None:
     """Absent, it fails the run before any cluster work; its users wait for it through the cluster."""
-    cfg = repo_cfg.model_copy(update={"images": repo_cfg.images.model_copy(update={"stand_in": ()})})
+    cfg = stack_cfg.model_copy(update={"images": stack_cfg.images.model_copy(update={"stand_in": ()})})
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     for platform in ("podman", "kind"):
         st, _ = make_stack(cfg, tmp_path / platform, runner, coverage=False, platform=platform)
@@ -295,18 +329,18 @@ def test_a_pulled_third_party_image_is_checked_before_the_cluster(repo_cfg: Conf
         assert "images:third-party" in phases["deploy:gateway"], platform
 
 
-def test_kind_deploy_needs_the_load(repo_cfg: Config, tmp_path: Path) -> None:
+def test_kind_deploy_needs_the_load(stack_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner(responders=[go_build_writes_binaries])
-    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
+    st, _ = make_stack(stack_cfg, tmp_path, runner, coverage=False)
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
     assert phases["load"] == ("cluster", "build:datastore", "build:gateway", "images:stand-ins")
     assert phases["images:stand-ins"] == ("go:services",)  # the load waits for every build: no order helps
     assert phases["deploy:datastore"] == ("cluster", "build:datastore", "load", "deploy:shared")
 
 
-def test_an_existing_image_is_not_rebuilt(repo_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:
+def test_an_existing_image_is_not_rebuilt(stack_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:
     runner = RecordingRunner(responders=[go_build_writes_binaries])  # `podman image exists` succeeds
-    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False)
+    st, _ = make_stack(stack_cfg, tmp_path, runner, coverage=False)
     (digest,) = st.plan.stand_ins.values()  # the stand-in's label says its inputs are unchanged
     runner.on(["podman", "image", "inspect", "--format"], stdout=digest + "\n")
     bring_up(
@@ -316,11 +350,13 @@ def test_an_existing_image_is_not_rebuilt(repo_cfg: Config, tmp_path: Path, http
     assert not [a for a in runner.argvs() if a[:2] == ("go", "build")] and not built_refs(runner.argvs())
 
 
-def test_a_failed_build_stops_the_dependents(repo_cfg: Config, tmp_path: Path, http_waits: list[str]) -> None:
+def test_a_failed_build_stops_the_dependents(
+    stack_cfg: Config, tmp_path: Path, http_waits: list[str]
+) -> None:
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     runner.on(["podman", "image", "exists"], returncode=1)
     runner.on(["go", "build"], returncode=2, stdout="compile error")
-    st, plat = make_stack(repo_cfg, tmp_path, runner, coverage=False)
+    st, plat = make_stack(stack_cfg, tmp_path, runner, coverage=False)
     (digest,) = st.plan.stand_ins.values()
     runner.responders.insert(
         0,

@@ -21,7 +21,7 @@ from pathlib import Path
 from infra import waits
 from infra.builds import baseimages, build
 from infra.config import Config, StandIn
-from infra.images import ImageRef
+from infra.images import ImageRef, stand_in_cache
 from infra.names import InvalidName
 from infra.podman_cli import Podman
 from infra.proc import CommandError, Runner, tail
@@ -176,7 +176,8 @@ def _stand_in(
     build_root: Path,
     force: bool = False,
 ) -> Outcome:
-    """Built when absent or when its inputs changed (the digest the plan computed, kept as a label)."""
+    """Built when absent or when its inputs changed (the digest the plan computed, kept as a label),
+    under its cache name (images.stand_in_cache), then tagged with the name the manifests use."""
     source = config.path(stand_in.source).resolve()
     if not force and podman.image_exists(ref):
         have = podman(
@@ -184,27 +185,51 @@ def _stand_in(
         ).stdout.strip()
         if have == digest:
             return Outcome(ref, "stand-in up to date")
+    cache = stand_in_cache(ref, digest)
+    if not force and podman.image_exists(cache):
+        podman("tag", str(cache), str(ref))
+        return Outcome(ref, "stand-in up to date (kept from an earlier run)")
     if stand_in.containerfile is not None:
         containerfile = config.path(stand_in.containerfile)
-        podman.build(ref, source, containerfile, build_args={}, labels={STAND_IN_LABEL: digest},
+        podman.build(cache, source, containerfile, build_args={}, labels={STAND_IN_LABEL: digest},
                      timeout=config.timeouts.build)  # fmt: skip
-        return Outcome(ref, f"stand-in built from {containerfile}")
+        made = f"stand-in built from {containerfile}"
+    else:
+        _go_stand_in(config, cache, stand_in, source, digest, podman, runner, build_root)
+        made = f"stand-in built from {source / stand_in.main}"
+    podman("tag", str(cache), str(ref))
+    _drop_older_builds(podman, cache)
+    return Outcome(ref, made)
+
+
+def _go_stand_in(
+    config: Config, cache: ImageRef, stand_in: StandIn, source: Path, digest: str,
+    podman: Podman, runner: Runner, build_root: Path,
+) -> None:  # fmt: skip
     build_root.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="stand-in-", dir=build_root))
     name = build.binary_name(build.module_path(source), stand_in.main)
     try:
         build.go_build(
             runner, [stand_in.main], out, coverage=False, cwd=source, timeout=config.timeouts.build,
-            hint=f"fix the Go build of the stand-in for {ref} ({source})",
+            hint=f"fix the Go build of the stand-in for {cache}",
         )  # fmt: skip
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no empty build directory left behind
         raise
     build.build_binary_image(
-        ref, out / name, podman=podman, build_root=build_root,
+        cache, out / name, podman=podman, build_root=build_root,
         labels={STAND_IN_LABEL: digest}, timeout=config.timeouts.build,
     )  # fmt: skip
-    return Outcome(ref, f"stand-in built from {source / stand_in.main}")
+
+
+def _drop_older_builds(podman: Podman, cache: ImageRef) -> None:
+    """One kept build per stand-in: those of earlier inputs go (one a container still runs stays)."""
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter",
+                    f"reference={cache.repository}", check=False)  # fmt: skip
+    older = [r for r in listed.stdout.split() if r.startswith(f"{cache.repository}:") and r != str(cache)]
+    if older:
+        podman("rmi", *older, check=False)
 
 
 def _fix(ref: ImageRef, config: Config) -> str:

@@ -439,6 +439,10 @@ class Rendered:
         """Everything that runs pods: workloads and Jobs."""
         return [d for d in self.docs if d["kind"] in POD_KINDS]
 
+    def shared_workloads(self) -> list[str]:
+        """The workloads no service owns (a database, a cache): waited for, and handled, by name."""
+        return [d["metadata"]["name"] for d in self.shared if d["kind"] in WORKLOAD_KINDS]
+
     def image_refs(self) -> dict[str, str]:
         """Every image a workload or Job references -> the object naming it."""
         return {c["image"]: ident(d) for d in self.workloads() for c in containers(d)}
@@ -499,7 +503,9 @@ def _foreign(rendered: Rendered, doc: Doc, ctr: Doc) -> None:
     ctr["image"] = str(ref)
     if ctr.get("imagePullPolicy") != "Never":
         ctr["imagePullPolicy"] = "IfNotPresent"
-    rendered.foreign.setdefault(ref, []).append(f"{ident(doc)} ({source(doc)})")
+    users, who = rendered.foreign.setdefault(ref, []), f"{ident(doc)} ({source(doc)})"
+    if who not in users:  # an init container of the same image: one object
+        users.append(who)
 
 
 def _group(rendered: Rendered, service: str | None, doc: Doc) -> None:
@@ -509,16 +515,16 @@ def _group(rendered: Rendered, service: str | None, doc: Doc) -> None:
 def _owner_of(doc: Doc, rendered: Rendered) -> str | None:
     """The one service whose workloads a Service selects or a ConfigMap/Secret feeds; else shared."""
     kind, name = doc["kind"], doc["metadata"]["name"]
-    users = {
-        service
-        for service, docs in rendered.by_service.items()
-        for wl in docs
-        if wl["kind"] in POD_KINDS
-        and (
+
+    def uses(wl: Doc) -> bool:
+        return wl["kind"] in POD_KINDS and (
             (kind == "Service" and wl["kind"] in WORKLOAD_KINDS and selects(doc, pod_labels(wl)))
             or (kind in ("ConfigMap", "Secret") and name in _refs(wl))
         )
-    }
+
+    if any(uses(wl) for wl in rendered.shared):  # deployed before every service, so before its users
+        return None
+    users = {service for service, docs in rendered.by_service.items() for wl in docs if uses(wl)}
     return users.pop() if len(users) == 1 else None
 
 

@@ -330,7 +330,8 @@ class KindPlatform:
             self.api.apply(doc, self.namespace)
             if doc["kind"] in WORKLOAD_KINDS:
                 ident = workload_id(doc["kind"], doc["metadata"]["name"])
-                self.workloads.setdefault(service, []).append(ident)
+                # a shared workload (postgres) is handled by its own name
+                self.workloads.setdefault(service or doc["metadata"]["name"], []).append(ident)
                 self.replicas[ident] = int(doc["spec"].get("replicas", 1))
             elif doc["kind"] in JOB_KINDS:
                 self.jobs.setdefault(service, []).append(doc["metadata"]["name"])

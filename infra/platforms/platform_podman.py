@@ -124,41 +124,45 @@ class PodmanPlatform:
         for doc in docs:  # in apply order: a Job (a migration) completes before the workloads start
             if doc["kind"] in JOB_KINDS:
                 self._run_job(service, doc)
-            elif doc["kind"] in WORKLOAD_KINDS:
-                self._run_workload(service, doc)
+            elif doc["kind"] in WORKLOAD_KINDS:  # a shared one (postgres) is handled by its own name
+                self._run_workload(service or doc["metadata"]["name"], doc)
 
     def wait_ready(self, service: str) -> None:
         for name in self.containers.get(service, []):
-            probe = self.probes.get(name)
-            if not probe:
-                continue
-            timeout, hint = self.ctx.config.timeouts.ready, self._logs_hint(name)
-            if "http" in probe:
-                url = f"http://127.0.0.1:{self._host_port(name, int(probe['port']))}{probe['http']}"
-                waits.wait_http(
-                    url,
-                    timeout=timeout,
-                    what=f"readiness probe of container {name} ({url})",
-                    hint=hint,
-                    extra_check=lambda n=name: self._fail_if_exited(n),  # type: ignore[misc]
-                )
-            elif "tcp" in probe:
-                port = self._host_port(name, int(probe["tcp"]))
-                waits.poll(
-                    f"readiness probe of container {name} (TCP 127.0.0.1:{port})",
-                    lambda n=name, p=port: self._tcp_probe(n, p),  # type: ignore[misc]
-                    timeout=timeout,
-                    hint=hint,
-                )
-            else:
-                command = [str(a) for a in probe["exec"]]
-                waits.poll(
-                    f"readiness probe of container {name} (exec {json.dumps(command)})",
-                    lambda n=name, c=command: self._exec_probe(n, c),  # type: ignore[misc]
-                    timeout=timeout,
-                    interval=0.5,
-                    hint=hint,
-                )
+            probe = self.probes.get(name) or {}
+            # as the kubelet: the startup probe passes first, then the readiness probe is asked
+            for kind, one in (("startup", probe.get("startup")), ("readiness", probe)):
+                if one:
+                    self._wait_probe(name, kind, one)
+
+    def _wait_probe(self, name: str, kind: str, probe: dict[str, Any]) -> None:
+        timeout, hint = self.ctx.config.timeouts.ready, self._logs_hint(name)
+        if "http" in probe:
+            url = f"http://127.0.0.1:{self._host_port(name, int(probe['port']))}{probe['http']}"
+            waits.wait_http(
+                url,
+                timeout=timeout,
+                what=f"{kind} probe of container {name} ({url})",
+                hint=hint,
+                extra_check=lambda n=name: self._fail_if_exited(n),  # type: ignore[misc]
+            )
+        elif "tcp" in probe:
+            port = self._host_port(name, int(probe["tcp"]))
+            waits.poll(
+                f"{kind} probe of container {name} (TCP 127.0.0.1:{port})",
+                lambda n=name, p=port: self._tcp_probe(n, p),  # type: ignore[misc]
+                timeout=timeout,
+                hint=hint,
+            )
+        elif "exec" in probe:
+            command = [str(a) for a in probe["exec"]]
+            waits.poll(
+                f"{kind} probe of container {name} (exec {json.dumps(command)})",
+                lambda n=name, c=command: self._exec_probe(n, c),  # type: ignore[misc]
+                timeout=timeout,
+                interval=0.5,
+                hint=hint,
+            )
 
     # a probe that passes needs no inspect; one that fails asks whether the container is gone
     def _tcp_probe(self, name: str, port: int) -> waits.Observation[None]:
@@ -302,8 +306,7 @@ class PodmanPlatform:
             name,
             *where,
             *self._labels(service),
-            "--stop-signal",
-            "SIGTERM",
+            # no --stop-signal: the image's STOPSIGNAL (else SIGTERM), as containerd sends it
             "--stop-timeout",
             str(grace),
         ]
@@ -682,7 +685,15 @@ def _resolve_port(port: int | str, ctr: Doc) -> int:
 
 
 def _readiness(ctr: Doc) -> dict[str, Any] | None:
-    probe = ctr.get("readinessProbe") or {}
+    """What the readiness wait asks: the readiness probe, after the startup probe when there is one."""
+    found = _probe(ctr, ctr.get("readinessProbe") or {}) or {}
+    startup = _probe(ctr, ctr.get("startupProbe") or {})
+    if startup:
+        found["startup"] = startup
+    return found or None
+
+
+def _probe(ctr: Doc, probe: Doc) -> dict[str, Any] | None:
     if "httpGet" in probe:
         return {
             "http": probe["httpGet"].get("path", "/"),

@@ -107,9 +107,9 @@ CONTAINER: Schema = {
         }
     ],
     "readinessProbe": READINESS,
+    "startupProbe": READINESS,  # waited for before the readiness probe, as the kubelet does
     # podman never restarts a container on a probe, and does not limit what it uses
     "livenessProbe": INERT,
-    "startupProbe": INERT,
     "resources": INERT,
     "resizePolicy": INERT,
     "terminationMessagePath": INERT,
@@ -153,7 +153,8 @@ CLAIM_SPEC: Schema = {
     "volumeAttributesClassName": INERT,
     **{k: REFUSED for k in ("selector", "volumeName", "dataSource", "dataSourceRef")},
 }
-INIT_CONTAINER: Schema = {**CONTAINER, "readinessProbe": REFUSED}  # Kubernetes refuses it too
+# Kubernetes refuses these probes on an init container too
+INIT_CONTAINER: Schema = {**CONTAINER, "readinessProbe": REFUSED, "startupProbe": REFUSED}
 HOST_ALIAS: Schema = {"ip": OK, "hostnames": OK}
 POD_SPEC: Schema = {
     "containers": [CONTAINER],

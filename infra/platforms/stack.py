@@ -200,6 +200,13 @@ def setup_phases(
         shared_needs = ["cluster", *(["load"] if kind else []), *foreign_needs(stack.rendered.shared)]
         phases.append(Phase("deploy:shared", deploy_shared, tuple(shared_needs)))
 
+        def ready_shared() -> None:  # the services start beside them: a migration Job waits itself
+            for name in stack.rendered.shared_workloads():
+                plat.wait_ready(name)
+
+        if stack.rendered.shared_workloads():
+            phases.append(Phase("ready:shared", ready_shared, ("deploy:shared",)))
+
     def deployer(name: str) -> Phase:
         docs = docs_of[name]
 

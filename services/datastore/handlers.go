@@ -2,9 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
-	"os"
+	"time"
 
 	"example.com/e2e-services/internal/httpkit"
 )
@@ -13,18 +14,18 @@ import (
 const maxEventBytes = 1 << 20
 
 type server struct {
-	store   *Store
-	dataDir string
+	store   eventStore
+	timeout time.Duration // of each request's database calls
 
 	stored    *httpkit.Counter
 	duplicate *httpkit.Counter
 }
 
 // newHandler wires the datastore routes onto app and returns the root handler.
-func newHandler(app *httpkit.App, store *Store, dataDir, writeToken string) http.Handler {
+func newHandler(app *httpkit.App, store eventStore, timeout time.Duration, writeToken string) http.Handler {
 	s := &server{
 		store:     store,
-		dataDir:   dataDir,
+		timeout:   timeout,
 		stored:    app.Metrics.Counter("datastore_events_stored_total", "Events appended to the event log."),
 		duplicate: app.Metrics.Counter("datastore_events_duplicate_total", "Events not stored again because their event_id was known."),
 	}
@@ -34,20 +35,27 @@ func newHandler(app *httpkit.App, store *Store, dataDir, writeToken string) http
 	return app.Handler()
 }
 
-// ready probes that DATA_DIR still accepts writes (a full or read-only
-// volume would otherwise only show up as failing POSTs).
-func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
-	f, err := os.CreateTemp(s.dataDir, ".ready-*")
-	if err == nil {
-		name := f.Name()
-		err = f.Close()
-		_ = os.Remove(name)
-	}
-	if err != nil {
-		httpkit.WriteReady(w, false, map[string]string{"data_dir": "not writable: " + err.Error()})
+// ready says whether the database answers and has this build's schema. The
+// manifest makes it the startup probe: once started, the datastore stays in
+// its Service while the database is down and answers 503 itself.
+func (s *server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	if err := s.store.Check(ctx); err != nil {
+		httpkit.WriteReady(w, false, map[string]string{"database": err.Error()})
 		return
 	}
-	httpkit.WriteReady(w, true, map[string]string{"data_dir": "writable"})
+	httpkit.WriteReady(w, true, map[string]string{"database": "ok"})
+}
+
+// storeFailed answers a failed store call: 503 when the database could not
+// be reached (the client may retry), 500 when it answered with an error.
+func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if unavailable(err) {
+		httpkit.WriteProblem(w, r, http.StatusServiceUnavailable, "database unavailable: "+err.Error())
+		return
+	}
+	httpkit.WriteProblem(w, r, http.StatusInternalServerError, err.Error())
 }
 
 // eventRequest is the POST body; Payload stays raw JSON (only compacted on store).
@@ -72,9 +80,11 @@ func (s *server) postEvent(w http.ResponseWriter, r *http.Request) {
 		httpkit.WriteError(w, r, err)
 		return
 	}
-	stored, created, err := s.store.Append(ev)
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	stored, created, err := s.store.Append(ctx, ev)
 	if err != nil {
-		httpkit.WriteProblem(w, r, http.StatusInternalServerError, err.Error())
+		s.storeFailed(w, r, err)
 		return
 	}
 	if !created {
@@ -101,6 +111,11 @@ func toEvent(req eventRequest) (Event, error) {
 	case p[0] != '{':
 		return Event{}, httpkit.Errorf(http.StatusBadRequest, "payload must be a JSON object")
 	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, p); err != nil {
+		return Event{}, httpkit.Errorf(http.StatusBadRequest, "payload: %v", err)
+	}
+	p = compact.Bytes()
 	id := req.EventID
 	if id == "" {
 		id = httpkit.NewID()
@@ -123,7 +138,13 @@ func (s *server) listEvents(w http.ResponseWriter, r *http.Request) {
 		httpkit.WriteProblem(w, r, http.StatusBadRequest, "query parameter correlation_id is required")
 		return
 	}
-	events := s.store.ByCorrelation(id)
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	events, err := s.store.ByCorrelation(ctx, id)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
 	httpkit.WriteJSON(w, http.StatusOK, map[string]any{
 		"correlation_id": id,
 		"count":          len(events),

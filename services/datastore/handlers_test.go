@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"net/http"
-	"os"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"example.com/e2e-services/internal/httpkit"
 	"example.com/e2e-services/internal/testutil"
@@ -12,11 +16,10 @@ import (
 
 const jsonCT = "application/json"
 
-func newTestHandler(t *testing.T, dir string) http.Handler {
+func newTestHandler(t *testing.T, store *memStore) http.Handler {
 	t.Helper()
-	s, _ := openStore(t, dir)
 	app := httpkit.NewApp(serviceName, httpkit.NewLogger(serviceName, &testutil.SyncBuffer{}))
-	return newHandler(app, s, dir, "")
+	return newHandler(app, store, time.Second, "")
 }
 
 func post(t *testing.T, h http.Handler, body string) (int, map[string]any) {
@@ -29,7 +32,7 @@ func post(t *testing.T, h http.Handler, body string) (int, map[string]any) {
 }
 
 func TestPostEventCreatesThenIsIdempotent(t *testing.T) {
-	h := newTestHandler(t, t.TempDir())
+	h := newTestHandler(t, newMemStore())
 	body := `{"event_id":"ev-1","correlation_id":"corr-1","event_type":"signal.created","source":"alertmanager","namespace":"ns","fingerprint":"abc","payload":{"k":"v"}}`
 
 	code, ev := post(t, h, body)
@@ -68,7 +71,7 @@ func TestPostEventCreatesThenIsIdempotent(t *testing.T) {
 }
 
 func TestPostEventGeneratesIDAndDefaultsPayload(t *testing.T) {
-	h := newTestHandler(t, t.TempDir())
+	h := newTestHandler(t, newMemStore())
 	code, ev := post(t, h, `{"correlation_id":"c","event_type":"x"}`)
 	if code != 201 || len(ev["id"].(string)) != 32 {
 		t.Fatalf("%d %v", code, ev)
@@ -82,7 +85,7 @@ func TestPostEventGeneratesIDAndDefaultsPayload(t *testing.T) {
 }
 
 func TestListEventsInArrivalOrder(t *testing.T) {
-	h := newTestHandler(t, t.TempDir())
+	h := newTestHandler(t, newMemStore())
 	for _, id := range []string{"3", "1", "2"} {
 		post(t, h, `{"event_id":"`+id+`","correlation_id":"c","event_type":"x"}`)
 	}
@@ -106,7 +109,7 @@ func TestListEventsInArrivalOrder(t *testing.T) {
 }
 
 func TestEventErrors(t *testing.T) {
-	h := newTestHandler(t, t.TempDir())
+	h := newTestHandler(t, newMemStore())
 	big := `{"correlation_id":"c","event_type":"x","payload":{"s":"` + strings.Repeat("a", maxEventBytes) + `"}}`
 	for _, tc := range []struct {
 		name, method, path, ct, body string
@@ -135,8 +138,8 @@ func TestEventErrors(t *testing.T) {
 }
 
 func TestHealthAndReady(t *testing.T) {
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
+	store := newMemStore()
+	h := newTestHandler(t, store)
 	if b := testutil.JSON(t, testutil.Do(t, h, "GET", "/health", "")); b["service"] != "datastore" {
 		t.Fatalf("health %v", b)
 	}
@@ -144,15 +147,47 @@ func TestHealthAndReady(t *testing.T) {
 	if rec.Code != 200 || testutil.JSON(t, rec)["status"] != "ready" {
 		t.Fatalf("ready: %d %s", rec.Code, rec.Body)
 	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Fatalf("readiness probe left files behind: %v", entries)
-	}
 
-	os.RemoveAll(dir) // DATA_DIR gone: no longer writable
+	store.down = errors.New("dial tcp 10.0.0.9:5432: connect: connection refused")
 	rec = testutil.Do(t, h, "GET", "/ready", "")
 	b := testutil.JSON(t, rec)
-	if rec.Code != 503 || b["status"] != "not ready" || !strings.Contains(rec.Body.String(), "not writable") {
-		t.Fatalf("ready without dir: %d %s", rec.Code, rec.Body)
+	if rec.Code != 503 || b["status"] != "not ready" || !strings.Contains(rec.Body.String(), "connection refused") {
+		t.Fatalf("ready with the database down: %d %s", rec.Code, rec.Body)
+	}
+	if rec := testutil.Do(t, h, "GET", "/health", ""); rec.Code != 200 {
+		t.Fatalf("health with the database down: %d (the process still serves)", rec.Code)
+	}
+}
+
+func TestDatabaseDownIs503AndAnErrorIs500(t *testing.T) {
+	store := newMemStore()
+	h := newTestHandler(t, store)
+	body := `{"correlation_id":"c","event_type":"x"}`
+	store.down = errors.New("failed to connect to host=postgres: connection refused")
+	for _, rec := range []*httptest.ResponseRecorder{
+		testutil.Do(t, h, "POST", "/api/v1/events", body, "Content-Type", jsonCT),
+		testutil.Do(t, h, "GET", "/api/v1/events?correlation_id=c", ""),
+	} {
+		testutil.WantProblem(t, rec, 503, "database unavailable: failed to connect")
+	}
+	store.down = nil
+	store.dbErr = &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}
+	testutil.WantProblem(t, testutil.Do(t, h, "POST", "/api/v1/events", body, "Content-Type", jsonCT), 503, "administrator command")
+	store.dbErr = &pgconn.PgError{Code: "42P01", Message: `relation "events" does not exist`}
+	testutil.WantProblem(t, testutil.Do(t, h, "POST", "/api/v1/events", body, "Content-Type", jsonCT), 500, "relation")
+	store.dbErr = nil
+	if code, _ := post(t, h, body); code != 201 {
+		t.Fatalf("after recovery: %d", code)
+	}
+}
+
+func TestPayloadIsStoredCompacted(t *testing.T) {
+	store := newMemStore()
+	h := newTestHandler(t, store)
+	if code, _ := post(t, h, `{"correlation_id":"c","event_type":"x","payload": { "a" : [1, 2] } }`); code != 201 {
+		t.Fatal(code)
+	}
+	if got := string(store.events[0].Payload); got != `{"a":[1,2]}` {
+		t.Fatalf("payload stored as %s", got)
 	}
 }

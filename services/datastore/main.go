@@ -1,15 +1,18 @@
-// Command datastore is the audit-event store of the E2E example: it appends
-// events to $DATA_DIR/events.jsonl and serves them by correlation id.
+// Command datastore is the audit-event store of the E2E example: it keeps
+// events in PostgreSQL and serves them by correlation id.
 package main
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"example.com/e2e-services/internal/httpkit"
 )
@@ -26,28 +29,48 @@ func main() {
 	}
 }
 
+// openPool configures the database pool from DATABASE_URL and the libpq
+// variables (PGHOST, PGUSER, PGPASSWORD, ...); it connects on first use, so
+// the server starts, and says it is not ready, while the database is down.
+func openPool(getenv httpkit.Getenv) (*pgxpool.Pool, time.Duration, error) {
+	timeout, err := getenv.Duration("DB_TIMEOUT", 2*time.Second)
+	if err != nil {
+		return nil, 0, err
+	}
+	cfg, err := pgxpool.ParseConfig(getenv("DATABASE_URL"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("DATABASE_URL or the PG* environment: %w", err)
+	}
+	cfg.ConnConfig.ConnectTimeout = timeout
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	return pool, timeout, err
+}
+
+func dbAttrs(pool *pgxpool.Pool) []any {
+	c := pool.Config().ConnConfig
+	return []any{"db_host", c.Host, "db_port", c.Port, "db_name", c.Database, "db_user", c.User}
+}
+
 // run serves until ctx is cancelled or a SIGTERM/SIGINT arrives.
 func run(ctx context.Context, getenv httpkit.Getenv, stdout io.Writer) error {
 	logger := httpkit.NewLogger(serviceName, stdout)
 	addr := getenv.String("LISTEN_ADDR", ":8080")
-	dataDir := getenv.String("DATA_DIR", "/data")
-
-	version, err := checkSchema(dataDir)
+	want, err := wantSchema()
 	if err != nil {
 		return err
 	}
-	store, info, err := Open(dataDir, time.Now)
+	pool, timeout, err := openPool(getenv)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	logger.Info("replayed event log", "data_dir", dataDir, "events", info.Events,
-		"skipped_lines", info.SkippedLines, "truncated_bytes", info.TruncatedBytes)
+	defer pool.Close()
+	store := &pgStore{pool: pool, want: want}
 
 	app := httpkit.NewApp(serviceName, logger)
-	handler := newHandler(app, store, dataDir, getenv("WRITE_TOKEN"))
-	srv := httpkit.NewServer(addr, withSchema(handler, version), logger)
-	logger.Info("starting", "listen_addr", addr)
+	handler := newHandler(app, store, timeout, getenv("WRITE_TOKEN"))
+	srv := httpkit.NewServer(addr, withSchema(handler, want), logger)
+	logger.Info("starting", append([]any{"listen_addr", addr, "schema", want.Checksum}, dbAttrs(pool)...)...)
 	if err := httpkit.Run(ctx, srv); err != nil {
 		return err
 	}
@@ -56,17 +79,15 @@ func run(ctx context.Context, getenv httpkit.Getenv, stdout io.Writer) error {
 }
 
 // command runs a one-shot subcommand: `migrate` (the migration Job) or
-// `probe [path]` (an exec readiness probe: the image has no shell or curl).
+// `probe [path]` (an exec probe: the image has no shell or curl).
 func command(name string, args []string, getenv httpkit.Getenv, stdout io.Writer) int {
 	logger := httpkit.NewLogger(serviceName, stdout)
 	switch name {
 	case "migrate":
-		s, err := migrate(getenv.String("DATA_DIR", "/data"))
-		if err != nil {
+		if err := runMigrate(getenv, logger); err != nil {
 			logger.Error("migrate failed", "error", err.Error())
 			return 1
 		}
-		logger.Info("migrated", "version", s.Version, "applied", s.Applied, "checksum", s.Checksum)
 		return 0
 	case "probe":
 		path := "/ready"
@@ -92,4 +113,44 @@ func command(name string, args []string, getenv httpkit.Getenv, stdout io.Writer
 	}
 	logger.Error("unknown command", "command", name, "known", "migrate, probe")
 	return 2
+}
+
+// runMigrate waits up to MIGRATE_WAIT for the database (it may still be
+// starting beside the Job), then applies the embedded migrations.
+func runMigrate(getenv httpkit.Getenv, logger *slog.Logger) error {
+	wait, err := getenv.Duration("MIGRATE_WAIT", 60*time.Second)
+	if err != nil {
+		return err
+	}
+	want, err := wantSchema()
+	if err != nil {
+		return err
+	}
+	pool, timeout, err := openPool(getenv)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		pingCtx, stop := context.WithTimeout(ctx, timeout)
+		err = pool.Ping(pingCtx)
+		stop()
+		if err == nil {
+			break
+		}
+		logger.Info("waiting for the database", append([]any{"attempt", attempt, "error", err.Error()}, dbAttrs(pool)...)...)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the database did not answer within MIGRATE_WAIT=%s: %w", wait, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	done, err := migrate(ctx, pool, want)
+	if err != nil {
+		return err
+	}
+	logger.Info("migrated", "version", want.Version, "applied_now", done, "checksum", want.Checksum)
+	return nil
 }

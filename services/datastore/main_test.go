@@ -1,9 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,35 +20,61 @@ func env(kv map[string]string) func(string) string {
 	return func(k string) string { return kv[k] }
 }
 
-func TestRunServesAndStopsCleanly(t *testing.T) {
+// nowhere is a database address nothing listens on: the server must still start.
+const nowhere = "postgres://e2e@127.0.0.1:1/events?sslmode=disable&connect_timeout=1"
+
+func TestRunServesWithTheDatabaseDownAndStopsCleanly(t *testing.T) {
 	addr := testutil.FreeAddr(t)
-	dir := t.TempDir()
-	if _, err := migrate(dir); err != nil {
-		t.Fatal(err)
-	}
 	var logs testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, env(map[string]string{"LISTEN_ADDR": addr, "DATA_DIR": dir}), &logs) }()
+	go func() {
+		errc <- run(ctx, env(map[string]string{"LISTEN_ADDR": addr, "DATABASE_URL": nowhere, "DB_TIMEOUT": "1s"}), &logs)
+	}()
 
-	testutil.WaitHealthy(t, "http://"+addr+"/ready")
+	testutil.WaitHealthy(t, "http://"+addr+"/health")
+	resp, err := http.Get("http://" + addr + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("/ready with no database: %d, want 503", resp.StatusCode)
+	}
+	if resp.Header.Get("X-Schema-Checksum") == "" {
+		t.Errorf("no X-Schema-Checksum header")
+	}
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("run returned %v", err)
 	}
-	for _, want := range []string{`"msg":"replayed event log"`, `"msg":"starting"`, `"msg":"request"`, `"msg":"stopped"`} {
+	for _, want := range []string{`"msg":"starting"`, `"db_host":"127.0.0.1"`, `"msg":"request"`, `"msg":"stopped"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %s:\n%s", want, logs.String())
 		}
 	}
 }
 
-func TestRunFailsOnBadDataDir(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(file, nil, 0o644)
-	err := run(context.Background(), env(map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "DATA_DIR": file}), &testutil.SyncBuffer{})
-	if err == nil {
-		t.Fatal("run with DATA_DIR being a file returned nil")
+func TestRunRefusesABadConfig(t *testing.T) {
+	for name, kv := range map[string]map[string]string{
+		"database url": {"DATABASE_URL": "postgres://%zz"},
+		"timeout":      {"DATABASE_URL": nowhere, "DB_TIMEOUT": "soon"},
+	} {
+		kv["LISTEN_ADDR"] = "127.0.0.1:0"
+		if err := run(context.Background(), env(kv), &testutil.SyncBuffer{}); err == nil {
+			t.Errorf("%s: run returned nil", name)
+		}
+	}
+}
+
+func TestMigrateGivesUpOnAnAbsentDatabaseNamingIt(t *testing.T) {
+	var out bytes.Buffer
+	code := command("migrate", nil, env(map[string]string{"DATABASE_URL": nowhere, "MIGRATE_WAIT": "1500ms", "DB_TIMEOUT": "500ms"}), &out)
+	if code != 1 || !strings.Contains(out.String(), "MIGRATE_WAIT=1.5s") || !strings.Contains(out.String(), "waiting for the database") {
+		t.Fatalf("migrate exit %d:\n%s", code, out.String())
+	}
+	if code := command("migrate", nil, env(map[string]string{"MIGRATE_WAIT": "never"}), &out); code != 1 {
+		t.Fatalf("migrate with a bad MIGRATE_WAIT exit %d", code)
 	}
 }
 
@@ -55,9 +82,5 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a subprocess")
 	}
-	dir := t.TempDir()
-	if _, err := migrate(dir); err != nil {
-		t.Fatal(err)
-	}
-	testutil.SIGTERMExitsZero(t, "DATA_DIR="+dir)
+	testutil.SIGTERMExitsZero(t, "DATABASE_URL="+nowhere)
 }

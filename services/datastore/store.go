@@ -1,21 +1,18 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// EventsFile is the append-only log inside DATA_DIR.
-const EventsFile = "events.jsonl"
-
-// Event is one stored audit event, also the line format of EventsFile.
+// Event is one stored audit event.
 type Event struct {
 	ID            string          `json:"id"`
 	EventID       string          `json:"event_id,omitempty"`
@@ -28,145 +25,95 @@ type Event struct {
 	ReceivedAt    time.Time       `json:"received_at"`
 }
 
-// ReplayInfo says what Open found in an existing file.
-type ReplayInfo struct {
-	Events         int   // events loaded
-	SkippedLines   int   // complete lines that were not valid events
-	TruncatedBytes int64 // partial last line cut off (crash mid-write)
+// eventStore keeps the events; the handlers see only this.
+type eventStore interface {
+	// Append stores ev unless an event with its id exists; it returns the
+	// stored event and whether it was new.
+	Append(ctx context.Context, ev Event) (Event, bool, error)
+	// ByCorrelation returns the events of one correlation id in arrival order.
+	ByCorrelation(ctx context.Context, id string) ([]Event, error)
+	// Check reports whether the database answers and has the schema this build wants.
+	Check(ctx context.Context) error
 }
 
-// Store keeps every event in memory and appends each new one to the file,
-// fsynced before Append returns, so an acknowledged event survives a crash.
-type Store struct {
-	now func() time.Time
+// pgStore keeps events in PostgreSQL; an event is stored once its INSERT committed.
+type pgStore struct {
+	pool *pgxpool.Pool
+	want schema
 
-	mu     sync.Mutex
-	f      *os.File
-	size   int64          // bytes of complete lines in f
-	events []Event        // arrival order
-	byID   map[string]int // id -> index in events, for idempotency
-	byCorr map[string][]int
+	schemaOK atomic.Bool // verified once: a running datastore only pings after that
 }
 
-// Open creates dir if needed and replays its events file.
-func Open(dir string, now func() time.Time) (*Store, ReplayInfo, error) {
-	var info ReplayInfo
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, info, err
+// unavailable reports whether err means the database could not be reached or
+// is going away (a connection error, or SQLSTATE class 08 connection, 57
+// operator intervention such as a shutdown, 53 insufficient resources), as
+// opposed to the database answering a query with an error.
+func unavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		class := pgErr.Code[:min(2, len(pgErr.Code))]
+		return class == "08" || class == "57" || class == "53"
 	}
-	f, err := os.OpenFile(filepath.Join(dir, EventsFile), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, info, err
-	}
-	s := &Store{now: now, f: f, byID: map[string]int{}, byCorr: map[string][]int{}}
-	if info, err = s.replay(); err != nil {
-		f.Close()
-		return nil, info, err
-	}
-	return s, info, nil
+	return err != nil
 }
 
-// replay loads complete lines and cuts off a trailing partial one, so the
-// next append starts on a fresh line instead of gluing onto garbage.
-func (s *Store) replay() (ReplayInfo, error) {
-	var info ReplayInfo
-	r := bufio.NewReader(s.f)
-	for {
-		line, err := r.ReadBytes('\n')
-		if err == io.EOF {
-			if len(line) > 0 {
-				info.TruncatedBytes = int64(len(line))
-				if terr := s.f.Truncate(s.size); terr != nil {
-					return info, fmt.Errorf("truncating partial last line: %w", terr)
-				}
-			}
-			break
-		}
-		if err != nil {
-			return info, err
-		}
-		s.size += int64(len(line))
-		var ev Event
-		if json.Unmarshal(line, &ev) != nil || ev.ID == "" {
-			info.SkippedLines++
-			continue
-		}
-		if _, dup := s.byID[ev.ID]; dup {
-			continue
-		}
-		s.index(ev)
-		info.Events++
-	}
-	_, err := s.f.Seek(s.size, io.SeekStart)
-	return info, err
-}
+const eventColumns = `id, event_id, correlation_id, event_type, source, namespace, fingerprint, payload, received_at`
 
-func (s *Store) index(ev Event) {
-	s.byID[ev.ID] = len(s.events)
-	s.byCorr[ev.CorrelationID] = append(s.byCorr[ev.CorrelationID], len(s.events))
-	s.events = append(s.events, ev)
-}
-
-// Append stores ev unless an event with the same id exists; it returns the
-// stored event and whether it was new. ev.ID must be set.
-func (s *Store) Append(ev Event) (Event, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if i, ok := s.byID[ev.ID]; ok {
-		return s.events[i], false, nil
-	}
-	ev.ReceivedAt = s.now().UTC()
-	line, err := json.Marshal(ev)
+func (s *pgStore) Append(ctx context.Context, ev Event) (Event, bool, error) {
+	rows, err := s.pool.Query(ctx, `INSERT INTO events (id, event_id, correlation_id, event_type, source, namespace, fingerprint, payload)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING `+eventColumns,
+		ev.ID, ev.EventID, ev.CorrelationID, ev.EventType, ev.Source, ev.Namespace, ev.Fingerprint, ev.Payload)
 	if err != nil {
 		return Event{}, false, err
 	}
-	line = append(line, '\n')
-	if _, err := s.f.Write(line); err != nil {
-		s.rollback()
-		return Event{}, false, fmt.Errorf("writing event: %w", err)
+	created, err := collect(rows)
+	if err != nil {
+		return Event{}, false, err
 	}
-	if err := s.f.Sync(); err != nil {
-		s.rollback()
-		return Event{}, false, fmt.Errorf("syncing event: %w", err)
+	if len(created) == 1 {
+		return created[0], true, nil
 	}
-	s.size += int64(len(line))
-	s.index(ev)
-	return ev, true, nil
+	rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE id = $1`, ev.ID)
+	if err != nil {
+		return Event{}, false, err
+	}
+	have, err := collect(rows)
+	if err == nil && len(have) != 1 {
+		err = errors.New("event " + ev.ID + " neither inserted nor found")
+	}
+	if err != nil {
+		return Event{}, false, err
+	}
+	return have[0], false, nil
 }
 
-// rollback drops a partially written line so the file stays line-aligned.
-func (s *Store) rollback() {
-	if s.f.Truncate(s.size) == nil {
-		_, _ = s.f.Seek(s.size, io.SeekStart)
+func (s *pgStore) ByCorrelation(ctx context.Context, id string) ([]Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE correlation_id = $1 ORDER BY seq`, id)
+	if err != nil {
+		return nil, err
 	}
+	return collect(rows)
 }
 
-// ByCorrelation returns the events of one correlation id in arrival order.
-func (s *Store) ByCorrelation(id string) []Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Event, 0, len(s.byCorr[id]))
-	for _, i := range s.byCorr[id] {
-		out = append(out, s.events[i])
+func (s *pgStore) Check(ctx context.Context) error {
+	if s.schemaOK.Load() {
+		return s.pool.Ping(ctx)
 	}
-	return out
+	if err := checkSchema(ctx, s.pool, s.want); err != nil {
+		return err
+	}
+	s.schemaOK.Store(true)
+	return nil
 }
 
-// Len returns the number of stored events.
-func (s *Store) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.events)
-}
-
-// Close closes the file; the store must not be used afterwards.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.f == nil {
-		return errors.New("store already closed")
-	}
-	err := s.f.Close()
-	s.f = nil
-	return err
+func collect(rows pgx.Rows) ([]Event, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Event, error) {
+		var ev Event
+		var payload []byte
+		err := row.Scan(&ev.ID, &ev.EventID, &ev.CorrelationID, &ev.EventType, &ev.Source, &ev.Namespace,
+			&ev.Fingerprint, &payload, &ev.ReceivedAt)
+		ev.Payload = json.RawMessage(payload)
+		ev.ReceivedAt = ev.ReceivedAt.UTC()
+		return ev, err
+	})
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +22,22 @@ type config struct {
 	CORSOrigins        []string
 	AuditRetryInterval time.Duration
 	DatastoreToken     string // sent as a bearer token with every audit event
+
+	// Redis holds the dedup state shared by all replicas. RedisAddr empty:
+	// in-process dedup only.
+	RedisAddr          string // host:port
+	RedisPassword      string
+	RedisTimeout       time.Duration // bounds every Redis operation, connecting included
+	RedisRetryInterval time.Duration // after a failure, Redis is skipped this long
+}
+
+// dedupMode is how the gateway deduplicates when Redis is healthy: "redis"
+// with REDIS_ADDR, else "memory".
+func (c config) dedupMode() string {
+	if c.RedisAddr == "" {
+		return dedupMemory
+	}
+	return dedupRedis
 }
 
 func loadConfig(getenv httpkit.Getenv) (config, error) {
@@ -49,10 +68,43 @@ func loadConfig(getenv httpkit.Getenv) (config, error) {
 			return c, fmt.Errorf("DATASTORE_TOKEN_FILE=%q is empty", file)
 		}
 	}
+	if c.RedisAddr = strings.TrimSpace(getenv("REDIS_ADDR")); c.RedisAddr != "" {
+		if err := checkHostPort(c.RedisAddr); err != nil {
+			return c, fmt.Errorf("REDIS_ADDR=%q: want host:port such as redis:6379 (%v)", c.RedisAddr, err)
+		}
+	}
+	c.RedisPassword = getenv("REDIS_PASSWORD")
+	if c.RedisTimeout, err = getenv.Duration("REDIS_TIMEOUT", 300*time.Millisecond); err != nil {
+		return c, err
+	}
+	if c.RedisRetryInterval, err = getenv.Duration("REDIS_RETRY_INTERVAL", time.Second); err != nil {
+		return c, err
+	}
 	for _, o := range strings.Split(getenv("CORS_ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.CORSOrigins = append(c.CORSOrigins, o)
 		}
 	}
 	return c, nil
+}
+
+var hostName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// checkHostPort accepts host:port with a non-empty host and a port in
+// 1-65535. Like DATASTORE_URL, the host is not resolved here.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return fmt.Errorf("missing host")
+	}
+	if net.ParseIP(host) == nil && !hostName.MatchString(host) {
+		return fmt.Errorf("host %q is neither a host name nor an IP address", host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number in 1-65535", port)
+	}
+	return nil
 }

@@ -48,6 +48,22 @@ func (d *dedup) observe(namespace, fp string) (created bool, occurrences int64) 
 	return false, e.occurrences
 }
 
+// set overwrites the entry for namespace+fp with what the shared store
+// reported (first sighting and count), so that if the store becomes
+// unavailable, in-process dedup continues from the last known state
+// instead of treating every known signal as new.
+func (d *dedup) set(namespace, fp string, first time.Time, occurrences int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sweep(d.now())
+	ns := d.byNS[namespace]
+	if ns == nil {
+		ns = map[string]*dedupEntry{}
+		d.byNS[namespace] = ns
+	}
+	ns[fp] = &dedupEntry{first: first, occurrences: occurrences}
+}
+
 // sweep drops expired entries at most once per ttl, so memory stays bounded
 // by the signals of roughly two windows without a background goroutine.
 func (d *dedup) sweep(now time.Time) {

@@ -94,6 +94,7 @@ type testGateway struct {
 	*gateway
 	h     http.Handler
 	clock *fakeClock
+	logs  *testutil.SyncBuffer
 }
 
 func newTestGateway(t *testing.T, datastoreURL string, tweak ...func(*config)) *testGateway {
@@ -110,13 +111,14 @@ func newTestGateway(t *testing.T, datastoreURL string, tweak ...func(*config)) *
 		f(&cfg)
 	}
 	clock := newFakeClock()
-	app := httpkit.NewApp(serviceName, httpkit.NewLogger(serviceName, &testutil.SyncBuffer{}))
+	logs := &testutil.SyncBuffer{}
+	app := httpkit.NewApp(serviceName, httpkit.NewLogger(serviceName, logs))
 	g := newGateway(app, cfg, clock.Now)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); g.outbox.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &testGateway{gateway: g, h: g.handler(app), clock: clock}
+	t.Cleanup(func() { cancel(); <-done; g.dedup.close() })
+	return &testGateway{gateway: g, h: g.handler(app), clock: clock, logs: logs}
 }
 
 // unreachableURL points at a port with nothing listening.

@@ -12,7 +12,7 @@ import (
 
 type gateway struct {
 	cfg    config
-	dedup  *dedup
+	dedup  *failoverDedup
 	outbox *outbox
 	probe  *http.Client
 	logger *slog.Logger
@@ -25,7 +25,7 @@ func newGateway(app *httpkit.App, cfg config, now func() time.Time) *gateway {
 	reg := app.Metrics
 	g := &gateway{
 		cfg:       cfg,
-		dedup:     newDedup(cfg.DedupTTL, now),
+		dedup:     newFailoverDedup(cfg, now, reg, app.Logger),
 		outbox:    newOutbox(cfg.DatastoreURL, cfg.AuditRetryInterval, reg, app.Logger),
 		probe:     &http.Client{},
 		logger:    app.Logger,
@@ -51,14 +51,20 @@ func (g *gateway) handler(app *httpkit.App) http.Handler {
 	return app.Handler(httpkit.CORS(g.cfg.CORSOrigins))
 }
 
+// ready needs the datastore. Redis is reported but not required: without
+// it the gateway deduplicates in process.
 func (g *gateway) ready(w http.ResponseWriter, r *http.Request) {
+	redisStatus := make(chan string, 1)
+	go func() { redisStatus <- g.dedup.status(r.Context()) }() // bounded by REDIS_TIMEOUT
+
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
+	ok, deps := true, map[string]string{"datastore": "ok"}
 	if err := g.pingDatastore(ctx); err != nil {
-		httpkit.WriteReady(w, false, map[string]string{"datastore": "unreachable: " + err.Error()})
-		return
+		ok, deps["datastore"] = false, "unreachable: "+err.Error()
 	}
-	httpkit.WriteReady(w, true, map[string]string{"datastore": "ok"})
+	deps["redis"] = <-redisStatus
+	httpkit.WriteReady(w, ok, deps)
 }
 
 func (g *gateway) pingDatastore(ctx context.Context) error {
@@ -98,22 +104,27 @@ func ingest[T signalSource](g *gateway) http.HandlerFunc {
 			httpkit.WriteError(w, r, err)
 			return
 		}
-		status := http.StatusAccepted
+		status, mode := http.StatusAccepted, ""
 		for i := range sigs {
-			if g.accept(&sigs[i], corr) {
+			if g.accept(r.Context(), &sigs[i], corr) {
 				status = http.StatusCreated
 			}
+			if mode != dedupDegraded {
+				mode = sigs[i].Dedup
+			}
 		}
+		w.Header().Set(headerDedup, mode)
 		httpkit.WriteJSON(w, status, map[string]any{"signals": sigs})
 	}
 }
 
 // accept dedups one signal, counts it and queues its audit event; it
 // reports whether the signal was new.
-func (g *gateway) accept(s *signal, corr string) bool {
-	created, n := g.dedup.observe(s.Namespace, s.Fingerprint)
+func (g *gateway) accept(ctx context.Context, s *signal, corr string) bool {
+	created, n, mode := g.dedup.observe(ctx, s.Namespace, s.Fingerprint)
 	s.CorrelationID = corr
 	s.Occurrences = n
+	s.Dedup = mode
 	g.received.Inc(s.Source)
 	eventType := "signal.duplicate"
 	if created {

@@ -57,6 +57,9 @@ func TestAlertmanagerCreatedThenDuplicate(t *testing.T) {
 		if s["status"] != want.status || s["occurrences"] != float64(i+1) {
 			t.Fatalf("request %d: %v", i, s)
 		}
+		if rec.Header().Get("X-Dedup") != "memory" || s["dedup"] != "memory" {
+			t.Fatalf("request %d: X-Dedup %q, signal dedup %v", i, rec.Header().Get("X-Dedup"), s["dedup"])
+		}
 		if s["source"] != "alertmanager" || s["namespace"] != "shop" || s["alertname"] != "HighLatency" ||
 			s["severity"] != "critical" || !hex64.MatchString(s["fingerprint"].(string)) ||
 			s["correlation_id"] != rec.Header().Get("X-Correlation-ID") {
@@ -184,7 +187,7 @@ func TestAuditEventsCarryCorrelationID(t *testing.T) {
 			ev["namespace"] != "shop" || !hex64.MatchString(ev["fingerprint"].(string)) || len(ev["event_id"].(string)) != 32 {
 			t.Fatalf("event %d: %v", i, ev)
 		}
-		if p := ev["payload"].(map[string]any); p["alertname"] != "A" || p["occurrences"] != float64(i+1) {
+		if p := ev["payload"].(map[string]any); p["alertname"] != "A" || p["occurrences"] != float64(i+1) || p["dedup"] != "memory" {
 			t.Fatalf("payload %v", p)
 		}
 	}
@@ -203,7 +206,8 @@ func TestDegradesWhileDatastoreDown(t *testing.T) {
 	g := newTestGateway(t, ds.URL)
 
 	rec := testutil.Do(t, g.h, "GET", "/ready", "")
-	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"datastore":"unreachable: `) {
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"datastore":"unreachable: `) ||
+		!strings.Contains(rec.Body.String(), `"redis":"not configured"`) {
 		t.Fatalf("ready while down: %d %s", rec.Code, rec.Body)
 	}
 	if rec := testutil.Do(t, g.h, "GET", "/health", ""); rec.Code != 200 {
@@ -221,11 +225,14 @@ func TestDegradesWhileDatastoreDown(t *testing.T) {
 
 	ds.down.Store(false)
 	testutil.Eventually(t, "outbox drained", func() bool { return len(ds.received()) == 3 && g.outbox.len() == 0 })
-	if rec := testutil.Do(t, g.h, "GET", "/ready", ""); rec.Code != 200 || testutil.JSON(t, rec)["status"] != "ready" {
+	if rec := testutil.Do(t, g.h, "GET", "/ready", ""); rec.Code != 200 || testutil.JSON(t, rec)["status"] != "ready" ||
+		!strings.Contains(rec.Body.String(), `"redis":"not configured"`) {
 		t.Fatalf("ready after recovery: %d %s", rec.Code, rec.Body)
 	}
 	metrics := testutil.Do(t, g.h, "GET", "/metrics", "").Body.String()
-	for _, want := range []string{"gateway_audit_events_sent_total 3\n", "gateway_audit_outbox_pending 0\n"} {
+	for _, want := range []string{"gateway_audit_events_sent_total 3\n", "gateway_audit_outbox_pending 0\n",
+		// In-process dedup by configuration is not degraded.
+		"gateway_dedup_degraded_total 0\n", "gateway_redis_up 0\n"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)
 		}

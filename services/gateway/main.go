@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"example.com/e2e-services/internal/httpkit"
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -32,8 +33,10 @@ func run(ctx context.Context, getenv httpkit.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	redis.SetLogger(slogRedisLogger{logger})
 	app := httpkit.NewApp(serviceName, logger)
 	g := newGateway(app, cfg, time.Now)
+	defer g.dedup.close()
 	srv := httpkit.NewServer(cfg.ListenAddr, g.handler(app), logger)
 
 	workerCtx, stopWorker := context.WithCancel(context.Background())
@@ -45,8 +48,19 @@ func run(ctx context.Context, getenv httpkit.Getenv, stdout io.Writer) error {
 
 	logger.Info("starting", "listen_addr", cfg.ListenAddr, "datastore_url", cfg.DatastoreURL,
 		"dedup_ttl", cfg.DedupTTL.String(), "max_body_bytes", cfg.MaxBodyBytes,
-		"cors_allowed_origins", cfg.CORSOrigins, "audit_retry_interval", cfg.AuditRetryInterval.String())
+		"cors_allowed_origins", cfg.CORSOrigins, "audit_retry_interval", cfg.AuditRetryInterval.String(),
+		"dedup_mode", cfg.dedupMode(), "redis_addr", cfg.RedisAddr, "redis_password_set", cfg.RedisPassword != "",
+		"redis_timeout", cfg.RedisTimeout.String(), "redis_retry_interval", cfg.RedisRetryInterval.String())
+
+	// One bounded check at start, so gateway_redis_up and a warning about an
+	// unreachable Redis do not wait for the first signal or readiness probe.
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		g.dedup.status(workerCtx)
+	}()
 	runErr := httpkit.Run(ctx, srv)
+	<-probeDone
 
 	// Handlers have finished, so nothing enqueues any more.
 	stopWorker()

@@ -25,11 +25,12 @@ type signal struct {
 	Namespace     string
 	Source        string
 	CorrelationID string
+	Dedup         string // dedupRedis, dedupDegraded or dedupMemory
 	Details       map[string]any
 }
 
 func (s signal) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(s.Details)+6)
+	m := make(map[string]any, len(s.Details)+7)
 	for k, v := range s.Details {
 		m[k] = v
 	}
@@ -39,6 +40,9 @@ func (s signal) MarshalJSON() ([]byte, error) {
 	m["namespace"] = s.Namespace
 	m["source"] = s.Source
 	m["correlation_id"] = s.CorrelationID
+	if s.Dedup != "" {
+		m["dedup"] = s.Dedup
+	}
 	return json.Marshal(m)
 }
 

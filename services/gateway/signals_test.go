@@ -92,4 +92,10 @@ func TestSignalJSONFlattensDetails(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("got %s", b)
 	}
+	s.Dedup = dedupDegraded
+	b, _ = json.Marshal(s)
+	want = `{"correlation_id":"c","dedup":"degraded","fingerprint":"f","namespace":"n","occurrences":2,"reason":"R","source":"kubernetes-event","status":"created"}`
+	if string(b) != want {
+		t.Fatalf("with dedup: got %s", b)
+	}
 }

@@ -1,2 +1,2 @@
--- Lookups by correlation id (GET /api/v1/events?correlation_id=...).
-CREATE INDEX events_by_correlation ON events (correlation_id, received_at);
+-- Lookups by correlation id (GET /api/v1/events?correlation_id=...), in arrival order.
+CREATE INDEX events_by_correlation ON events (correlation_id, seq);
