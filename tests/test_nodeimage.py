@@ -72,6 +72,25 @@ def test_the_default_cni_manifest_runs_the_preloaded_podnet_image() -> None:
     assert {"nodes"} == set(role["rules"][0]["resources"])  # kubelet's credentials may not list nodes
 
 
+def test_the_default_storage_manifest_runs_the_preloaded_provisioner_and_helper() -> None:
+    """kind applies /kind/manifests/default-storage.yaml: rancher's local-path-provisioner, whose helper
+    pods make each claim's directory 0777, from images the node already holds (nothing is pulled)."""
+    docs = list(yaml.safe_load_all((recipe.FILES / "kind/manifests/default-storage.yaml").read_text()))
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["imagePullPolicy"]) == (recipe.STORAGE_IMAGE, "Never")
+    assert recipe.STORAGE_HELPER_IMAGE in container["command"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    helper = yaml.safe_load(config["helperPod.yaml"])["spec"]["containers"][0]
+    assert (helper["image"], helper["imagePullPolicy"]) == (recipe.STORAGE_HELPER_IMAGE, "Never")
+    assert 'mkdir -m 0777 -p "$VOL_DIR"' in config["setup"]
+    sc = next(d for d in docs if d["kind"] == "StorageClass")
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert (sc["metadata"]["name"], sc["provisioner"]) == ("standard", "rancher.io/local-path")
+    assert {recipe.STORAGE_IMAGE, recipe.STORAGE_HELPER_IMAGE} <= set(recipe.harness_images())
+    assert "local-path-provisioner" in [m.name for m in recipe.go_modules()]
+
+
 # -- cache key ---------------------------------------------------------------------------
 
 

@@ -632,6 +632,25 @@ def test_wait_ready_timeout_says_what_it_saw(kit: Callable[..., Kit]) -> None:
     assert "last seen: replicas 1, updated 1, available 0 of 1" in msg
 
 
+def test_a_pod_waiting_for_its_claim_is_reported_with_the_claims_warning(kit: Callable[..., Kit]) -> None:
+    """A claim the provisioner cannot make says why on the claim, not on the pending pod: both are shown."""
+    k = kit(timeouts={"ready": 0.01})
+    deployed(k, "gateway")
+    k.api.deployment_status = lambda name: NOT_READY
+    pending = pod("ContainerCreating")
+    pending["spec"] = {
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-gateway-0"}}]
+    }
+    k.api.pod_list = [pending]
+    said = 'failed to provision volume with StorageClass "standard": serviceaccount "x" not found'
+    warning = {"type": "Warning", "reason": "ProvisioningFailed", "message": said, "count": 3,
+               "involvedObject": {"kind": "PersistentVolumeClaim", "name": "data-gateway-0"}}  # fmt: skip
+    k.api.events = lambda namespace: [warning]  # type: ignore[method-assign]
+    with pytest.raises(waits.WaitTimeout) as info:
+        k.plat.wait_ready("gateway")
+    assert f"claim data-gateway-0 newest warning: ProvisioningFailed: {said} (x3)" in str(info.value)
+
+
 # -- stop / teardown ----------------------------------------------------------------------
 
 

@@ -160,6 +160,14 @@ class Build:
                 recipe.PODNET_IMAGE, (base, kubectl, script), entrypoint=("/usr/local/bin/e2eh-podnet",)
             )
         )
+        provisioner_bin = self.bin / "local-path-provisioner"
+        provisioner = oci.binary_layer(layers / "local-path.tar.gz", provisioner_bin)
+        archive.images.append(
+            oci.Image(
+                recipe.STORAGE_IMAGE, (provisioner,), entrypoint=(f"/usr/local/bin/{provisioner_bin.name}",)
+            )
+        )
+        archive.images.append(oci.Image(recipe.STORAGE_HELPER_IMAGE, (base,), entrypoint=()))
         archive.write(self.work / "preload" / "images.tar")
         shutil.rmtree(layers)
 
@@ -205,7 +213,7 @@ class Build:
         listed = self.podman(
             "exec", self.container, "ctr", "--namespace", "k8s.io", "images", "list", "--quiet"
         ).stdout.split()
-        missing = sorted({*recipe.preloaded_images(), recipe.PODNET_IMAGE} - set(listed))
+        missing = sorted({*recipe.preloaded_images(), *recipe.harness_images()} - set(listed))
         if missing:
             raise NodeImageError(f"containerd in {self.container} lacks {missing} after the import")
         self.podman("stop", "--time", "30", self.container, timeout=90)

@@ -22,6 +22,10 @@ PODNET = HERE / "podnet"
 """The pod network agent: a script run from a preloaded image by a DaemonSet."""
 PODNET_IMAGE = "localhost/e2e-harness/kind-podnet:node-image"
 """As /kind/manifests/default-cni.yaml names it."""
+STORAGE_IMAGE = "localhost/e2e-harness/kind-local-path-provisioner:node-image"
+STORAGE_HELPER_IMAGE = "localhost/e2e-harness/kind-local-path-helper:node-image"
+"""As /kind/manifests/default-storage.yaml names them: the provisioner, and the image of its helper pods
+(the node's Debian: `sh`, `mkdir -m 0777`, `rm -rf`), as kind's own node image ships them."""
 RECIPE_SOURCES = ("versions.py", "recipe.py", "oci.py", "builder.py")
 """The modules that decide what goes into the image: changing one changes the key."""
 
@@ -47,6 +51,11 @@ KUBE_GO_TAGS = "selinux,notest,grpcnotrace"
 
 def kube_image(name: str) -> str:
     return f"{REGISTRY}/{name}:{v.KUBERNETES}"
+
+
+def harness_images() -> tuple[str, ...]:
+    """The images of the harness's own node parts (/kind/manifests), made from the layers above."""
+    return (PODNET_IMAGE, STORAGE_IMAGE, STORAGE_HELPER_IMAGE)
 
 
 def preloaded_images() -> dict[str, str]:
@@ -121,6 +130,12 @@ def go_modules() -> tuple[GoModule, ...]:
         ),
         GoModule(
             "coredns", f"github.com/coredns/coredns@{v.COREDNS}", ("github.com/coredns/coredns",), "coredns"
+        ),
+        GoModule(
+            "local-path-provisioner",
+            f"github.com/rancher/local-path-provisioner@{v.LOCAL_PATH_PROVISIONER}",
+            ("github.com/rancher/local-path-provisioner",),
+            "local-path-provisioner",
         ),
     )
 

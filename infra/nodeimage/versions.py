@@ -15,6 +15,7 @@ COREDNS = "v1.14.6"
 CRI_TOOLS = "v1.37.0"
 """crictl, for `kind export logs` and for people debugging a node."""
 PAUSE_IMAGE_TAG = "3.10.2"
+LOCAL_PATH_PROVISIONER = "v0.0.30"  # kind's default StorageClass: rancher's, as kind ships it
 """kubeadm's names for them (cmd/kubeadm/app/constants); containerd's sandbox_image uses the pause."""
 
 DEBIAN_SUITE = "bookworm"
@@ -87,6 +88,7 @@ def pins() -> dict[str, object]:
         "coredns": COREDNS,
         "cri_tools": CRI_TOOLS,
         "pause_image_tag": PAUSE_IMAGE_TAG,
+        "local_path_provisioner": LOCAL_PATH_PROVISIONER,
         "debian_suite": DEBIAN_SUITE,
         "debian_mirror": DEBIAN_MIRROR,
         "debian_packages": list(DEBIAN_PACKAGES),

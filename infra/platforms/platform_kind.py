@@ -453,21 +453,15 @@ class KindPlatform:
             status = pod.get("status") or {}
             for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
                 lines.append(f"  pod {name} container {cs.get('name')}: {container_state(cs)}")
-            warned = sorted(
-                (
-                    e
-                    for e in events
-                    if (e.get("involvedObject") or {}).get("name") == name and e.get("type") == "Warning"
-                ),
-                key=_event_time,
-            )
-            if warned:
-                newest = warned[-1]
-                count = f" (x{newest['count']})" if (newest.get("count") or 1) > 1 else ""
-                lines.append(
-                    f"  pod {name} newest warning: {newest.get('reason')}: "
-                    f"{' '.join(str(newest.get('message', '')).split())}{count}"
-                )
+            claims = [
+                v["persistentVolumeClaim"]["claimName"]
+                for v in (pod.get("spec") or {}).get("volumes") or []
+                if v.get("persistentVolumeClaim")
+            ]  # a claim that is not provisioned says why on itself, not on the pending pod
+            for what, who in [("pod", name), *(("claim", c) for c in claims)]:
+                newest = _newest_warning(events, who)
+                if newest:
+                    lines.append(f"  {what} {who} newest warning: {newest}")
         return "\n".join(lines)
 
     def _rollout(self, ident: str) -> waits.Observation[None]:
@@ -751,6 +745,17 @@ class KindPlatform:
         """What the old pods counted survives a restart or stop that kills them at the grace period."""
         if self.ctx.coverage and coverflush.flushable(self.ctx.config, service):
             self.flush_coverage([service])
+
+
+def _newest_warning(events: list[dict[str, Any]], name: str) -> str:
+    """The newest Warning event about the object named `name`: `Reason: message (xN)`, or ""."""
+    about = [e for e in events if (e.get("involvedObject") or {}).get("name") == name]
+    warned = sorted((e for e in about if e.get("type") == "Warning"), key=_event_time)
+    if not warned:
+        return ""
+    newest = warned[-1]
+    count = f" (x{newest['count']})" if (newest.get("count") or 1) > 1 else ""
+    return f"{newest.get('reason')}: {' '.join(str(newest.get('message', '')).split())}{count}"
 
 
 _CONTAINER_ID = re.compile(r"^containerd://([0-9a-f]{64})$")

@@ -296,8 +296,11 @@ def _phase_seconds(run: Run, prefix: str) -> float:
     return round(sum(t.seconds for t in run.timeline.timings if t.name.startswith(prefix)), 3)
 
 
-def _kind_run(config: str | None, *, reuse: str = "", then: Literal["keep", "teardown"] = "teardown") -> Run:
+def _kind_run(
+    config: str | None, workers: int, *, reuse: str = "", then: Literal["keep", "teardown"] = "teardown"
+) -> Run:
     cfg = config_mod.load(config)
+    cfg = cfg.model_copy(update={"platform": cfg.platform.model_copy(update={"kind_workers": workers})})
     run = Run(cfg, Options(config=config, platform="kind", reuse=reuse, then=then))
     code = run.execute()
     if code != EXIT_OK:
@@ -305,13 +308,13 @@ def _kind_run(config: str | None, *, reuse: str = "", then: Literal["keep", "tea
     return run
 
 
-def kind_once(config: str | None) -> dict[str, Any]:
+def kind_once(config: str | None, workers: int) -> dict[str, Any]:
     """A new cluster with a cold load, then a run that reuses it (load skipped), then its deletion."""
-    first = _kind_run(config, then="keep")
+    first = _kind_run(config, workers, then="keep")
     assert first.stack is not None
     plat: Any = first.stack.platform
     try:
-        second = _kind_run(config, reuse=plat.cluster)
+        second = _kind_run(config, workers, reuse=plat.cluster)
     finally:
         start = time.monotonic()
         plat.teardown()
@@ -321,6 +324,7 @@ def kind_once(config: str | None) -> dict[str, Any]:
     steps = {k: round(v, 3) for k, v in plat.step_seconds.items()}
     return {
         "run_ids": [first.paths.run_id, second.paths.run_id],
+        "nodes": workers + 1,
         "cluster_create_seconds": _phase_seconds(first, "cluster"),
         "image_save_seconds": steps.get("image_save"),
         "load_cold_seconds": _phase_seconds(first, "load"),
@@ -334,20 +338,32 @@ def kind_once(config: str | None) -> dict[str, Any]:
     }
 
 
+NODE_COUNTS = (2, 4)
+"""The sizes bench_kind measures: one worker, and the seed's three."""
+
+
 def bench_kind(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
-    """Each step of the kind platform, medians of `repeat` rounds, beside the podman figures."""
-    runs = [kind_once(config) for _ in range(repeat)]
-    keys = [k for k in runs[0] if k.endswith("_seconds")]
-    medians = {k: round(statistics.median(float(r[k] or 0) for r in runs), 2) for k in keys}
+    """Each step of the kind platform, medians of `repeat` rounds, for 2 and 4 nodes (the config's own
+    count is `median_seconds`), beside the podman figures."""
+    own = config_mod.load(config).platform.kind_workers + 1
+    by_nodes: dict[str, Any] = {}
+    all_runs: list[dict[str, Any]] = []
+    for nodes in sorted({*NODE_COUNTS, own}):
+        runs = [kind_once(config, nodes - 1) for _ in range(repeat)]
+        keys = [k for k in runs[0] if k.endswith("_seconds")]
+        by_nodes[str(nodes)] = {k: round(statistics.median(float(r[k] or 0) for r in runs), 2) for k in keys}
+        all_runs += runs
     data: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     data["kind"] = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "repeat": repeat,
-        "median_seconds": medians,
-        "runs": runs,
+        "nodes": own,
+        "median_seconds": by_nodes[str(own)],
+        "median_seconds_by_nodes": by_nodes,
+        "runs": all_runs,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2) + "\n")
-    say(json.dumps({"kind": medians}, indent=2))
+    say(json.dumps({"kind": by_nodes}, indent=2))
     say(f"wrote {out}")
     return data
