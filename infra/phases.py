@@ -193,3 +193,19 @@ def critical_path(timings: Sequence[Timing]) -> float:
         return done[name]
 
     return round(max((finish(n) for n in took), default=0.0), 3)
+
+
+def critical_chain(timings: Sequence[Timing]) -> list[str]:
+    """The phases of that longest chain, first to last (what to make faster to finish sooner)."""
+    by_name = {t.name: t for t in timings}
+    took = {t.name: t.end - t.start for t in timings}
+    done: dict[str, tuple[float, list[str]]] = {}
+
+    def finish(name: str) -> tuple[float, list[str]]:
+        if name not in done:
+            before = [finish(n) for n in by_name[name].needs if n in took]
+            seconds, chain = max(before, default=(0.0, []), key=lambda b: b[0])
+            done[name] = (seconds + took[name], [*chain, name])
+        return done[name]
+
+    return max((finish(n) for n in took), default=(0.0, []), key=lambda f: f[0])[1]

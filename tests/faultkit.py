@@ -79,7 +79,9 @@ def isolated_config(root: Path) -> dict[str, Any]:
     for svc in data["services"]:
         svc["source"] = str(REPO / svc["source"])
     for stand_in in data.get("images", {}).get("stand_in", []):
-        stand_in["source"] = str(REPO / stand_in["source"])
+        for key in ("source", "containerfile"):
+            if key in stand_in:
+                stand_in[key] = str(REPO / stand_in[key])
     data["manifests"] = [str(root / "manifests" / Path(m).name) for m in data["manifests"]]
     platform, coverage = data.setdefault("platform", {}), data.setdefault("coverage", {})
     platform["kind_config"] = str(REPO / platform.get("kind_config", "kind/cluster.yaml"))

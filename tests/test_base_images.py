@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 
 import pytest
 
 from infra.builds import baseimages
 from infra.images import ImageRef
-from tests.faultkit import REPO, RootFactory, deployment_yaml, service_yaml
-from tests.test_init_real_repo import REDIS_PORT
+from tests.faultkit import REPO, RootFactory
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -51,36 +49,3 @@ def test_a_debian_based_containerfile_builds_and_runs_with_no_registry(roots: Ro
     again = root.e2e("-k", "smoke", timeout=300)
     assert again.code == 0 and f"third-party image {slim}: present" in again.output, str(again)
     assert root.leftovers(again.run_id) == [], str(again)
-
-
-REDIS_CONTAINERFILE = """\
-FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends redis-server && rm -rf /var/lib/apt/lists/*
-ENTRYPOINT ["redis-server", "--protected-mode", "no"]
-"""
-
-
-def test_redis_from_debians_package_stands_in_for_the_registry_image(roots: RootFactory) -> None:
-    """A third-party image made here from a Containerfile (FROM debian + apt-get install redis-server)."""
-    root = roots.make("redis-stand-in")
-    tag = secrets.token_hex(3)
-    context = root.path / "stand-ins" / "redis"
-    context.mkdir(parents=True)
-    (context / "Containerfile").write_text(REDIS_CONTAINERFILE)
-    image = f"docker.io/redis:7.0-e2eh-{tag}"
-    root.data["images"]["stand_in"].append(
-        {"image": image, "source": str(context), "containerfile": str(context / "Containerfile")}
-    )
-    root.write_config()
-    redis = deployment_yaml("redis", image, port=REDIS_PORT, exec_probe=["redis-cli", "ping"])
-    root.append_manifest("gateway.yaml", redis + "---\n" + service_yaml("redis", REDIS_PORT))
-
-    out = root.e2e("-k", "smoke", timeout=900)
-
-    assert out.code == 0, str(out)
-    assert f"third-party image docker.io/library/redis:7.0-e2eh-{tag}: stand-in built from {context}" in (
-        out.output
-    ), str(out)
-    assert root.leftovers(out.run_id) == [], str(out)
-    # a stand-in made here does not stay behind under the registry's name
-    assert not root.podman("images", "--quiet", image, check=False).strip()

@@ -1,9 +1,8 @@
 """PersistentVolumeClaims on podman: a named volume per claim, kept across a restart, gone at teardown.
 
-The example's datastore keeps its event log on a claim instead of a hostPath, both
-ways a manifest says it: a PersistentVolumeClaim object, and a StatefulSet's
-volumeClaimTemplates (the migration Job mounts the claim the StatefulSet's pod gets).
-The suite's datastore restart test then shows the events survive the restart.
+The example's PostgreSQL keeps its data on a claim both ways a manifest says it: a StatefulSet's
+volumeClaimTemplates (as the example has it), and a PersistentVolumeClaim object. The suite's
+PostgreSQL restart test then shows the events survive the restart.
 """
 
 from __future__ import annotations
@@ -14,45 +13,54 @@ from tests.faultkit import RootFactory
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
-HOST_PATH = "          hostPath: {path: /var/lib/e2e-harness/datastore, type: DirectoryOrCreate}\n"
+TEMPLATES = """\
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources:
+          requests: {storage: 1Gi}
+"""
 CLAIM = """\
+---
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: datastore-data}
+metadata: {name: postgres-data}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 1Gi}}
 """
-TEMPLATES = """\
-  volumeClaimTemplates:
-    - metadata: {name: data}
-      spec:
-        accessModes: [ReadWriteOnce]
-        resources: {requests: {storage: 1Gi}}
+VOLUMES = """\
+      volumes:
+        - name: data
+          persistentVolumeClaim: {claimName: postgres-data}
 """
 
 
-@pytest.mark.parametrize("how", ["claim", "template"])
-def test_a_claim_keeps_the_datastores_events_across_a_restart_and_goes_at_teardown(
+@pytest.mark.parametrize("how", ["template", "claim"])
+def test_a_claim_keeps_the_databases_events_across_a_restart_and_goes_at_teardown(
     roots: RootFactory, how: str
 ) -> None:
     root = roots.make(f"claims-{how}")
-    path = root.manifest("datastore.yaml")
+    path = root.manifest("postgres.yaml")
     text = path.read_text()
-    assert text.count(HOST_PATH) == 2
-    if how == "claim":
-        text = text.replace(HOST_PATH, "          persistentVolumeClaim: {claimName: datastore-data}\n")
-        text += "---\n" + CLAIM
-    else:  # the Job mounts the StatefulSet's pod-0 claim; the StatefulSet its template
-        job, sts = text.split("kind: StatefulSet", 1)
-        job = job.replace(HOST_PATH, "          persistentVolumeClaim: {claimName: data-datastore-0}\n")
-        sts = sts.replace("      volumes:\n        - name: data\n" + HOST_PATH, "")
-        sts = sts.replace("  serviceName: datastore\n", "  serviceName: datastore\n" + TEMPLATES)
-        text = job + "kind: StatefulSet" + sts
-    path.write_text(text)
+    assert text.count(TEMPLATES) == 1
+    if how == "claim":  # the pod's volume names a claim object instead
+        sts, service = text.split("---\napiVersion: v1\nkind: Service", 1)
+        sts = sts.replace(TEMPLATES, "").rstrip("\n") + "\n" + VOLUMES
+        text = sts + CLAIM + "---\napiVersion: v1\nkind: Service" + service
+        path.write_text(text)
+    volume = f"e2eh-{{run}}-pvc-{'data-postgres-0' if how == 'template' else 'postgres-data'}"
 
-    out = root.e2e("-k", "smoke or datastore_restart", timeout=300)
+    out = root.e2e("-k", "smoke or postgres_restart", timeout=300)
 
     assert out.code == 0, str(out)
     assert "- result: passed: 5 passed" in out.output, str(out)  # smoke, and the restart keeping events
+    made = (out.artifacts / "run.log").read_text()
+    assert (
+        f"podman volume create --label io.e2e-harness.managed=true --label io.e2e-harness.run={out.run_id} "
+        + (volume.format(run=out.run_id))
+        in made
+    ), out.run_log()
     assert root.leftovers(out.run_id) == [], str(out)  # the claim's volume with the rest

@@ -259,6 +259,11 @@ def test_unknown_config_key_names_the_key_path_and_the_file(roots: RootFactory) 
         ("missing-manifest", "manifest {root}/manifests/gone.yaml not found (listed in {cfg})"),
         ("image-unused", "service 'gateway': no workload in the manifests uses its image"),
         ("no-go-module", "coverage.go_module: {root}/nowhere is not a Go module (no go.mod)"),
+        (
+            "no-containerfile",
+            "images.stand_in 'docker.io/library/redis:7.0-bookworm': containerfile "
+            "{root}/Containerfile.gone does not exist",
+        ),
     ],
 )
 def test_stack_mistakes_exit_2_before_anything_is_built(roots: RootFactory, case: str, expect: str) -> None:
@@ -268,6 +273,9 @@ def test_stack_mistakes_exit_2_before_anything_is_built(roots: RootFactory, case
         root.data["manifests"] = [*root.data["manifests"], str(root.path / "manifests" / "gone.yaml")]
     elif case == "image-unused":
         root.service("gateway", image="localhost/e2e-harness/nobody-uses-this")
+    elif case == "no-containerfile":
+        redis = next(s for s in root.data["images"]["stand_in"] if "redis" in s["image"])
+        redis["containerfile"] = str(root.path / "Containerfile.gone")
     else:
         root.set("coverage", go_module=str(root.path / "nowhere"))
         args = ("--coverage",)
@@ -356,8 +364,9 @@ def test_interrupt_while_the_suite_runs_tears_everything_down(
 ) -> None:
     root = roots.make(f"interrupt-{sig.name.lower()}")
 
-    def stack_up(run: Started) -> None:  # the Job's, the init container's, the two services' and
-        assert len(root.containers(run.run_id)) == 6, run.output()  # their pods' infra containers
+    def stack_up(run: Started) -> None:  # the Job's, the init container's, the two services', the
+        # database's and the cache's, and their four pods' infra containers
+        assert len(root.containers(run.run_id)) == 10, run.output()
 
     out = root.interrupt_suite("podman", sig, check=stack_up)
 
@@ -414,9 +423,9 @@ def test_cleanup_removes_exactly_the_killed_runs_leftovers(roots: RootFactory) -
     try:
         # one after the other, so that each has all its containers when the other is killed or
         # cleaned up (concurrent starts are test_concurrent_runs_do_not_interfere's)
-        alive.wait_for_containers(6)  # the gateway's is the last (after its pod's and init's)
+        alive.wait_for_containers(10)  # the gateway's is the last (after its pod's and init's)
         killed = root.start("e2e", "--platform", "podman", "--", *SMOKE)
-        killed.wait_for_containers(6)
+        killed.wait_for_containers(10)
         killed.proc.kill()  # SIGKILL: no teardown; the kernel releases its run lock
         killed.wait(timeout=30)
         dead, live = killed.run_id, alive.run_id

@@ -20,7 +20,8 @@ from infra.config import parse as parse_config
 from infra.platforms.manifests import ManifestError, load_docs
 from tests.faultkit import REPO, RootFactory
 
-KUSTOMIZE_BASE = 'resources: ["datastore.yaml", "gateway.yaml"]\n'
+EXAMPLE = ("postgres.yaml", "redis.yaml", "datastore.yaml", "gateway.yaml")
+KUSTOMIZE_BASE = f"resources: {list(EXAMPLE)}\n"
 E2E_OVERLAY = """\
 resources: ["../../base"]
 labels:
@@ -39,7 +40,7 @@ def make_kustomize(repo: Path) -> Path:
     """deploy/base + deploy/overlays/{e2e,prod}, as a team's repo has them."""
     base = repo / "deploy" / "base"
     base.mkdir(parents=True)
-    for name in ("datastore.yaml", "gateway.yaml"):
+    for name in EXAMPLE:
         shutil.copy2(REPO / "manifests" / name, base / name)
     (base / "kustomization.yaml").write_text(KUSTOMIZE_BASE)
     for overlay, text in (("e2e", E2E_OVERLAY), ("prod", PROD_OVERLAY)):
@@ -54,7 +55,8 @@ def make_chart(repo: Path) -> Path:
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: orders\nversion: 0.1.0\n")
     (chart / "values.yaml").write_text("gateway:\n  dedupTTL: 5s\n  replicas: 1\n")
-    shutil.copy2(REPO / "manifests" / "datastore.yaml", chart / "templates" / "datastore.yaml")
+    for name in EXAMPLE[:3]:
+        shutil.copy2(REPO / "manifests" / name, chart / "templates" / name)
     gateway = (REPO / "manifests" / "gateway.yaml").read_text()
     gateway = gateway.replace("DEDUP_TTL: 5s", "DEDUP_TTL: {{ .Values.gateway.dedupTTL | quote }}")
     gateway = gateway.replace("  replicas: 1\n", "  replicas: {{ .Values.gateway.replicas }}\n", 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra import waits
-from infra.phases import Phase, PhaseFailed, Timeline, Timing, critical_path, run_phases
+from infra.phases import Phase, PhaseFailed, Timeline, Timing, critical_chain, critical_path, run_phases
 from infra.run.run import Interrupted, interruptible
 
 HANDSHAKE = 5.0  # seconds a phase waits for its partner before giving up
@@ -286,6 +286,8 @@ def test_the_critical_path_is_the_longest_chain_of_needs() -> None:
     # preflight 0.5 + cluster 3.0 + deploy 1.0: the go -> build chain (2.5) runs beside the cluster
     assert critical_path(timings) == 4.5
     assert critical_path([]) == 0.0
+    assert critical_chain(timings) == ["preflight", "cluster", "deploy"]  # the bench reports which phases
+    assert critical_chain([]) == []
 
 
 def test_the_timeline_counts_the_machines_cpu_time_since_its_start() -> None:

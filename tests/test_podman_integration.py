@@ -24,6 +24,7 @@ from infra.platforms.stack import platform_from_state
 from infra.podman_cli import Podman, podman_env
 from infra.proc import SubprocessRunner
 from infra.run.run import Options, Run
+from tests.faultkit import dump_toml, isolated_config
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
@@ -51,21 +52,10 @@ def harness(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def isolated(tmp_path: Path) -> Path:
     """A team's own config in its own root: absolute paths to this repo's stack."""
-    data = tomllib.loads((REPO / "e2e.toml").read_text())
-    lines = [f"manifests = {json.dumps([str(REPO / m) for m in data['manifests']])}", ""]
-    for svc in data["services"]:
-        lines.append("[[services]]")
-        for key, value in svc.items():
-            value = str(REPO / value) if key == "source" else value
-            lines.append(f"{key} = {json.dumps(value)}")
-        lines.append("")
-    for stand_in in data.get("images", {}).get("stand_in", []):  # the registry images it stands in for
-        lines.append("[[images.stand_in]]")
-        lines += [f"{k} = {json.dumps(str(REPO / v) if k == 'source' else v)}" for k, v in stand_in.items()]
-        lines.append("")
-    lines += ["[tests]", f'path = "{REPO / "e2e"}"', "", "[coverage]", f'go_module = "{REPO / "services"}"']
+    data = isolated_config(tmp_path)
+    data["manifests"] = [str(REPO / m) for m in tomllib.loads((REPO / "e2e.toml").read_text())["manifests"]]
     cfg = tmp_path / "e2e.toml"
-    cfg.write_text("\n".join(lines) + "\n")
+    cfg.write_text(dump_toml(data))
     return cfg
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from infra import config as config_mod
 from infra.cleanup import runlock
+from infra.images import STAND_IN_CACHE, ImageRef
 from infra.names import new_run_id
 from infra.paths import RunPaths
 from infra.platforms.manifests import Rendered
@@ -119,9 +120,17 @@ def test_a_stand_in_is_rebuilt_when_its_source_changes_and_only_then(roots: Root
         changed = root.e2e(*SMOKE)
         assert changed.code == EXIT_OK, str(changed)
         assert f"third-party image {image}: stand-in built from" in changed.output, str(changed)
+        assert len(kept_builds(root, image)) == 1, kept_builds(root, image)  # the older inputs' build went
     finally:
         runlock.release(lock, other)
-        root.podman("rmi", image, check=False)
+        root.podman("rmi", image, *kept_builds(root, image), check=False)
+
+
+def kept_builds(root: Root, image: str) -> list[str]:
+    """The builds of a stand-in the harness keeps by their inputs' digest (images.stand_in_cache)."""
+    kept = f"{STAND_IN_CACHE}/{ImageRef.foreign(image).repository}"
+    listed = root.podman("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).split()
+    return [r for r in listed if r.startswith(f"{kept}:")]
 
 
 def test_a_stand_in_is_removed_at_teardown_and_one_the_user_made_is_not(roots: RootFactory) -> None:
@@ -141,13 +150,13 @@ def test_a_stand_in_is_removed_at_teardown_and_one_the_user_made_is_not(roots: R
         ), f"{image} is still in podman's store"
         # the user's own image under that name (no stand-in label) is used and kept
         root.user_image(image)
-        root.data["images"]["stand_in"] = []
+        root.data["images"]["stand_in"] = [s for s in root.data["images"]["stand_in"] if s["image"] != image]
         root.write_config()
         mine = root.e2e(*SMOKE)
         assert mine.code == EXIT_OK, str(mine)
         assert root.podman("images", "--quiet", image).strip(), "the user's image was removed"
     finally:
-        root.podman("rmi", image, check=False)
+        root.podman("rmi", image, *kept_builds(root, image), check=False)
 
 
 # -- Jobs ---------------------------------------------------------------------------------------
@@ -204,7 +213,7 @@ def test_an_exec_probe_that_never_passes_says_what_it_ran_and_what_it_saw(roots:
     out = root.e2e(*SMOKE)
 
     assert out.code == EXIT_INFRA, str(out)
-    waited = lines_with(out.output, "gave up after 4s waiting for readiness probe of container")
+    waited = lines_with(out.output, "gave up after 4s waiting for startup probe of container")
     assert waited and '(exec ["/app", "probe", "/no"])' in waited[0], str(out)
     assert "last seen: exit 1: probe: 404 Not Found" in waited[0], str(out)
     assert_nothing_leaked(root, out.run_id)

@@ -174,7 +174,7 @@ SECRET_KEY = ("key: token}", "key: tokn}")
         (
             "an exec probe calling a binary the image does not hold",
             ("datastore.yaml", 'command: ["/app", "probe", "/ready"]', 'command: ["podcli", "check"]'),
-            "its readiness probe (exec) runs 'podcli'",
+            "its startup probe (exec) runs 'podcli'",
         ),
         (
             "two Services on one nodePort",

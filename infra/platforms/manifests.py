@@ -149,7 +149,16 @@ def check(config: Config, docs: list[Doc], *, coverage: bool) -> list[str]:
                 f"images.stand_in {stand_in.image!r}: no container in the manifests uses it; "
                 "next: spell it as the manifests do, or remove the entry"
             )
-        if stand_in.containerfile is None and not (config.path(stand_in.source) / "go.mod").is_file():
+        if stand_in.containerfile is not None and not config.path(stand_in.containerfile).is_file():
+            problems.append(
+                f"images.stand_in {stand_in.image!r}: containerfile {config.path(stand_in.containerfile)} "
+                "does not exist; next: fix the path (relative to the config file)"
+            )
+        elif not config.path(stand_in.source).is_dir():
+            problems.append(
+                f"images.stand_in {stand_in.image!r}: source {config.path(stand_in.source)} is no directory"
+            )
+        elif stand_in.containerfile is None and not (config.path(stand_in.source) / "go.mod").is_file():
             problems.append(
                 f"images.stand_in {stand_in.image!r}: source {config.path(stand_in.source)} "
                 "is not a Go module (no go.mod)"
