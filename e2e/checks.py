@@ -121,6 +121,16 @@ def wait_for_response(
     return wait_for(fetch, until, what=what, timeout=timeout, interval=interval, show=describe)
 
 
+def ready(http: requests.Session, url: str, timeout: float = 30) -> requests.Response:
+    """Wait for a service's /ready to answer 200 (the datastore's: its database answers)."""
+    return wait_for_response(
+        lambda: http.get(url + "/ready"),
+        lambda r: r.status_code == 200,
+        what=f"{url}/ready to answer 200",
+        timeout=timeout,
+    )
+
+
 # -- audit events ----------------------------------------------------------------
 
 

@@ -10,24 +10,14 @@ from checks import (
     assert_problem,
     audit_events,
     expect_status,
+    ready,
     scrape,
     wait_for,
     wait_for_audit,
-    wait_for_response,
 )
 from signals import alert, send_alerts, unique, webhook
 
 pytestmark = pytest.mark.disruptive
-
-
-def datastore_ready(http, datastore_url, timeout: float = 60):
-    """The datastore's /ready: the database answers with the schema the migration Job applied."""
-    return wait_for_response(
-        lambda: http.get(datastore_url + "/ready"),
-        lambda r: r.status_code == 200,
-        what="datastore /ready to answer 200 (its database up)",
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -36,7 +26,7 @@ def postgres_back(platform, http, datastore_url):
     yield
     if http.get(datastore_url + "/ready").status_code != 200:
         platform.start("postgres")
-        datastore_ready(http, datastore_url)
+        ready(http, datastore_url, timeout=60)
 
 
 def store(writer, datastore_url, correlation_id, n: int, prefix: str) -> list[dict]:
@@ -54,7 +44,7 @@ def test_a_postgres_restart_keeps_the_events(
     written = store(datastore_writer, datastore_url, correlation_id, 3, "before")
 
     platform.restart("postgres")
-    datastore_ready(http, datastore_url)
+    ready(http, datastore_url, timeout=60)
 
     after = wait_for_audit(http, datastore_url, correlation_id, 3)
     assert [(e["id"], e["received_at"], e["payload"]) for e in after] == [
@@ -92,7 +82,7 @@ def test_the_datastore_answers_503_while_its_database_is_down_and_recovers(
     )
 
     platform.start("postgres")
-    datastore_ready(http, datastore_url)
+    ready(http, datastore_url, timeout=60)
     store(datastore_writer, datastore_url, correlation_id, 1, "back")
     wait_for_audit(http, datastore_url, correlation_id, 2)
     events = wait_for_audit(http, datastore_url, gateway_corr, 2, timeout=30)

@@ -9,6 +9,7 @@ from checks import (
     describe,
     expect_status,
     json_log_lines,
+    ready,
     scrape,
     wait_for,
     wait_for_audit,
@@ -25,15 +26,6 @@ def gateway_serves(http, gateway_url, timeout: float = 30):
         lambda: http.get(gateway_url + "/health"),
         lambda r: r.status_code == 200,
         what="gateway /health to answer 200",
-        timeout=timeout,
-    )
-
-
-def ready(http, url, timeout: float = 30):
-    return wait_for_response(
-        lambda: http.get(url + "/ready"),
-        lambda r: r.status_code == 200,
-        what=f"{url}/ready to answer 200",
         timeout=timeout,
     )
 

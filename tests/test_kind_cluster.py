@@ -463,6 +463,7 @@ def test_coverage_is_flushed_through_the_nodes_containerd(cluster: KindPlatform,
         cfg, ctx.runner, ctx.podman, coverage=True, services=["datastore"], root=ctx.paths.root
     )
     postgres = ImageRef.foreign("docker.io/library/postgres:15-bookworm")  # the datastore's database
+    runlock.use_images(ctx.run_id, [str(postgres)])  # another run's teardown must leave the name be
     third_party.ensure(cfg, {postgres: ["the test"]}, podman=ctx.podman, runner=ctx.runner,
                        build_root=build_dir(ctx.paths.root), stand_ins=plan.stand_ins)  # fmt: skip
     try:

@@ -47,6 +47,19 @@ func openPool(getenv httpkit.Getenv) (*pgxpool.Pool, time.Duration, error) {
 	return pool, timeout, err
 }
 
+// openStore is the store on the configured database, with the schema this build embeds.
+func openStore(getenv httpkit.Getenv) (*pgStore, time.Duration, error) {
+	want, err := wantSchema()
+	if err != nil {
+		return nil, 0, err
+	}
+	pool, timeout, err := openPool(getenv)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &pgStore{pool: pool, want: want}, timeout, nil
+}
+
 func dbAttrs(pool *pgxpool.Pool) []any {
 	c := pool.Config().ConnConfig
 	return []any{"db_host", c.Host, "db_port", c.Port, "db_name", c.Database, "db_user", c.User}
@@ -56,16 +69,12 @@ func dbAttrs(pool *pgxpool.Pool) []any {
 func run(ctx context.Context, getenv httpkit.Getenv, stdout io.Writer) error {
 	logger := httpkit.NewLogger(serviceName, stdout)
 	addr := getenv.String("LISTEN_ADDR", ":8080")
-	want, err := wantSchema()
+	store, timeout, err := openStore(getenv)
 	if err != nil {
 		return err
 	}
-	pool, timeout, err := openPool(getenv)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	store := &pgStore{pool: pool, want: want}
+	defer store.pool.Close()
+	pool, want := store.pool, store.want
 
 	app := httpkit.NewApp(serviceName, logger)
 	handler := newHandler(app, store, timeout, getenv("WRITE_TOKEN"))
@@ -122,15 +131,12 @@ func runMigrate(getenv httpkit.Getenv, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	want, err := wantSchema()
+	store, timeout, err := openStore(getenv)
 	if err != nil {
 		return err
 	}
-	pool, timeout, err := openPool(getenv)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer store.pool.Close()
+	pool, want := store.pool, store.want
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	for attempt := 1; ; attempt++ {

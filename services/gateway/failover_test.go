@@ -135,11 +135,7 @@ func TestRedisOutageDegradesAndRecovers(t *testing.T) {
 
 	// Redis is back, but the circuit stays open for the retry interval:
 	// requests do not try it.
-	mr2 := miniredis.NewMiniRedis()
-	if err := mr2.StartAddr(addr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mr2.Close)
+	mr2 := restartRedis(t, addr)
 	g.clock.Advance(29 * time.Second)
 	code, hdr, s = postAlert(t, g, "A", "shop")
 	wantSignal(t, "inside retry interval", code, hdr, s, 202, "degraded", "duplicate", 4)
@@ -184,11 +180,7 @@ func TestRedisFailedProbeKeepsCircuitOpen(t *testing.T) {
 	code, hdr, s = postAlert(t, g, "A", "ns") // the probe, which fails
 	wantSignal(t, "failed probe", code, hdr, s, 202, "degraded", "duplicate", 2)
 
-	mr2 := miniredis.NewMiniRedis()
-	if err := mr2.StartAddr(addr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mr2.Close)
+	restartRedis(t, addr)
 	// The failed probe restarted the interval.
 	g.clock.Advance(29 * time.Second)
 	code, hdr, s = postAlert(t, g, "A", "ns")
@@ -423,4 +415,16 @@ func TestRedisClientFailsFast(t *testing.T) {
 		o.PoolTimeout != 250*time.Millisecond || !o.ContextTimeoutEnabled || o.Password != "pw" {
 		t.Fatalf("options after defaults: %+v", o)
 	}
+}
+
+// restartRedis starts an empty Redis where a closed one listened, as a
+// restarted Redis pod keeps its Service address.
+func restartRedis(t *testing.T, addr string) *miniredis.Miniredis {
+	t.Helper()
+	mr := miniredis.NewMiniRedis()
+	if err := mr.StartAddr(addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mr.Close)
+	return mr
 }
