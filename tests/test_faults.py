@@ -40,6 +40,8 @@ pytestmark = [pytest.mark.podman, pytest.mark.slow]
 EXIT_OK, EXIT_USAGE, EXIT_INFRA, EXIT_INTERRUPTED = 0, 2, 4, 130
 SMOKE = ("-k", "smoke")
 FAST = 45  # seconds: well under the 60 s default readiness timeout a slow failure would wait for
+READY = 10  # seconds: the short readiness timeout of the tests that wait for it to run out (PostgreSQL,
+# which every run waits for too, is ready in about 2 s alone, and took over 4 s under CI's load)
 
 NOPE_PROBE = (
     "readinessProbe:\n            tcpSocket: {port: http}",
@@ -126,14 +128,14 @@ def test_build_failure_names_the_service_and_the_go_build(roots: RootFactory) ->
 
 # -- 2. a service that never becomes ready -----------------------------------
 def test_never_ready_says_what_it_waited_for_and_what_it_saw(roots: RootFactory) -> None:
-    root = roots.make("never-ready").edit_manifest("gateway.yaml", *NOPE_PROBE).set("timeouts", ready=4)
+    root = roots.make("never-ready").edit_manifest("gateway.yaml", *NOPE_PROBE).set("timeouts", ready=READY)
 
     out = root.e2e(*SMOKE)
 
     gateway = ctr(out, "gateway")
     assert_failed_fast(
         out,
-        rf"phase 'ready:gateway' failed: gave up after 4s waiting for readiness probe of container "
+        rf"phase 'ready:gateway' failed: gave up after {READY}s waiting for readiness probe of container "
         rf"{gateway} \(http://127\.0\.0\.1:\d+/nope\); last seen: HTTP 404",
     )
     assert (
@@ -148,7 +150,7 @@ def test_never_ready_says_what_it_waited_for_and_what_it_saw(roots: RootFactory)
 
 def test_an_init_container_that_never_ends_is_shown_with_its_own_words(roots: RootFactory) -> None:
     """A wait on a running container says nothing: the error carries its last log lines."""
-    root = roots.make("init-waits").set("timeouts", ready=4)
+    root = roots.make("init-waits").set("timeouts", ready=READY)
     root.edit_manifest("gateway.yaml", '"http://datastore:8080/ready"', '"http://datastore:8080/nope"')
 
     out = root.e2e(*SMOKE)
@@ -156,7 +158,8 @@ def test_an_init_container_that_never_ends_is_shown_with_its_own_words(roots: Ro
     init = ctr(out, "gateway-init0")
     assert_failed_fast(
         out,
-        rf"gave up after 4s waiting for init container 'wait-datastore' of Deployment/gateway to finish; "
+        rf"gave up after {READY}s waiting for init container 'wait-datastore' of Deployment/gateway "
+        rf"to finish; "
         rf"last seen: {init} running; last log lines:\n.*waitfor: http://datastore:8080/nope: 404 Not Found",
     )
     assert f"diagnostics/podman/{init}.log" in out.output, str(out)

@@ -205,7 +205,7 @@ def test_init_containers_run_in_order_and_a_failing_one_stops_the_pod(roots: Roo
 
 # -- probes ---------------------------------------------------------------------------------------
 def test_an_exec_probe_that_never_passes_says_what_it_ran_and_what_it_saw(roots: RootFactory) -> None:
-    root = roots.make("exec-probe").set("timeouts", ready=4)
+    root = roots.make("exec-probe").set("timeouts", ready=10)
     root.edit_manifest(
         "datastore.yaml", 'command: ["/app", "probe", "/ready"]', 'command: ["/app", "probe", "/no"]'
     )
@@ -213,7 +213,7 @@ def test_an_exec_probe_that_never_passes_says_what_it_ran_and_what_it_saw(roots:
     out = root.e2e(*SMOKE)
 
     assert out.code == EXIT_INFRA, str(out)
-    waited = lines_with(out.output, "gave up after 4s waiting for startup probe of container")
+    waited = lines_with(out.output, "gave up after 10s waiting for startup probe of container")
     assert waited and '(exec ["/app", "probe", "/no"])' in waited[0], str(out)
     assert "last seen: exit 1: probe: 404 Not Found" in waited[0], str(out)
     assert_nothing_leaked(root, out.run_id)

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -41,11 +42,24 @@ def _images_path(run_id: str) -> Path:
     return LOCK_DIR / f"{run_id}.images"
 
 
+@contextlib.contextmanager
+def images_lock() -> Iterator[None]:
+    """Held while a run notes the images it uses and while a finishing run checks and removes its
+    own: a teardown never removes a name that another run noted and tags a moment later."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_DIR / "images.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def use_images(run_id: str, names: list[str]) -> None:
     """Images this live run uses that a finishing run could remove (its stand-ins): noted before the
     run checks or builds them, so no other run's teardown takes them away meanwhile."""
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    _images_path(run_id).write_text("".join(f"{n}\n" for n in names))
+    with images_lock():
+        _images_path(run_id).write_text("".join(f"{n}\n" for n in names))
 
 
 def images_used_by_others(run_id: str) -> set[str]:

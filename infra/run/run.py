@@ -391,10 +391,11 @@ class Run:
         if self.stack is not None:  # a kept stack runs the new images too
             self.podman.remove_displaced()  # what this run's (or an earlier one's) rebuilds untagged
         if self.stack is not None and not keep:  # the stand-ins no other live run uses
-            others = runlock.images_used_by_others(self.paths.run_id)
-            gone = third_party.remove_stand_ins(
-                self.podman, [r for r in self.stack.plan.stand_ins if str(r) not in others]
-            )
+            with runlock.images_lock():  # no run notes one between the check and the removal
+                others = runlock.images_used_by_others(self.paths.run_id)
+                gone = third_party.remove_stand_ins(
+                    self.podman, [r for r in self.stack.plan.stand_ins if str(r) not in others]
+                )
             log.info("stand-ins removed at teardown: %s", ", ".join(map(str, gone)) or "none")
         self.paths.archive.unlink(missing_ok=True)
         self._write_timings()
