@@ -59,7 +59,17 @@ func TestDedupSweepsExpiredEntries(t *testing.T) {
 
 func TestDedupConcurrentCountsAreExact(t *testing.T) {
 	d := newDedup(time.Hour, newFakeClock().Now)
-	const workers, each = 16, 250
+	observeConcurrently(t, 16, 250, func() (bool, int64, error) {
+		c, n := d.observe("ns", "fp")
+		return c, n, nil
+	})
+}
+
+// observeConcurrently makes workers*each sightings of one signal from
+// workers goroutines and checks the counts are exact: every occurrence
+// 1..workers*each handed out once, and exactly one sighting created.
+func observeConcurrently(t *testing.T, workers, each int, observe func() (created bool, n int64, err error)) {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	created := 0
@@ -69,13 +79,13 @@ func TestDedupConcurrentCountsAreExact(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				c, n := d.observe("ns", "fp")
+				c, n, err := observe()
 				mu.Lock()
 				if c {
 					created++
 				}
-				if seen[n] {
-					t.Errorf("occurrence %d handed out twice", n)
+				if err != nil || seen[n] {
+					t.Errorf("occurrence %d (%v) handed out twice or failed", n, err)
 				}
 				seen[n] = true
 				mu.Unlock()
@@ -83,7 +93,8 @@ func TestDedupConcurrentCountsAreExact(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if created != 1 || len(seen) != workers*each || !seen[workers*each] {
-		t.Fatalf("created %d, distinct occurrences %d", created, len(seen))
+	total := int64(workers * each)
+	if created != 1 || len(seen) != int(total) || !seen[1] || !seen[total] {
+		t.Fatalf("created %d, distinct occurrences %d of %d", created, len(seen), total)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -78,29 +77,10 @@ func TestRedisDedupSubMillisecondTTL(t *testing.T) {
 func TestRedisDedupConcurrentCountsAreExact(t *testing.T) {
 	mr := miniredis.RunT(t)
 	r := newTestRedisDedup(t, mr.Addr(), time.Hour)
-	const workers, each = 8, 25
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	seen := map[int64]bool{}
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				n, _, err := r.observe(context.Background(), "ns", fpA)
-				mu.Lock()
-				if err != nil || seen[n] {
-					t.Errorf("occurrence %d (%v) handed out twice or failed", n, err)
-				}
-				seen[n] = true
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if len(seen) != workers*each || !seen[1] || !seen[workers*each] {
-		t.Fatalf("distinct occurrences %d", len(seen))
-	}
+	observeConcurrently(t, 8, 25, func() (bool, int64, error) {
+		n, _, err := r.observe(context.Background(), "ns", fpA)
+		return n == 1, n, err
+	})
 }
 
 func TestRedisDedupErrors(t *testing.T) {
