@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-import requests
 
 from infra.proc import CANCEL as CANCEL  # one event: waits and commands stop together
 
@@ -87,15 +87,37 @@ def map_all(pool: Executor, fn: Callable[[A], T], items: Iterable[A]) -> list[T]
     return [result(fut) for fut in [pool.submit(fn, item) for item in items]]
 
 
+@dataclass(frozen=True)
+class HttpAnswer:
+    status_code: int
+    text: str
+
+
+def http_get(url: str, timeout: float = 2.0) -> HttpAnswer:
+    """One GET with the standard library (requests costs 0.1 s to import, on every run's start)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"not an http:// URL: {url!r}")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+        resp = conn.getresponse()
+        return HttpAnswer(resp.status, resp.read(1 << 16).decode(errors="replace"))
+    finally:
+        conn.close()
+
+
 def http_probe(
-    session: requests.Session, url: str, expect: int = 200, request_timeout: float = 2.0
-) -> Callable[[], Observation[requests.Response]]:
-    def probe() -> Observation[requests.Response]:
+    url: str, expect: int = 200, request_timeout: float = 2.0
+) -> Callable[[], Observation[HttpAnswer]]:
+    def probe() -> Observation[HttpAnswer]:
         try:
-            resp = session.get(url, timeout=request_timeout)
-        except requests.RequestException as err:
+            answer = http_get(url, request_timeout)
+        except (OSError, http.client.HTTPException) as err:
             return Observation(False, f"{type(err).__name__}: {err}"[:300])
-        return Observation(resp.status_code == expect, f"HTTP {resp.status_code} {resp.text[:200]!r}", resp)
+        return Observation(
+            answer.status_code == expect, f"HTTP {answer.status_code} {answer.text[:200]!r}", answer
+        )
 
     return probe
 
@@ -108,17 +130,16 @@ def wait_http(
     what: str = "",
     hint: str = "",
     extra_check: Callable[[], None] | None = None,
-) -> requests.Response:
+) -> HttpAnswer:
     """GET url until it answers `expect`; extra_check may raise Fatal to stop early."""
-    with requests.Session() as session:
-        base = http_probe(session, url, expect)
+    base = http_probe(url, expect)
 
-        def probe() -> Observation[requests.Response]:
-            obs = base()
-            if not obs.done and extra_check is not None:
-                extra_check()
-            return obs
+    def probe() -> Observation[HttpAnswer]:
+        obs = base()
+        if not obs.done and extra_check is not None:
+            extra_check()
+        return obs
 
-        resp = poll(what or f"{url} to answer {expect}", probe, timeout=timeout, hint=hint)
-        assert resp is not None
-        return resp
+    resp = poll(what or f"{url} to answer {expect}", probe, timeout=timeout, hint=hint)
+    assert resp is not None
+    return resp

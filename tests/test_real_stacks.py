@@ -48,7 +48,8 @@ def phase_status(out: Outcome) -> dict[str, str]:
 
 def uses_image(root: Root, image: str) -> Root:
     """The gateway's init container runs another image (and the config has no stand-in for it)."""
-    root.data["images"] = {"pull": root.data["images"]["pull"]}
+    kept = [s for s in root.data["images"]["stand_in"] if s["image"] != WAITFOR]  # PostgreSQL's, Redis's
+    root.data["images"]["stand_in"] = kept
     root.write_config()
     return root.edit_manifest("gateway.yaml", f"image: {WAITFOR}", f"image: {image}")
 

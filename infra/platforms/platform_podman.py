@@ -17,8 +17,9 @@ import json
 import logging
 import shutil
 import socket
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from infra.gocover import coverflush
 from infra.images import ImageRef
 from infra.names import LABEL, RUN_LABEL, SERVICE_LABEL, resource_name
 from infra.paths import make_open_dir
-from infra.platforms import podman_security
+from infra.platforms import podman_security, ports
 from infra.platforms.manifests import (
     JOB_KINDS,
     WORKLOAD_KINDS,
@@ -40,10 +41,21 @@ from infra.platforms.manifests import (
 )
 from infra.platforms.platform import Context, ImageMissing, PlatformError
 from infra.platforms.podman_hosts import AddressError, Addresses
-from infra.proc import CommandError, tail
+from infra.proc import CommandError, CommandTimeout, tail
 
 log = logging.getLogger("infra.podman")
 DEFAULT_GRACE = 30
+EXEC_INTERVAL = 0.5  # seconds between exec probes while none of the container's ports is open
+EXEC_START = 1.0  # seconds a `podman exec` may take to start its command, beyond the probe's timeout
+WAIT_SLICE = 2.0  # seconds of one `podman wait` for a container's exit
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 class PodmanPlatform:
@@ -60,7 +72,9 @@ class PodmanPlatform:
         self._secrets: dict[str, dict[str, bytes]] = {}
         self.addresses: Addresses | None = None
         self.pods: list[str] = []
-        self.published: dict[str, dict[int, int]] = {}  # container -> its NodePorts' targets -> host ports
+        self._pod_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pods")
+        self._pending_pods: dict[str, Future[None]] = {}  # pod -> its creation, until a deploy needs it
+        self.published: dict[str, dict[int, int]] = {}  # container -> its ports -> host ports
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
@@ -80,13 +94,6 @@ class PodmanPlatform:
         except AddressError as err:
             raise PlatformError(f"network {self.network}: {err}") from None
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        # every workload's pod now, beside the builds: its deploy then only runs containers. One
-        # after the other: podman picks a free host port at `pod create` and binds it at `pod
-        # start`, so two pods created at once were once given the same port (CI)
-        rendered = self.ctx.rendered
-        owner = {id(d): name for name, docs in rendered.by_service.items() for d in docs}
-        for doc in (d for d in rendered.docs if d["kind"] in WORKLOAD_KINDS):
-            self._create_pod(owner.get(id(doc), ""), doc)
         for claim in sorted(self._claims()):  # a volume per claim: it outlives restarts, not the run
             labels = ["--label", f"{LABEL}=true", "--label", f"{RUN_LABEL}={self.ctx.run_id}"]
             self.ctx.podman("volume", "create", *labels, self._volume_name(claim))
@@ -94,6 +101,21 @@ class PodmanPlatform:
                 "volume", "inspect", "--format", "{{.Mountpoint}}", self._volume_name(claim)
             )
             Path(where.stdout.strip()).chmod(0o777)  # as the hostPath dirs: any container user writes it
+        # every workload's pod now, beside the builds: its deploy then only runs containers. The
+        # shared ones (a database) before this phase ends, since their deploy comes first; the
+        # services' go on in the background until their deploy asks for them. Each port is picked
+        # here: podman's own pick at `pod create` gave two pods created at once the same port (CI)
+        rendered = self.ctx.rendered
+        owner = {id(d): name for name, docs in rendered.by_service.items() for d in docs}
+        workloads = [d for d in rendered.docs if d["kind"] in WORKLOAD_KINDS]
+        shared = [d for d in workloads if id(d) not in owner]
+        if shared:
+            with ThreadPoolExecutor(max_workers=min(4, len(shared))) as pool:
+                waits.map_all(pool, lambda d: self._create_pod("", d), shared)
+        for doc in (d for d in workloads if id(d) in owner):
+            self._pending_pods[self._pod_name(doc["metadata"]["name"])] = self._pod_pool.submit(
+                self._create_pod, owner[id(doc)], doc
+            )
 
     def _claims(self) -> set[str]:
         """Every claim of the stack: PersistentVolumeClaims, and a StatefulSet's pod-0 claims."""
@@ -124,8 +146,12 @@ class PodmanPlatform:
         for doc in docs:  # in apply order: a Job (a migration) completes before the workloads start
             if doc["kind"] in JOB_KINDS:
                 self._run_job(service, doc)
-            elif doc["kind"] in WORKLOAD_KINDS:  # a shared one (postgres) is handled by its own name
-                self._run_workload(service or doc["metadata"]["name"], doc)
+        workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
+        if workloads:  # a shared one (postgres) is handled by its own name
+            with ThreadPoolExecutor(max_workers=min(4, len(workloads))) as pool:
+                waits.map_all(
+                    pool, lambda d: self._run_workload(service or d["metadata"]["name"], d), workloads
+                )
 
     def wait_ready(self, service: str) -> None:
         for name in self.containers.get(service, []):
@@ -158,9 +184,9 @@ class PodmanPlatform:
             command = [str(a) for a in probe["exec"]]
             waits.poll(
                 f"{kind} probe of container {name} (exec {json.dumps(command)})",
-                lambda n=name, c=command: self._exec_probe(n, c),  # type: ignore[misc]
+                self._gated_exec_probe(name, command, float(probe.get("timeout", 1))),
                 timeout=timeout,
-                interval=0.5,
+                interval=0.1,
                 hint=hint,
             )
 
@@ -173,15 +199,46 @@ class PodmanPlatform:
             self._fail_if_exited(name)
             return waits.Observation(False, f"connect: {err}")
 
-    def _exec_probe(self, name: str, command: list[str]) -> waits.Observation[None]:
-        res = self.ctx.podman("exec", name, *command, check=False, timeout=30)
-        if res.returncode != 0:
+    def _gated_exec_probe(
+        self, name: str, command: list[str], timeout: float
+    ) -> Callable[[], waits.Observation[None]]:
+        """The exec probe (a `podman exec`: 0.15 s) every EXEC_INTERVAL, and at once whenever one
+        of the container's ports accepts a connection: a server that listens is ready to be asked.
+        Each has the probe's timeoutSeconds, and EXEC_START for podman's own start."""
+        host_ports = sorted(self.published.get(name, {}).values())
+        asked_at, seen = [-EXEC_INTERVAL], ["not asked yet"]
+
+        def probe() -> waits.Observation[None]:
+            now = time.monotonic()
+            if now - asked_at[0] < EXEC_INTERVAL and not any(_accepts(p) for p in host_ports):
+                return waits.Observation(False, seen[0])
+            asked_at[0] = now
+            obs = self._exec_probe(name, command, timeout + EXEC_START)
+            seen[0] = obs.seen
+            return obs
+
+        return probe
+
+    def _exec_probe(self, name: str, command: list[str], timeout: float) -> waits.Observation[None]:
+        try:
+            res = self.ctx.podman("exec", name, *command, check=False, timeout=timeout)
+        except CommandTimeout:  # as the kubelet's: a probe that outlives its timeout failed
+            return waits.Observation(False, f"no answer within {timeout:g} s")
+        if res.returncode >= 125:  # podman's own failure (a probe's command exits below): is it gone?
             self._fail_if_exited(name)
         return waits.Observation(
             res.returncode == 0, f"exit {res.returncode}: {tail(res.stdout + res.stderr, 2)}"
         )
 
     def teardown(self) -> None:
+        # the pods still being created first: each is then listed by its label and removed
+        pending, self._pending_pods = list(self._pending_pods.values()), {}
+        for fut in pending:
+            try:
+                waits.result(fut)
+            except Exception as err:  # noqa: BLE001 - what teardown removes is what exists now
+                log.info("a pod's creation failed before teardown: %s", err)
+        self._pod_pool.shutdown(wait=False)
         # one round: a pod goes with its containers, the others (a Job's) alone
         listed = self._labelled_containers()
         in_pods = {c["Names"][0] for c in listed if c.get("Pod")}
@@ -370,6 +427,8 @@ class PodmanPlatform:
         ctr = ctrs[0]
         workload = doc["metadata"]["name"]
         pod = self._pod_name(workload)
+        if pod in self._pending_pods:
+            waits.result(self._pending_pods.pop(pod))  # a failed creation raises here, naming the pod
         if pod not in self.pods:  # create() makes one per workload the run rendered
             raise PlatformError(f"{ident(doc)} is not among the documents run {self.ctx.run_id} rendered")
         where = ["--pod", pod]
@@ -415,9 +474,11 @@ class PodmanPlatform:
                         )
                     argv += ["--publish", f"127.0.0.1:{host}:{target}"]
                     published[target] = host
-        for port in ctr.get("ports", []):
-            if int(port["containerPort"]) not in published:
-                argv += ["--publish", f"127.0.0.1::{port['containerPort']}"]
+        unpublished = [int(p["containerPort"]) for p in ctr.get("ports", [])]
+        unpublished = [p for p in dict.fromkeys(unpublished) if p not in published]
+        for port, host in zip(unpublished, ports.free_ports(len(unpublished)), strict=True):
+            argv += ["--publish", f"127.0.0.1:{host}:{port}"]
+            published[port] = host
         self._run(argv, doc)
         self.pods.append(pod)
         self._run(["pod", "start", pod], doc)
@@ -452,14 +513,20 @@ class PodmanPlatform:
 
     def _wait_exit(self, name: str, what: str, timeout: float) -> int:
         def probe() -> waits.Observation[int]:
-            state = self._inspect(name).get("State", {})
-            if state.get("Running", True):
+            # one `podman wait` that polls in process, not an inspect (a podman start-up) every 0.2 s;
+            # a short one, so that a cancel is seen between them
+            try:
+                res = self.ctx.podman("wait", "--interval", "100ms", name, check=False, timeout=WAIT_SLICE)
+            except CommandTimeout:
                 return waits.Observation(False, f"{name} running")
-            return waits.Observation(True, "exited", int(state.get("ExitCode", -1)))
+            code = res.stdout.strip()
+            if res.returncode == 0 and code.lstrip("-").isdigit():
+                return waits.Observation(True, "exited", int(code))
+            return waits.Observation(False, f"podman wait {name}: {tail(res.stdout + res.stderr, 2)}")
 
         try:
             code = waits.poll(
-                f"{what} to finish", probe, timeout=timeout, interval=0.2, hint=self._logs_hint(name)
+                f"{what} to finish", probe, timeout=timeout, interval=0.1, hint=self._logs_hint(name)
             )
         except waits.WaitTimeout as err:  # "running" says nothing: what the container said does
             if waits.CANCEL.is_set():
@@ -612,7 +679,7 @@ class PodmanPlatform:
         return dict(data[0])
 
     def _host_port(self, name: str, port: int) -> int:
-        if port in self.published.get(name, {}):  # a NodePort's: fixed before the pod was created
+        if port in self.published.get(name, {}):  # fixed before the pod was created
             return self.published[name][port]
         res = self.ctx.podman("port", name, f"{port}/tcp", check=False)
         out = res.stdout.strip().splitlines()
@@ -702,7 +769,10 @@ def _probe(ctr: Doc, probe: Doc) -> dict[str, Any] | None:
     if "tcpSocket" in probe:
         return {"tcp": _resolve_port(probe["tcpSocket"]["port"], ctr)}
     if "exec" in probe:
-        return {"exec": list(probe["exec"].get("command") or [])}
+        return {
+            "exec": list(probe["exec"].get("command") or []),
+            "timeout": int(probe.get("timeoutSeconds", 1)),
+        }
     return None
 
 

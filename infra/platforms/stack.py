@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra import config as config_mod
+from infra import waits
 from infra.builds import build, third_party
 from infra.builds.build import ImagePlan
 from infra.config import Config
@@ -201,8 +203,12 @@ def setup_phases(
         phases.append(Phase("deploy:shared", deploy_shared, tuple(shared_needs)))
 
         def ready_shared() -> None:  # the services start beside them: a migration Job waits itself
-            for name in stack.rendered.shared_workloads():
-                plat.wait_ready(name)
+            names = stack.rendered.shared_workloads()
+            pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="ready-shared")
+            try:
+                waits.map_all(pool, plat.wait_ready, names)
+            finally:  # a failed wait fails the phase now: the others end on waits.ABANDON
+                pool.shutdown(wait=False)
 
         if stack.rendered.shared_workloads():
             phases.append(Phase("ready:shared", ready_shared, ("deploy:shared",)))

@@ -257,6 +257,8 @@ class Run:
             self.stack = Stack(cfg, self.paths, platform, plan)
             (self.paths.artifacts / "manifests.rendered.yaml").write_text(rendered.yaml())
             suite = self._suite() if opts.then == "test" else None
+            if suite is not None and suite.one_process_because:
+                say(f"tests: {suite.one_process_because}")
             early = None
             if suite is not None and not opts.sequential:  # pytest starts up while the stack deploys
 

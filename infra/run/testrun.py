@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from infra import waits
 from infra.config import Config
+from infra.paths import state_dir
 from infra.proc import CommandTimeout, OutputGate, Result, Runner, niced
 from infra.state import STATE_ENV
 from infra.suite_env import (
@@ -120,6 +122,15 @@ class Suite:
             self.env[PER_TEST_ENV] = str(per_test)
             self.plugins = ("infra.gocover.pertest",)
         parallel_workers = "" if has_workers(extra) else config.tests.workers
+        self.times = TestTimes(state_dir(config.root), config.path(config.tests.path), extra)
+        self.one_process_because = ""
+        last = self.times.last()
+        if parallel_workers == "auto" and last is not None and last < AUTO_ONE_PROCESS_SECONDS:
+            parallel_workers = "0"
+            self.one_process_because = (
+                f"these tests took {last:.1f} s together last time: one process "
+                f"(pass -n auto for pytest-xdist's workers)"
+            )
         if per_test is not None:
             parallel_workers = "0"  # flushes around a test see only that test's traffic
         # the parallel run leaves the serial tests out itself and counts them: none, no serial run
@@ -206,6 +217,8 @@ class Suite:
         outcome = classify(self.results)
         if timed_out:
             outcome.timed_out = self.config.timeouts.tests
+        else:
+            self.times.record(self.results)
         merge_junit([self.artifacts / run[0] for run in self.runs], self.artifacts / "junit.xml",
                     hung=outcome.hung, timeout=self.config.timeouts.tests)  # fmt: skip
         real = [c for c in codes if c != NO_TESTS]
@@ -225,6 +238,45 @@ class Suite:
             capture=False,
         )
         return res.returncode
+
+
+# xdist's workers each start a Python and import pytest and the suite (about a CPU-second), while
+# setup runs: tests that took less than this together finish sooner in the one process
+AUTO_ONE_PROCESS_SECONDS = 5.0
+
+
+class TestTimes:
+    """How long a selection's tests took last time (summed), kept per tests path and arguments."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, state: Path, tests: Path, extra: Sequence[str]) -> None:
+        self.file = state / "test-seconds.json"
+        self.key = hashlib.sha256(json.dumps([str(tests), list(extra)]).encode()).hexdigest()[:16]
+
+    def _all(self) -> dict[str, float]:
+        try:
+            data = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def last(self) -> float | None:
+        return self._all().get(self.key)
+
+    def record(self, results: Path) -> None:
+        try:
+            lines = results.read_text().splitlines()
+        except OSError:
+            return
+        seconds = sum(float(json.loads(line).get("duration") or 0) for line in lines if line.strip())
+        if not lines:
+            return
+        times = self._all() | {self.key: round(seconds, 3)}
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
+        tmp.replace(self.file)
 
 
 def console_env() -> dict[str, str]:

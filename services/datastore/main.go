@@ -146,11 +146,13 @@ func runMigrate(getenv httpkit.Getenv, logger *slog.Logger) error {
 		if err == nil {
 			break
 		}
-		logger.Info("waiting for the database", append([]any{"attempt", attempt, "error", err.Error()}, dbAttrs(pool)...)...)
+		if attempt%10 == 1 { // a line a second: it polls every 100 ms
+			logger.Info("waiting for the database", append([]any{"attempt", attempt, "error", err.Error()}, dbAttrs(pool)...)...)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("the database did not answer within MIGRATE_WAIT=%s: %w", wait, err)
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	done, err := migrate(ctx, pool, want)
