@@ -85,7 +85,7 @@ def isolated_config(root: Path) -> dict[str, Any]:
     data["manifests"] = [str(root / "manifests" / Path(m).name) for m in data["manifests"]]
     platform, coverage = data.setdefault("platform", {}), data.setdefault("coverage", {})
     platform["kind_config"] = str(REPO / platform.get("kind_config", "kind/cluster.yaml"))
-    platform["kind_workers"] = 1  # two nodes are enough here: CI's kind session runs the example's four
+    platform["kind_workers"] = 0  # one node is enough here: CI's kind session runs the example's four
     coverage["go_module"] = str(REPO / coverage.get("go_module", "services"))
     data.setdefault("tests", {})["path"] = str(REPO / "e2e")
     return data

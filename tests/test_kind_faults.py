@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,14 @@ def test_a_repo_without_a_kind_config_runs_on_the_harnesss_and_says_so(roots: Ro
     assert root.leftovers(out.run_id) == [], str(out)
 
 
+def one_node(repo: Path) -> None:
+    """What init wrote, on one kind node (the default adds a worker): the test's time, not its point."""
+    toml = repo / "e2e.toml"
+    text = toml.read_text()
+    assert "\n[platform]\n" in text, text
+    toml.write_text(text.replace("\n[platform]\n", "\n[platform]\nkind_workers = 0\n", 1))
+
+
 def test_init_on_a_real_shaped_repo_then_e2e_passes_on_kind_from_the_overlay_and_the_chart(
     roots: RootFactory,
 ) -> None:
@@ -105,6 +114,7 @@ def test_init_on_a_real_shaped_repo_then_e2e_passes_on_kind_from_the_overlay_and
     try:
         with redis_at_hand(overlay):  # `docker.io/redis:<tag>`: the node stores docker.io/library/redis
             init(overlay)
+            one_node(overlay)
             first = e2e(overlay, "kind", "--keep")
         assert first.returncode == 0, first.stdout + first.stderr
         assert "- result: passed: 1 passed" in first.stdout, first.stdout
@@ -112,6 +122,7 @@ def test_init_on_a_real_shaped_repo_then_e2e_passes_on_kind_from_the_overlay_and
         root.run_ids.add(kept)
         with redis_at_hand(chart):
             init(chart)
+            one_node(chart)
             second = e2e(chart, "kind", "--reuse", f"e2eh-{kept}")
         assert second.returncode == 0, second.stdout + second.stderr
         assert "- result: passed: 1 passed" in second.stdout, second.stdout

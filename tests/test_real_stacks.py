@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,9 @@ import pytest
 from infra import config as config_mod
 from infra.cleanup import runlock
 from infra.images import STAND_IN_CACHE, ImageRef
-from infra.names import new_run_id
+from infra.names import new_run_id, resource_name
 from infra.paths import RunPaths
+from infra.platforms import ports
 from infra.platforms.manifests import Rendered
 from infra.platforms.platform import Context, ImageMissing
 from infra.platforms.stack import make_podman, platform_class
@@ -220,6 +222,20 @@ def test_an_exec_probe_that_never_passes_says_what_it_ran_and_what_it_saw(roots:
     assert_nothing_leaked(root, out.run_id)
 
 
+def test_an_exec_probe_that_outlives_its_timeout_seconds_fails_and_is_asked_again(roots: RootFactory) -> None:
+    """As the kubelet's: an exec probe has timeoutSeconds (default 1), and podman's start a second more."""
+    root = roots.make("exec-timeout").set("timeouts", ready=6)
+    root.edit_manifest("redis.yaml", 'command: ["redis-cli", "ping"]', 'command: ["sh", "-c", "sleep 30"]')
+
+    out = root.e2e(*SMOKE)
+
+    assert out.code == EXIT_INFRA, str(out)
+    waited = lines_with(out.output, "gave up after 6s waiting for readiness probe of container")
+    assert waited and '(exec ["sh", "-c", "sleep 30"])' in waited[0], str(out)
+    assert "last seen: no answer within 2 s" in waited[0], str(out)
+    assert_nothing_leaked(root, out.run_id)
+
+
 # -- refusals -----------------------------------------------------------------------------------
 def test_an_object_podman_cannot_run_is_refused_naming_kind_name_file_and_the_way_out(
     roots: RootFactory,
@@ -344,4 +360,46 @@ def test_an_image_gone_before_its_deploy_is_named_with_the_way_out(roots: RootFa
     message = str(info.value)
     assert f"{gone} (used by Deployment/ghost" in message, message
     assert "is not in podman's store. next:" in message and "`podman tag` a local image" in message
+    assert_nothing_leaked(root, run_id)
+
+
+def test_a_port_taken_between_its_pick_and_the_pods_start_is_picked_again(
+    roots: RootFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harness picks each pod's ports; another process may bind one before `pod start` does."""
+    root = roots.make("port-taken")
+    cfg = config_mod.load(root.cfg)
+    runner = SubprocessRunner()
+    run_id = new_run_id()
+    doc = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "listener", "labels": {"app": "listener"}},
+        "spec": {"selector": {"matchLabels": {"app": "listener"}}, "template": {
+            "metadata": {"labels": {"app": "listener"}},
+            "spec": {"containers": [{"name": "l", "image": WAITFOR, "ports": [{"containerPort": 8080}]}]},
+        }},
+    }  # fmt: skip
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    picks = iter([[busy]])
+    real = ports.free_ports
+    monkeypatch.setattr(ports, "free_ports", lambda n: next(picks, None) or real(n))
+    ctx = Context(config=cfg, paths=RunPaths(root.path, run_id), runner=runner,
+                  podman=make_podman(cfg, runner, root.path), rendered=Rendered([doc]))  # fmt: skip
+    plat = platform_class("podman")(ctx)
+    try:
+        plat.create()
+        host = plat.published[resource_name(run_id, "listener")][8080]
+        assert host != busy
+        pod = ctx.podman.json("pod", "inspect", resource_name(run_id, "listener-pod"))
+        pod = pod[0] if isinstance(pod, list) else pod
+        assert pod["State"] == "Running", pod["State"]
+        bindings = pod["InfraConfig"]["PortBindings"]["8080/tcp"]
+        assert [b["HostPort"] for b in bindings] == [str(host)], bindings
+    finally:
+        taken.close()
+        plat.teardown()
+        shutil.rmtree(ctx.paths.run_dir, ignore_errors=True)
     assert_nothing_leaked(root, run_id)

@@ -440,3 +440,59 @@ def test_an_early_pytest_that_is_told_no_exits_without_running_a_test(tmp_path: 
     assert res.returncode == pytest.ExitCode.INTERRUPTED, res.stdout + res.stderr
     assert "no test ran: setup did not finish (PhaseFailed)" in res.stdout + res.stderr
     assert "1 passed" not in res.stdout
+
+
+# -- workers = "auto": a selection that ran quickly runs in one process ------------------------------
+def _recorded(tmp_path: Path, repo_cfg: Config, extra: list[str], seconds: float) -> Path:
+    """What a finished run of that selection leaves: its results, their durations summed."""
+    times = tmp_path / "state" / "test-seconds.json"
+    res = tmp_path / "earlier.jsonl"
+    res.write_text(
+        json.dumps({"nodeid": "t::a", "when": "call", "outcome": "passed", "duration": seconds / 2}) + "\n"
+        + json.dumps({"nodeid": "t::b", "when": "call", "outcome": "passed", "duration": seconds / 2}) + "\n"
+        + json.dumps({"nodeid": "t::b", "when": "finish", "outcome": "finished"}) + "\n"
+    )  # fmt: skip
+    testrun.TestTimes(times, repo_cfg.path(repo_cfg.tests.path), extra).record(res)
+    return times
+
+
+@pytest.mark.parametrize(("seconds", "one_process"), [(0.4, True), (60.0, False)])
+def test_auto_workers_follow_how_long_the_same_selection_took_last_time(
+    repo_cfg: Config, tmp_path: Path, seconds: float, one_process: bool
+) -> None:
+    times = _recorded(tmp_path, repo_cfg, ["-k", "smoke"], seconds)
+    runner = RecordingRunner()
+    suite = Suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=["-k", "smoke"],
+                  times_file=times)  # fmt: skip
+    suite.run()
+    parallel = runner.calls[0].argv
+    assert ("no:xdist" in parallel) is one_process and ("-n" in parallel) is not one_process, parallel
+    assert bool(suite.one_process_because) is one_process
+    if one_process:
+        assert "took 0.4 s together last time: one process (pass -n auto" in suite.one_process_because
+
+
+def test_auto_workers_keep_xdist_for_a_selection_never_run_and_for_a_fixed_count(
+    repo_cfg: Config, tmp_path: Path
+) -> None:
+    times = _recorded(tmp_path, repo_cfg, ["-k", "smoke"], 0.4)
+    for extra in (["-k", "other"], ["-k", "smoke", "-n", "2"]):
+        runner = RecordingRunner()
+        Suite(repo_cfg, runner, state_file=tmp_path / "s", artifacts=tmp_path, extra=extra,
+              times_file=times).run()  # fmt: skip
+        assert "no:xdist" not in runner.calls[0].argv, extra
+
+
+def test_a_run_records_its_selections_time_for_the_next(repo_cfg: Config, tmp_path: Path) -> None:
+    times = tmp_path / "state" / "test-seconds.json"
+
+    def writes_results(argv: tuple[str, ...]) -> None:
+        if "disruptive" not in argv:
+            (tmp_path / "results.jsonl").write_text(
+                json.dumps({"nodeid": "t::a", "when": "call", "outcome": "passed", "duration": 1.25}) + "\n"
+            )
+
+    Suite(repo_cfg, RecordingRunner(responders=[writes_results]), state_file=tmp_path / "s",  # type: ignore[list-item]
+          artifacts=tmp_path, extra=["-k", "x"], times_file=times).run()  # fmt: skip
+    assert testrun.TestTimes(times, repo_cfg.path(repo_cfg.tests.path), ["-k", "x"]).last() == 1.25
+    assert testrun.TestTimes(times, repo_cfg.path(repo_cfg.tests.path), ["-k", "y"]).last() is None

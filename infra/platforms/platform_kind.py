@@ -54,6 +54,8 @@ STOPPED_LABEL = "io.e2e-harness/stopped"
 """A DaemonSet cannot scale to 0: a nodeSelector no node matches stops its pods gracefully."""
 SCALABLE = ("Deployment", "StatefulSet")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+BUSY = "device or resource busy"  # podman rm of a node, racing the unmount of its shm
+DELETE_RETRY_SECONDS = 30.0
 
 
 def workload_id(kind: str, name: str) -> str:
@@ -505,10 +507,20 @@ class KindPlatform:
             return
         from infra.cleanup.cleanup import remove_node_volumes
 
-        self.kind(
-            "delete", "cluster", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig),
-            timeout=self.ctx.config.timeouts.cluster,
-        )  # fmt: skip
+        argv = ("delete", "cluster", "--name", self.cluster, "--kubeconfig", str(self.kubeconfig))
+
+        def delete() -> waits.Observation[None]:
+            try:
+                self.kind(*argv, timeout=self.ctx.config.timeouts.cluster)
+            except CommandError as err:  # podman under load: a node's shm still mounted a moment
+                if BUSY not in str(err):
+                    raise
+                return waits.Observation(False, tail(str(err), 2))
+            return waits.Observation(True, "deleted")
+
+        # its own cancel event: an interrupted run's teardown still deletes what it made
+        waits.poll(f"kind to delete cluster {self.cluster}", delete, timeout=DELETE_RETRY_SECONDS,
+                   interval=1.0, cancel=threading.Event(), hint="nox -s cleanup")  # fmt: skip
         remove_node_volumes(self.ctx.podman, self.cluster)  # left by a create that failed half-way
         self.kubeconfig.unlink(missing_ok=True)
 

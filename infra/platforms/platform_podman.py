@@ -45,6 +45,7 @@ from infra.proc import CommandError, CommandTimeout, tail
 
 log = logging.getLogger("infra.podman")
 DEFAULT_GRACE = 30
+PORT_ATTEMPTS = 3
 EXEC_INTERVAL = 0.5  # seconds between exec probes while none of the container's ports is open
 EXEC_START = 1.0  # seconds a `podman exec` may take to start its command, beyond the probe's timeout
 WAIT_SLICE = 2.0  # seconds of one `podman wait` for a container's exit
@@ -476,12 +477,22 @@ class PodmanPlatform:
                     published[target] = host
         unpublished = [int(p["containerPort"]) for p in ctr.get("ports", [])]
         unpublished = [p for p in dict.fromkeys(unpublished) if p not in published]
-        for port, host in zip(unpublished, ports.free_ports(len(unpublished)), strict=True):
-            argv += ["--publish", f"127.0.0.1:{host}:{port}"]
-            published[port] = host
-        self._run(argv, doc)
-        self.pods.append(pod)
-        self._run(["pod", "start", pod], doc)
+        for attempt in range(PORT_ATTEMPTS):  # a picked port another process bound meanwhile: others
+            picked = dict(zip(unpublished, ports.free_ports(len(unpublished)), strict=True))
+            publish = [a for port, host in picked.items() for a in ("--publish", f"127.0.0.1:{host}:{port}")]
+            published.update(picked)
+            self._run([*argv, *publish], doc)
+            try:
+                self._run(["pod", "start", pod], doc)
+            except CommandError as err:
+                if "address already in use" not in str(err) or attempt == PORT_ATTEMPTS - 1 or not picked:
+                    self.pods.append(pod)  # teardown removes it
+                    raise
+                log.info("pod %s: a port it was given was taken meanwhile (%s); other ports", pod, err)
+                self.ctx.podman("pod", "rm", "--force", pod, check=False)
+                continue
+            self.pods.append(pod)
+            return
 
     def _run_job(self, service: str, doc: Doc) -> None:
         """Attempts one after the other until one exits 0; backoffLimit + 1 failures fail the setup."""

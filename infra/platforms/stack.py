@@ -204,11 +204,12 @@ def setup_phases(
 
         def ready_shared() -> None:  # the services start beside them: a migration Job waits itself
             names = stack.rendered.shared_workloads()
-            pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="ready-shared")
-            try:
-                waits.map_all(pool, plat.wait_ready, names)
-            finally:  # a failed wait fails the phase now: the others end on waits.ABANDON
-                pool.shutdown(wait=False)
+            with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="ready-shared") as pool:
+                try:
+                    waits.map_all(pool, plat.wait_ready, names)
+                except BaseException:  # this phase fails: the other waits end now, not at their deadline
+                    waits.ABANDON.set()
+                    raise
 
         if stack.rendered.shared_workloads():
             phases.append(Phase("ready:shared", ready_shared, ("deploy:shared",)))

@@ -315,6 +315,7 @@ class Run:
             artifacts=self.paths.artifacts,
             extra=self.opts.pytest_args,
             per_test=self._per_test_dir() if self.opts.per_test else None,
+            times_file=state_dir(self.paths.root) / "test-seconds.json",
         )
 
     def _docs(self) -> list[manifests.Doc]:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from infra import waits
 from infra.config import Config
-from infra.paths import state_dir
 from infra.proc import CommandTimeout, OutputGate, Result, Runner, niced
 from infra.state import STATE_ENV
 from infra.suite_env import (
@@ -107,6 +106,7 @@ class Suite:
         artifacts: Path,
         extra: Sequence[str],
         per_test: Path | None = None,
+        times_file: Path | None = None,
     ) -> None:
         self.config, self.runner, self.artifacts = config, runner, artifacts
         self.results = artifacts / "results.jsonl"
@@ -122,9 +122,9 @@ class Suite:
             self.env[PER_TEST_ENV] = str(per_test)
             self.plugins = ("infra.gocover.pertest",)
         parallel_workers = "" if has_workers(extra) else config.tests.workers
-        self.times = TestTimes(state_dir(config.root), config.path(config.tests.path), extra)
+        self.times = TestTimes(times_file, config.path(config.tests.path), extra) if times_file else None
         self.one_process_because = ""
-        last = self.times.last()
+        last = self.times.last() if self.times else None
         if parallel_workers == "auto" and last is not None and last < AUTO_ONE_PROCESS_SECONDS:
             parallel_workers = "0"
             self.one_process_because = (
@@ -217,7 +217,7 @@ class Suite:
         outcome = classify(self.results)
         if timed_out:
             outcome.timed_out = self.config.timeouts.tests
-        else:
+        elif self.times is not None:
             self.times.record(self.results)
         merge_junit([self.artifacts / run[0] for run in self.runs], self.artifacts / "junit.xml",
                     hung=outcome.hung, timeout=self.config.timeouts.tests)  # fmt: skip
@@ -250,8 +250,8 @@ class TestTimes:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, state: Path, tests: Path, extra: Sequence[str]) -> None:
-        self.file = state / "test-seconds.json"
+    def __init__(self, file: Path, tests: Path, extra: Sequence[str]) -> None:
+        self.file = file
         self.key = hashlib.sha256(json.dumps([str(tests), list(extra)]).encode()).hexdigest()[:16]
 
     def _all(self) -> dict[str, float]:
