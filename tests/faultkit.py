@@ -87,7 +87,9 @@ def isolated_config(root: Path) -> dict[str, Any]:
     platform["kind_config"] = str(REPO / platform.get("kind_config", "kind/cluster.yaml"))
     platform["kind_workers"] = 0  # one node is enough here: CI's kind session runs the example's four
     coverage["go_module"] = str(REPO / coverage.get("go_module", "services"))
-    data.setdefault("tests", {})["path"] = str(REPO / "e2e")
+    # one pytest process: these runs select a few tests, and each xdist worker would cost a CPU-second
+    # of start-up on every run (the tests of the harness's xdist use set their own -n)
+    data.setdefault("tests", {}).update(path=str(REPO / "e2e"), workers="0")
     return data
 
 
