@@ -199,7 +199,7 @@ def test_tag_is_computed_once_and_every_step_carries_the_same_ref(
     assert seq.index(("deploy", "")) < seq.index(("deploy", "datastore"))  # the Secret first
     assert sorted(reporter.started_names) == sorted(
         [
-            "images:stand-ins",
+            "images:go-stand-ins",
             "deploy:shared",
             "cluster",
             "go:services",
@@ -270,13 +270,13 @@ def test_podman_platform_has_no_load_phase(stack_cfg: Config, tmp_path: Path) ->
     assert "images:third-party" not in phases  # the one third-party image has a stand-in
     # one go build at a time, the services' first; then the builds of the services that deploy without
     # the stand-in (the datastore's), which would share the cores with it
-    assert phases["images:stand-ins"] == ("go:services", "build:datastore")
+    assert phases["images:go-stand-ins"] == ("go:services", "build:datastore")
     assert phases["cluster"] == ()
     assert phases["go:services"] == ()
     assert phases["build:gateway"] == ("go:services",)
     # the gateway's init container runs the stand-in; the datastore does not wait for it
     assert phases["deploy:gateway"] == (
-        "cluster", "build:gateway", "images:stand-ins", "deploy:shared", "ready:datastore",
+        "cluster", "build:gateway", "images:go-stand-ins", "deploy:shared", "ready:datastore",
     )  # fmt: skip
     assert phases["deploy:datastore"] == ("cluster", "build:datastore", "deploy:shared")
     assert phases["ready:gateway"] == ("deploy:gateway",)
@@ -312,8 +312,23 @@ def test_the_stand_ins_wait_for_no_build_when_a_shared_object_runs_one(
     ctx = st.platform.ctx
     ctx.rendered = dataclasses.replace(ctx.rendered, shared=[*ctx.rendered.shared, *gateway])
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
-    assert phases["images:stand-ins"] == ("go:services",)
-    assert "images:stand-ins" in phases["deploy:shared"]
+    assert phases["images:go-stand-ins"] == ("go:services",)
+    assert "images:go-stand-ins" in phases["deploy:shared"]
+
+
+def test_a_database_from_a_containerfile_starts_while_the_services_compile(
+    repo_cfg: Config, tmp_path: Path
+) -> None:
+    """The example's PostgreSQL and Redis stand-ins need no Go: built beside the go build, deployed
+    as soon as the cluster is up; the Go stand-in (the gateway's init container) waits its turn."""
+    runner = RecordingRunner(responders=[go_build_writes_binaries])
+    st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
+    phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
+    assert "go:services" not in phases["images:stand-ins"], phases["images:stand-ins"]
+    assert "go:services" in phases["images:go-stand-ins"]
+    assert phases["deploy:shared"] == ("cluster", "images:stand-ins"), phases["deploy:shared"]
+    assert "images:go-stand-ins" in phases["deploy:gateway"]
+    assert "images:go-stand-ins" not in phases["deploy:datastore"]
 
 
 def test_a_pulled_third_party_image_is_checked_before_the_cluster(stack_cfg: Config, tmp_path: Path) -> None:
@@ -323,7 +338,7 @@ def test_a_pulled_third_party_image_is_checked_before_the_cluster(stack_cfg: Con
     for platform in ("podman", "kind"):
         st, _ = make_stack(cfg, tmp_path / platform, runner, coverage=False, platform=platform)
         phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
-        assert "images:stand-ins" not in phases
+        assert "images:go-stand-ins" not in phases and "images:stand-ins" not in phases
         assert phases["images:third-party"] == ()
         assert phases["cluster"] == ("images:third-party",), platform
         assert "images:third-party" in phases["deploy:gateway"], platform
@@ -333,8 +348,8 @@ def test_kind_deploy_needs_the_load(stack_cfg: Config, tmp_path: Path) -> None:
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     st, _ = make_stack(stack_cfg, tmp_path, runner, coverage=False)
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
-    assert phases["load"] == ("cluster", "build:datastore", "build:gateway", "images:stand-ins")
-    assert phases["images:stand-ins"] == ("go:services",)  # the load waits for every build: no order helps
+    assert phases["load"] == ("cluster", "build:datastore", "build:gateway", "images:go-stand-ins")
+    assert phases["images:go-stand-ins"] == ("go:services",)  # the load waits for every build: no order helps
     assert phases["deploy:datastore"] == ("cluster", "build:datastore", "load", "deploy:shared")
 
 

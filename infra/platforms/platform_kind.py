@@ -322,7 +322,7 @@ class KindPlatform:
                 "; ".join(problems) + ". next: an image the harness builds is referenced as "
                 "localhost/<name>:<tag> exactly as built (see `inv images`) and loaded with "
                 "`inv load-image`; a third-party one is loaded with them by its full name "
-                "(see the images:third-party and images:stand-ins phases)"
+                "(see the images:third-party, images:stand-ins and images:go-stand-ins phases)"
             )
 
     # -- workloads -------------------------------------------------------------------

@@ -20,6 +20,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,28 +96,30 @@ class PodmanPlatform:
         except AddressError as err:
             raise PlatformError(f"network {self.network}: {err}") from None
         self.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        for claim in sorted(self._claims()):  # a volume per claim: it outlives restarts, not the run
-            labels = ["--label", f"{LABEL}=true", "--label", f"{RUN_LABEL}={self.ctx.run_id}"]
-            self.ctx.podman("volume", "create", *labels, self._volume_name(claim))
-            where = self.ctx.podman(
-                "volume", "inspect", "--format", "{{.Mountpoint}}", self._volume_name(claim)
-            )
-            Path(where.stdout.strip()).chmod(0o777)  # as the hostPath dirs: any container user writes it
         # every workload's pod now, beside the builds: its deploy then only runs containers. The
-        # shared ones (a database) before this phase ends, since their deploy comes first; the
-        # services' go on in the background until their deploy asks for them. Each port is picked
-        # here: podman's own pick at `pod create` gave two pods created at once the same port (CI)
+        # shared ones (a database) and the claims' volumes before this phase ends, all at once, since
+        # their deploy comes first; the services' pods go on in the background until their deploy
+        # asks for them. Each port is picked here: podman's own pick at `pod create` gave two pods
+        # created at once the same port (CI)
         rendered = self.ctx.rendered
         owner = {id(d): name for name, docs in rendered.by_service.items() for d in docs}
         workloads = [d for d in rendered.docs if d["kind"] in WORKLOAD_KINDS]
-        shared = [d for d in workloads if id(d) not in owner]
-        if shared:
-            with ThreadPoolExecutor(max_workers=min(4, len(shared))) as pool:
-                waits.map_all(pool, lambda d: self._create_pod("", d), shared)
+        jobs: list[Callable[[], None]] = [partial(self._create_volume, c) for c in sorted(self._claims())]
+        jobs += [partial(self._create_pod, "", d) for d in workloads if id(d) not in owner]
+        if jobs:
+            with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
+                waits.map_all(pool, lambda job: job(), jobs)
         for doc in (d for d in workloads if id(d) in owner):
             self._pending_pods[self._pod_name(doc["metadata"]["name"])] = self._pod_pool.submit(
                 self._create_pod, owner[id(doc)], doc
             )
+
+    def _create_volume(self, claim: str) -> None:
+        """A volume per claim: it outlives restarts, not the run."""
+        labels = ["--label", f"{LABEL}=true", "--label", f"{RUN_LABEL}={self.ctx.run_id}"]
+        self.ctx.podman("volume", "create", *labels, self._volume_name(claim))
+        where = self.ctx.podman("volume", "inspect", "--format", "{{.Mountpoint}}", self._volume_name(claim))
+        Path(where.stdout.strip()).chmod(0o777)  # as the hostPath dirs: any container user writes it
 
     def _claims(self) -> set[str]:
         """Every claim of the stack: PersistentVolumeClaims, and a StatefulSet's pod-0 claims."""

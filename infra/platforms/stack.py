@@ -147,22 +147,28 @@ def setup_phases(
         used = Rendered(docs).image_refs()
         return any(str(ref) in used for ref in refs)
 
-    # name -> (its images, what it waits for): the stand-ins come after the services' go build (one
-    # go build at a time) and, on podman, after the image builds of the services deployed without
-    # them: beside those on 2 cores, they delayed the first deploys by 0.3 s (kind loads all images
-    # before any deploy: there the builds only compete)
+    # name -> (its images, what it waits for). A stand-in from a Containerfile needs no Go: it is
+    # built beside the go builds (FROM a base images:third-party brings or makes), so that a database
+    # the services need starts while they compile. A Go stand-in comes after the services' go build
+    # (one go build at a time) and, on podman, after the image builds of the services deployed
+    # without it: beside those on 2 cores, it delayed the first deploys by 0.3 s (kind loads all
+    # images before any deploy: there the builds only compete)
+    from_file = {
+        r: w for r, w in built_here.items() if (s := third_party.stand_in_for(cfg, r)) and s.containerfile
+    }
+    with_go = {ref: who for ref, who in built_here.items() if ref not in from_file}
     docs_of = {s.name: stack.rendered.by_service.get(s.name, []) for s in cfg.services}
     builds_first = (
         ()
-        if kind or uses(stack.rendered.shared, built_here)
-        else tuple(f"build:{name}" for name, docs in docs_of.items() if not uses(docs, built_here))
+        if kind or uses(stack.rendered.shared, with_go)
+        else tuple(f"build:{name}" for name, docs in docs_of.items() if not uses(docs, with_go))
     )
     bases_first = ("images:third-party",) if any(w.startswith("FROM in ") and "(stand-in for" in w
                                                   for who in bases.values() for w in who) else ()  # fmt: skip
     images = {
         "images:third-party": (pulled, first),
-        # a stand-in built from a Containerfile may start FROM a base that phase brings or makes
-        "images:stand-ins": (built_here, (*first, *go_builds, *builds_first, *bases_first)),
+        "images:stand-ins": (from_file, (*first, *bases_first)),
+        "images:go-stand-ins": (with_go, (*first, *go_builds, *builds_first)),
     }
     groups = {name: refs for name, (refs, _) in images.items() if refs}
 

@@ -52,6 +52,7 @@ TARGETS = {
     "warm.last_test_to_end_seconds": ("<=", 2.0),
 }
 """The figures the issue asks for: reported with the bench, never asserted in a test."""
+STAND_IN_PHASES = ("images:stand-ins", "images:go-stand-ins")
 SMOKE = ("--", "-k", "smoke", "-p", "no:randomly")
 COLD_PAIRS = 3
 COLD_ARGS = {"cold_par": ("--rebuild",), "cold_seq": ("--rebuild", "--sequential")}
@@ -93,7 +94,7 @@ class Harness:
             # before the phases (start-up, plan), then their longest chain of needs
             "critical_path_seconds": round(min(t.start for t in dag) + critical_path(dag), 3),
             "built": timings["built"],
-            "stand_ins_seconds": sum(p["seconds"] for p in setup if p["name"] == "images:stand-ins"),
+            "stand_ins_seconds": sum(p["seconds"] for p in setup if p["name"] in STAND_IN_PHASES),
             "critical_path": critical_chain(dag),
             "start_to_first_test_seconds": round(first - started, 3),
             "last_test_to_end_seconds": round(ended - last, 3),
