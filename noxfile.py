@@ -92,6 +92,9 @@ def bench(session: nox.Session) -> None:
     _harness(session, "bench")
 
 
+COVERAGE = ("--cov=infra", "--cov-report=term-missing:skip-covered")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The harness's own tests (pytest with coverage of infra/) and go test of the services."""
@@ -101,8 +104,14 @@ def tests(session: nox.Session) -> None:
             session.run("python", "-m", "infra", "go", "--", "test", "-count=1", "./...")
     # two xdist workers: tests/conftest.py keeps together what must share one, and gates the global cleanup
     parallel = ("-n", "2", "--dist", "loadgroup")
-    coverage = ("--cov=infra", "--cov-report=term-missing:skip-covered")
-    session.run("pytest", "tests", *parallel, *coverage, *session.posargs)
+    session.run("pytest", "tests", "-m", "not kind", *parallel, *COVERAGE, *session.posargs)
+
+
+@nox.session
+def tests_kind(session: nox.Session) -> None:
+    """The harness's own tests that make kind clusters (one after the other; needs `nox -s node_image`)."""
+    _install(session, DEV_REQUIREMENTS)
+    session.run("pytest", "tests", "-m", "kind", "-p", "no:xdist", *COVERAGE, *session.posargs)
 
 
 @nox.session

@@ -60,6 +60,7 @@ def _node_image() -> str:
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.kind,
     pytest.mark.skipif(not _node_image(), reason="kind or a node image missing (`nox -s node_image`)"),
 ]
 

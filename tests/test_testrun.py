@@ -138,6 +138,7 @@ def test_pytest_argv(repo_cfg: Config, tmp_path: Path) -> None:
         "junit_family=xunit2",
         "-p",
         "no:cacheprovider",
+        "--continue-on-collection-errors",
         "-m",
         "not disruptive",
         "-n",
