@@ -63,27 +63,6 @@ def redis_manifest(image: str) -> str:
     return deployment_yaml("redis", image, port=REDIS_PORT) + "---\n" + service_yaml("redis", REDIS_PORT)
 
 
-def remove_web_images() -> None:
-    """The images the harness built for the fixture's `web` (a team's, kept as a cache by content tag
-    as the example's are): gone with the test, as everything a test makes."""
-    podman = ["podman", "--log-level", "error"]
-    penv = {**os.environ, **podman_env(REPO / ".e2e")}
-    ours = ["--filter", "label=io.e2e-harness.managed=true"]
-    listed = subprocess.run([*podman, "images", "--format", "{{.Repository}}:{{.Tag}}", *ours],
-                            check=False, capture_output=True, text=True, timeout=60, env=penv)  # fmt: skip
-    web = [n for n in listed.stdout.split() if n.split(":")[0].endswith("/team/web")]
-    if web:
-        subprocess.run(
-            [*podman, "rmi", "--force", *web], check=False, capture_output=True, timeout=120, env=penv
-        )
-
-
-@pytest.fixture(autouse=True)
-def _no_web_images_left() -> Iterator[None]:
-    yield
-    remove_web_images()
-
-
 def make_repo(repo: Path) -> Path:
     for rel, text in FILES.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)

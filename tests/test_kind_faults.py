@@ -105,7 +105,7 @@ def test_init_on_a_real_shaped_repo_then_e2e_passes_on_kind_from_the_overlay_and
     """For real on kind: `inv init` writes the config (layout from the Dockerfile, a NodePort Service),
     and the run passes with no file edited by hand: the kustomize repo on a cluster it makes and keeps,
     then the chart repo on that cluster (`--reuse`), then `down` removes it."""
-    from tests.test_init_real_repo import e2e, init, make_repo, redis_at_hand, remove_web_images
+    from tests.test_init_real_repo import e2e, init, make_repo, redis_at_hand
 
     root = roots.make("kind-init")
     overlay, chart = make_repo(root.path / "overlay"), make_repo(root.path / "chart")
@@ -128,7 +128,6 @@ def test_init_on_a_real_shaped_repo_then_e2e_passes_on_kind_from_the_overlay_and
         assert second.returncode == 0, second.stdout + second.stderr
         assert "- result: passed: 1 passed" in second.stdout, second.stdout
     finally:
-        remove_web_images()
         if kept:
             down = root.harness("--config", str(overlay / "e2e.toml"), "down", "--run-id", kept)
             assert down.code == 0, str(down)

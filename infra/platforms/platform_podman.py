@@ -48,7 +48,7 @@ log = logging.getLogger("infra.podman")
 DEFAULT_GRACE = 30
 PORT_ATTEMPTS = 3
 EXEC_INTERVAL = 0.5  # seconds between exec probes while none of the container's ports is open
-EXEC_START = 1.0  # seconds a `podman exec` may take to start its command, beyond the probe's timeout
+EXEC_START = 2.0  # seconds a `podman exec` may take to start its command, beyond the probe's timeout
 WAIT_SLICE = 2.0  # seconds of one `podman wait` for a container's exit
 
 
@@ -210,29 +210,36 @@ class PodmanPlatform:
         of the container's ports accepts a connection: a server that listens is ready to be asked.
         Each has the probe's timeoutSeconds, and EXEC_START for podman's own start."""
         host_ports = sorted(self.published.get(name, {}).values())
-        asked_at, seen = [-EXEC_INTERVAL], ["not asked yet"]
+        asked_at, seen, answered = [-EXEC_INTERVAL], ["not asked yet"], [""]
 
         def probe() -> waits.Observation[None]:
             now = time.monotonic()
             if now - asked_at[0] < EXEC_INTERVAL and not any(_accepts(p) for p in host_ports):
                 return waits.Observation(False, seen[0])
             asked_at[0] = now
-            obs = self._exec_probe(name, command, timeout + EXEC_START)
-            seen[0] = obs.seen
-            return obs
+            obs, timed_out = self._exec_probe(name, command, timeout + EXEC_START)
+            if not timed_out:
+                answered[0] = obs.seen
+            # a probe that timed out last still says what the command answered before
+            seen[0] = (
+                f"{obs.seen}; the answer before: {answered[0]}" if timed_out and answered[0] else obs.seen
+            )
+            return waits.Observation(obs.done, seen[0])
 
         return probe
 
-    def _exec_probe(self, name: str, command: list[str], timeout: float) -> waits.Observation[None]:
+    def _exec_probe(
+        self, name: str, command: list[str], timeout: float
+    ) -> tuple[waits.Observation[None], bool]:
+        """The probe's observation, and whether it timed out."""
         try:
             res = self.ctx.podman("exec", name, *command, check=False, timeout=timeout)
         except CommandTimeout:  # as the kubelet's: a probe that outlives its timeout failed
-            return waits.Observation(False, f"no answer within {timeout:g} s")
+            return waits.Observation(False, f"no answer within {timeout:g} s"), True
         if res.returncode >= 125:  # podman's own failure (a probe's command exits below): is it gone?
             self._fail_if_exited(name)
-        return waits.Observation(
-            res.returncode == 0, f"exit {res.returncode}: {tail(res.stdout + res.stderr, 2)}"
-        )
+        said = f"exit {res.returncode}: {tail(res.stdout + res.stderr, 2)}"
+        return waits.Observation(res.returncode == 0, said), False
 
     def teardown(self) -> None:
         # the pods still being created first: each is then listed by its label and removed
