@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from infra.cleanup import runlock
 from infra.config import Config, parse
 from infra.platforms import ports
 from infra.podman_cli import Podman
@@ -71,3 +74,22 @@ def test_a_busy_fixed_port_is_named_by_preflight(tmp_path: Path, busy_port: int)
     assert not check.ok
     assert f"127.0.0.1:{busy_port} (host_port of api) is in use" in check.line()
     assert "host_port = 0" in check.line()
+
+
+def test_a_picked_port_is_not_picked_again_until_its_picker_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one free port only: another run's pick is still free to bind() until podman binds it
+    port = ports.free_port()
+    monkeypatch.setattr(runlock, "LOCK_DIR", tmp_path)
+    monkeypatch.setattr(ports, "_listener_range", lambda: range(port, port + 1))
+    first = ports.free_ports(1)
+    assert first == [port] and ports.is_free(port)
+    with pytest.raises(OSError, match="no 1 free"):
+        ports.free_ports(1)
+    held = json.loads((tmp_path / "ports.json").read_text())
+    gone = subprocess.Popen(["true"])  # a pid that no longer runs
+    gone.wait()
+    held[str(first[0])][0] = gone.pid
+    (tmp_path / "ports.json").write_text(json.dumps(held))
+    assert ports.free_ports(1) == first
