@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -316,15 +317,19 @@ def test_the_stand_ins_wait_for_no_build_when_a_shared_object_runs_one(
     assert "images:go-stand-ins" in phases["deploy:shared"]
 
 
+@pytest.mark.parametrize("cores", [2, 4])
 def test_a_database_from_a_containerfile_starts_while_the_services_compile(
-    repo_cfg: Config, tmp_path: Path
+    repo_cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int
 ) -> None:
-    """The example's PostgreSQL and Redis stand-ins need no Go: built beside the go build, deployed
-    as soon as the cluster is up; the Go stand-in (the gateway's init container) waits its turn."""
+    """The example's PostgreSQL and Redis stand-ins need no Go: built beside the go build (given the
+    cores), deployed as soon as the cluster is up; the Go stand-in (the gateway's init container)
+    waits its turn."""
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
     runner = RecordingRunner(responders=[go_build_writes_binaries])
     st, _ = make_stack(repo_cfg, tmp_path, runner, coverage=False, platform="podman")
     phases = {p.name: p.needs for p in setup_phases(st, runner=runner, podman=Podman(runner))}
-    assert "go:services" not in phases["images:stand-ins"], phases["images:stand-ins"]
+    beside = cores >= 3
+    assert ("go:services" not in phases["images:stand-ins"]) == beside, phases["images:stand-ins"]
     assert "go:services" in phases["images:go-stand-ins"]
     assert phases["deploy:shared"] == ("cluster", "images:stand-ins"), phases["deploy:shared"]
     assert "images:go-stand-ins" in phases["deploy:gateway"]
