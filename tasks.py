@@ -100,6 +100,20 @@ def node_image(c, rebuild=False, config=""):
     _infra("node-image", config=config, rebuild=rebuild)
 
 
+@task(
+    help={
+        "action": "up, down or env",
+        "name": "the kind cluster's name",
+        "port": "the registry's port on 127.0.0.1",
+        "workers": "worker nodes beside the control plane",
+        "config": CONFIG,
+    }
+)
+def local_cluster(c, action, name="e2e-local", port=5001, workers=0, config=""):
+    """A kind cluster fed by a registry for --platform cluster: up (prints the E2E_* exports), down, env."""
+    _infra("local-cluster", action, config=config, name=name, port=str(port), workers=str(workers))
+
+
 @task(help={"config": CONFIG})
 def render_tools(c, config=""):
     """Build the pinned helm once (cached by version) and show kustomize's kubectl."""
@@ -130,6 +144,7 @@ ns = Collection(
     clean_stale_clusters,
     cleanup,
     node_image,
+    local_cluster,
     render_tools,
     doctor,
 )

@@ -165,6 +165,35 @@ def cmd_node_image(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_local_cluster(ns: argparse.Namespace) -> int:
+    """A kind cluster fed by a registry (`--platform cluster` on this machine): up, down, or env."""
+    from infra.builds import registry
+    from infra.platforms import local_cluster
+
+    cfg, runner, podman = _tools(ns)
+    lc = local_cluster.LocalCluster(ns.name, ns.port)
+    if ns.action == "down":
+        for line in local_cluster.down(runner, podman, lc):
+            say(line)
+        return 0
+    if ns.action == "up":
+        if not registry.binary_path().is_file():
+            _go(cfg)
+            say(f"registry {registry.VERSION}: building once from the Go module proxy (a few minutes)")
+        for line in local_cluster.up(runner, podman, lc, workers=ns.workers):
+            say(line)
+    else:
+        has_cluster, has_registry = local_cluster.status(runner, podman, lc)
+        if not (has_cluster and has_registry):
+            say(f"local cluster {lc.name} is not up (cluster: {has_cluster}, registry: {has_registry}); "
+                "next: `inv local-cluster up`")  # fmt: skip
+            return 1
+    say("# point --platform cluster at it:")
+    for line in lc.exports():
+        print(line)
+    return 0
+
+
 def cmd_render_tools(ns: argparse.Namespace) -> int:
     """The pinned tools that render manifests: helm built once (cached), kustomize from the wheel."""
     from infra.builds import rendertools
@@ -293,6 +322,11 @@ def parser() -> argparse.ArgumentParser:
     command("node-image", cmd_node_image, "build or load the offline kind node image").add_argument(
         "--rebuild", action="store_true", help="build even when the image or its cache archive exists"
     )
+    lcp = command("local-cluster", cmd_local_cluster, "a kind cluster fed by a registry: up, down, env")
+    lcp.add_argument("action", choices=["up", "down", "env"])
+    lcp.add_argument("--name", default="e2e-local", help="the kind cluster's name")
+    lcp.add_argument("--port", type=int, default=5001, help="the registry's port on 127.0.0.1")
+    lcp.add_argument("--workers", type=int, default=0, help="worker nodes beside the control plane")
     command("render-tools", cmd_render_tools, "build (once) the pinned helm; show kustomize's kubectl")
     bp = command("bench", cmd_bench, "time setup cold/warm, parallel/sequential on podman")
     bp.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")

@@ -24,6 +24,7 @@ import re
 import shutil
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,3 +250,24 @@ def config_go_mods(config: Config) -> list[Path]:
     if config.coverage.go_module is not None:
         dirs.add(config.path(config.coverage.go_module))
     return sorted(d / "go.mod" for d in dirs)
+
+
+def installed(runner: Runner, module: str, version: str, target: Path, *, timeout: float) -> Path:
+    """A tool's binary at `target` (a cache keyed by its version): built once with `go install`, moved
+    in whole, so that a killed build leaves nothing half-written."""
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{target.name}-", dir=target.parent) as tmp:
+        runner.run(
+            ["go", "install", f"{module}@{version}"],
+            timeout=timeout,
+            env={"GOBIN": tmp, "CGO_ENABLED": "0", "GOFLAGS": os.environ.get("GOFLAGS", "")},
+            hint=f"{target.name} {version} is built from the Go module proxy; check that it is reachable "
+            "(`go env GOPROXY`)",
+        )
+        built = Path(tmp) / module.rsplit("/", 1)[-1]
+        built.chmod(0o755)
+        shutil.move(str(built), target.with_suffix(".tmp"))
+        os.replace(target.with_suffix(".tmp"), target)
+    return target

@@ -7,11 +7,9 @@ Never a kubectl or helm found on PATH: their versions are the user's machine's, 
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from infra.builds import gotool
 from infra.paths import user_cache
 from infra.proc import Runner
 
@@ -50,20 +48,4 @@ def helm_path(version: str = HELM_VERSION) -> Path:
 
 def helm(runner: Runner, version: str = HELM_VERSION) -> Path:
     """The pinned helm: from the cache, else built with `go install` (once per version)."""
-    target = helm_path(version)
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="helm-", dir=target.parent) as tmp:
-        runner.run(
-            ["go", "install", f"{HELM_MODULE}@{version}"],
-            timeout=HELM_BUILD_TIMEOUT,
-            env={"GOBIN": tmp, "CGO_ENABLED": "0", "GOFLAGS": os.environ.get("GOFLAGS", "")},
-            hint=f"helm {version} is built from the Go module proxy; check that it is reachable "
-            "(`go env GOPROXY`)",
-        )
-        built = Path(tmp) / "helm"
-        built.chmod(0o755)
-        shutil.move(str(built), target.with_suffix(".tmp"))
-        os.replace(target.with_suffix(".tmp"), target)  # whole or absent
-    return target
+    return gotool.installed(runner, HELM_MODULE, version, helm_path(version), timeout=HELM_BUILD_TIMEOUT)
