@@ -263,7 +263,7 @@ def parser() -> argparse.ArgumentParser:
         ("up", "bring the stack up, keep it"),
     ):
         sp = command(name, cmd_e2e, helptext)
-        sp.add_argument("--platform", choices=["auto", "kind", "podman"], default=None)
+        sp.add_argument("--platform", choices=["auto", "kind", "podman", "cluster"], default=None)
         sp.add_argument("--reuse", default="", metavar="NAME", help="use existing kind cluster NAME")
         sp.add_argument("--coverage", action="store_true", help="build -cover binaries, collect coverage")
     e = sub.choices["e2e"]
@@ -304,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
     cr.add_argument("--input", required=True, help="covdata dir (per-service subdirs)")
     cr.add_argument("--output", default="", help="report dir (default: coverage/report)")
     command("doctor", cmd_doctor, "check podman, Go, kind, ports and disk").add_argument(
-        "--platform", choices=["auto", "kind", "podman"], default=None
+        "--platform", choices=["auto", "kind", "podman", "cluster"], default=None
     )
     for name, helptext in (
         ("clean-stale-clusters", "delete stale kind clusters the harness created"),

@@ -113,13 +113,32 @@ class Service(_Model):
         return check_image_path(v)
 
 
+class ClusterTarget(_Model):
+    """A Kubernetes cluster the harness never creates or deletes (`--platform cluster`); the environment
+    variables E2E_KUBECONFIG, E2E_CONTEXT, E2E_REGISTRY and E2E_INSECURE_REGISTRY win over these."""
+
+    kubeconfig: Path | None = None
+    context: str = Field(default="", description="named, never the kubeconfig's current one by default")
+    registry: str = Field(default="", description="host[:port][/path] the nodes pull the run's images from")
+    insecure_registry: bool = Field(default=False, description="plain HTTP to the registry")
+    namespace: str = Field(default="", description="an existing namespace to run in (else one per run)")
+    mirror_third_party: bool = Field(default=False, description="push third-party images too")
+    cluster_scoped: Literal["refuse", "allow"] = "refuse"
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        return check_dns_label("namespace", v) if v else v
+
+
 class Platform(_Model):
-    default: Literal["auto", "kind", "podman"] = "auto"
+    default: Literal["auto", "kind", "podman", "cluster"] = "auto"
     kind_config: Path = Path("kind/cluster.yaml")
     kind_workers: Annotated[int, Field(ge=0, le=8)] = 1
     kind_node_image: str = ""
     kind_provider: Literal["podman", "docker"] = "podman"
     namespace: str = "e2e"
+    cluster: ClusterTarget = ClusterTarget()
 
     @field_validator("namespace")
     @classmethod

@@ -1,4 +1,4 @@
-"""Image references: the ONE place that knows podman's `localhost/` prefix.
+"""Image references: the ONE place that knows podman's `localhost/` prefix and registry names.
 
 podman stores `team/api:tag` as `localhost/team/api:tag`, `podman save` keeps
 that in RepoTags and containerd in a kind node keeps it as is, so a Pod must
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,27 @@ class ImageRef:
 
     def __str__(self) -> str:
         return f"{self.repository}:{self.tag}"
+
+
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+
+
+def check_registry(value: str) -> str:
+    """`host[:port][/path]`: where `--platform cluster` pushes (E2E_REGISTRY, platform.cluster.registry)."""
+    if not _REGISTRY.match(value) or value.split("/", 1)[0] == LOCAL_REGISTRY:
+        raise InvalidName(
+            f"invalid registry {value!r}: give host[:port][/path], e.g. localhost:5001 or "
+            "registry.example.com/team (not `localhost` alone: that is podman's store)"
+        )
+    return value
+
+
+def in_registry(ref: ImageRef, registry: str) -> ImageRef:
+    """The same image as the cluster pulls it from `registry`, with the same tag: the harness's own
+    `localhost/team/api` becomes `<registry>/team/api`; a third-party `docker.io/library/redis` keeps
+    its registry as a path part, `<registry>/docker.io/library/redis`, so two sources never meet."""
+    path = ref.repository.split("/", 1)[1] if ref.is_local else ref.repository
+    return ImageRef(check_image_path(f"{check_registry(registry)}/{path}"), ref.tag)
 
 
 STAND_IN_CACHE = f"{LOCAL_REGISTRY}/e2e-harness/stand-in"

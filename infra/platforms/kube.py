@@ -82,14 +82,20 @@ class KubeApi(Protocol):
     def patch(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None: ...
     def events(self, namespace: str) -> list[dict[str, Any]]: ...
     def default_storage_class(self) -> dict[str, str]: ...
+    def server(self) -> str: ...
+    def version(self) -> str: ...
+    def service(self, name: str, namespace: str) -> dict[str, Any]: ...
+    def open_port(self, pod: str, namespace: str, port: int) -> Any: ...
+    def delete(self, doc: dict[str, Any], namespace: str) -> None: ...
+    def can_i(self, verb: str, resource: str, namespace: str, group: str = "") -> tuple[bool, str]: ...
 
 
 class RealKubeApi:
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, context: str | None = None) -> None:
         from kubernetes import client, config, dynamic
 
         self._api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig), persist_config=False
+            config_file=str(kubeconfig), context=context or None, persist_config=False
         )
         self._core = client.CoreV1Api(self._api)
         self._apps = client.AppsV1Api(self._api)
@@ -238,3 +244,52 @@ class RealKubeApi:
                     "provisioner": str(self._dict(item).get("provisioner")),
                 }
         return {}
+
+    def server(self) -> str:
+        return str(self._api.configuration.host)
+
+    def version(self) -> str:
+        """The API server's version: the first call, so an unreachable server fails here, fast."""
+        from kubernetes import client
+
+        with refusals(f"the version of {self.server()}"):
+            info = client.VersionApi(self._api).get_code(_request_timeout=10)
+        return str(info.git_version)
+
+    def service(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._dict(self._core.read_namespaced_service(name, namespace, _request_timeout=10))
+
+    def open_port(self, pod: str, namespace: str, port: int) -> Any:
+        """A socket to the pod's port, through the API server (what `kubectl port-forward` opens)."""
+        from kubernetes.stream import portforward
+
+        forward = portforward(
+            self._core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port)
+        )
+        return forward.socket(port)
+
+    def delete(self, doc: dict[str, Any], namespace: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        res = self._dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        try:
+            res.delete(name=doc["metadata"]["name"], namespace=namespace or None,
+                       body={"propagationPolicy": "Foreground"})  # fmt: skip
+        except ApiException as err:
+            if err.status != 404:
+                raise api_error(err, f"deleting {doc['kind']}/{doc['metadata']['name']}") from None
+
+    def can_i(self, verb: str, resource: str, namespace: str, group: str = "") -> tuple[bool, str]:
+        """SelfSubjectAccessReview: whether these credentials may, and the API's reason."""
+        from kubernetes import client
+
+        body: Any = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group,
+                                            "namespace": namespace}},
+        }  # fmt: skip
+        with refusals(f"asking whether it may {verb} {resource}"):
+            out = client.AuthorizationV1Api(self._api).create_self_subject_access_review(body)
+        status = self._dict(out).get("status") or {}
+        return bool(status.get("allowed")), str(status.get("reason") or "")

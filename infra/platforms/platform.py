@@ -65,6 +65,8 @@ class Context:
 
 class Platform(Protocol):
     name: str
+    images_step: str
+    """How the images reach the nodes, a setup phase after the builds: load, push, or "" (podman's own)."""
     ctx: Context
 
     def create(self) -> None: ...
@@ -96,7 +98,7 @@ class Choice:
 def choose(flag: str | None, config: Config, podman: Podman) -> Choice:
     """--platform, else platform.default; auto: kind when kind and a usable node image are here."""
     requested = flag or config.platform.default
-    if requested in ("kind", "podman"):
+    if requested in ("kind", "podman", "cluster"):
         where = "--platform" if flag else f"platform.default in {config.source_file}"
         return Choice(requested, f"requested with {where}")
     from infra.nodeimage import select

@@ -41,6 +41,10 @@ def platform_class(name: str) -> Any:
         from infra.platforms.platform_podman import PodmanPlatform
 
         return PodmanPlatform
+    if name == "cluster":
+        from infra.platforms.platform_cluster import ClusterPlatform
+
+        return ClusterPlatform
     from infra.platforms.platform_kind import KindPlatform
 
     return KindPlatform
@@ -105,7 +109,8 @@ def setup_phases(
     images_ready: runs once every image is there (the suite's pytest starts then, beside the deploys).
     """
     cfg, plat, plan = stack.config, stack.platform, stack.plan
-    kind = plat.name == "kind"
+    step = plat.images_step  # load (kind), push (cluster): every image before any deploy
+    to_nodes = [step] if step else []
     first: tuple[str, ...] = ("preflight",) if preflight else ()
 
     build_root = build_dir(stack.paths.root).resolve()
@@ -163,7 +168,7 @@ def setup_phases(
     docs_of = {s.name: stack.rendered.by_service.get(s.name, []) for s in cfg.services}
     builds_first = (
         ()
-        if kind or uses(stack.rendered.shared, with_go)
+        if step or uses(stack.rendered.shared, with_go)
         else tuple(f"build:{name}" for name, docs in docs_of.items() if not uses(docs, with_go))
     )
     bases_first = ("images:third-party",) if any(w.startswith("FROM in ") and "(stand-in for" in w
@@ -197,10 +202,10 @@ def setup_phases(
     cluster_needs = ("images:third-party",) if "images:third-party" in groups else first
     phases += [Phase("cluster", plat.create, cluster_needs), *map(compiler, build.go_batches(cfg))]
     phases += [builder(s.name) for s in cfg.services]
-    if kind:
+    if step:
         phases.append(
             Phase(
-                "load",
+                step,
                 lambda: plat.load_images([*plan.all(), *sorted(foreign)]),
                 ("cluster", *[f"build:{s.name}" for s in cfg.services], *groups),
             )
@@ -211,7 +216,7 @@ def setup_phases(
             plat.verify_images(Rendered(stack.rendered.shared))
             plat.deploy("", stack.rendered.shared)
 
-        shared_needs = ["cluster", *(["load"] if kind else []), *foreign_needs(stack.rendered.shared)]
+        shared_needs = ["cluster", *to_nodes, *foreign_needs(stack.rendered.shared)]
         phases.append(Phase("deploy:shared", deploy_shared, tuple(shared_needs)))
 
         def ready_shared() -> None:  # the services start beside them: a migration Job waits itself
@@ -233,7 +238,7 @@ def setup_phases(
             plat.verify_images(Rendered(docs))
             plat.deploy(name, docs)
 
-        needs = ["cluster", f"build:{name}", *(["load"] if kind else []), *foreign_needs(docs)]
+        needs = ["cluster", f"build:{name}", *to_nodes, *foreign_needs(docs)]
         needs += ["deploy:shared"] if stack.rendered.shared else []
         needs += [f"ready:{dep}" for dep in cfg.service(name).depends_on]
         return Phase(f"deploy:{name}", run, tuple(needs))

@@ -196,6 +196,34 @@ class Run:
             write_result(self.paths, code)
         return code
 
+    def _cluster_refusals(self) -> list[str]:
+        """What `--platform cluster` cannot do for these options and manifests, before anything starts."""
+        from infra.platforms import platform_cluster
+
+        opts, problems = self.opts, []
+        if opts.reuse:
+            problems.append("--reuse names a kind cluster; --platform cluster never creates one to reuse")
+        if opts.coverage:
+            problems.append(
+                "--coverage on --platform cluster is not built yet (no node access: coverage over HTTP); "
+                "next: drop --coverage, or run it on --platform kind"
+            )
+        if opts.then == "keep":
+            problems.append(
+                "`up` on --platform cluster: its endpoints are port-forwards that end with the command; "
+                "next: `nox -s e2e -- --platform cluster` (add --keep to keep the namespace)"
+            )
+        try:
+            target = platform_cluster.target(self.cfg)
+        except platform_cluster.TargetError as err:
+            return [*problems, str(err)]
+        say(f"cluster target: {target.line()}")
+        try:
+            rendered = manifests.Rendered(self._docs())
+        except manifests.ManifestError as err:
+            return [*problems, str(err)]
+        return problems + platform_cluster.refusals(target, rendered)
+
     def _main(self) -> int:
         cfg, opts = self.cfg, self.opts
         choice = choose(opts.platform, cfg, self.podman)
@@ -229,6 +257,13 @@ class Run:
                 "belongs to the run that created it. next: drop --reuse (a new cluster mounts this run)"
             )
             return EXIT_USAGE
+        if choice.name == "cluster":
+            refused = self._cluster_refusals()
+            if refused:
+                self.failure = ConfigError(refused[0])
+                for line in refused:
+                    say(f"error: {line}")
+                return EXIT_USAGE
         suite: testrun.Suite | None = None
         try:
             with self.timeline.timed("plan"):

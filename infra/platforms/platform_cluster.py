@@ -1,0 +1,336 @@
+"""`--platform cluster`: any Kubernetes cluster the harness never creates or deletes, fed by a registry.
+
+Nothing is taken implicitly: the kubeconfig, its context and the registry are named in e2e.toml
+([platform.cluster]) or by E2E_KUBECONFIG, E2E_CONTEXT, E2E_REGISTRY, E2E_INSECURE_REGISTRY (these
+win), never the kubeconfig's current context. The run gets a namespace of its own, labelled with
+the run, its owner and its creation time, deleted at teardown; or, with `namespace = "NAME"`, works
+in an existing namespace and deletes only what it applied. Images go through the registry under
+their content tags; services are reached through port-forwards on the run's 127.0.0.1 ports.
+"""
+
+from __future__ import annotations
+
+import copy
+import getpass
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra import waits
+from infra.builds import push, third_party
+from infra.config import Config
+from infra.console import say
+from infra.images import ImageRef, check_registry
+from infra.names import LABEL, RUN_LABEL, InvalidName, check_dns_label, resource_name
+from infra.platforms import forwards
+from infra.platforms.kube import KubeApi, RealKubeApi
+from infra.platforms.manifests import Doc, Rendered, containers
+from infra.platforms.platform import Context, PlatformError
+from infra.platforms.platform_kube import KubePlatform
+
+OWNER_LABEL = "io.e2e-harness.owner"
+CREATED_LABEL = "io.e2e-harness.created"  # unix seconds: a label value holds no ':'
+ENV = {
+    "kubeconfig": "E2E_KUBECONFIG",
+    "context": "E2E_CONTEXT",
+    "registry": "E2E_REGISTRY",
+    "insecure_registry": "E2E_INSECURE_REGISTRY",
+}
+CLUSTER_SCOPED = {
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "StorageClass",
+    "PersistentVolume", "PriorityClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "APIService", "IngressClass", "RuntimeClass", "CSIDriver", "VolumeSnapshotClass",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "FlowSchema",
+    "PriorityLevelConfiguration",
+}  # fmt: skip
+"""Kinds whose objects live outside any namespace: on a shared cluster, other teams' too."""
+NEXT = (
+    "set it in [platform.cluster] of {file} or as {env}; for this machine, `inv local-cluster up` "
+    "prints the four exports"
+)
+
+
+class TargetError(PlatformError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cluster a run uses, resolved once from e2e.toml and the environment."""
+
+    kubeconfig: Path
+    context: str
+    registry: str
+    insecure: bool
+    namespace: str  # an existing one, or "" for one per run
+    mirror_third_party: bool
+    cluster_scoped: str
+
+    def line(self) -> str:
+        return f"context {self.context} ({self.kubeconfig}), registry {self.registry}" + (
+            " (plain HTTP)" if self.insecure else ""
+        )
+
+
+def _flag(value: str, name: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise TargetError(f"{name}={value!r}: use true or false")
+
+
+def target(config: Config, env: dict[str, str] | None = None) -> Target:
+    """The target, or an error naming what is missing and where to set it: before anything starts."""
+    env = dict(os.environ if env is None else env)
+    cfg = config.platform.cluster
+    file = config.source_file
+
+    def pick(key: str, configured: str) -> str:
+        value = env.get(ENV[key], "") or configured
+        if not value:
+            raise TargetError(f"--platform cluster needs a {key}; " + NEXT.format(file=file, env=ENV[key]))
+        return value
+
+    kubeconfig = Path(pick("kubeconfig", str(config.path(cfg.kubeconfig)) if cfg.kubeconfig else ""))
+    if not kubeconfig.is_file():
+        raise TargetError(
+            f"kubeconfig {kubeconfig} not found; " + NEXT.format(file=file, env=ENV["kubeconfig"])
+        )
+    context = pick("context", cfg.context)
+    registry = pick("registry", cfg.registry)
+    try:
+        check_registry(registry)
+    except InvalidName as err:
+        raise TargetError(str(err)) from None
+    insecure_env = env.get(ENV["insecure_registry"])
+    insecure = _flag(insecure_env, ENV["insecure_registry"]) if insecure_env else cfg.insecure_registry
+    _check_context(kubeconfig, context)
+    return Target(
+        kubeconfig, context, registry, insecure, cfg.namespace, cfg.mirror_third_party, cfg.cluster_scoped
+    )
+
+
+def _check_context(kubeconfig: Path, context: str) -> None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(kubeconfig.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise TargetError(f"kubeconfig {kubeconfig} cannot be read: {err}") from None
+    names = [c.get("name") for c in data.get("contexts") or []]
+    if context not in names:
+        raise TargetError(
+            f"context {context!r} is not in kubeconfig {kubeconfig} "
+            f"(it has: {', '.join(map(str, names)) or 'none'}); next: set E2E_CONTEXT to one of them"
+        )
+
+
+def refusals(target_: Target, rendered: Rendered) -> list[str]:
+    """What this cluster cannot take from the manifests, before anything starts."""
+    if target_.cluster_scoped == "allow":
+        return []
+    return [
+        f"{d['kind']}/{d['metadata']['name']} is cluster-scoped: on a shared cluster it would touch "
+        'other teams\' objects; next: remove it from the manifests, or set cluster_scoped = "allow" '
+        "in [platform.cluster]"
+        for d in rendered.docs
+        if d.get("kind") in CLUSTER_SCOPED
+    ]
+
+
+class ClusterPlatform(KubePlatform):
+    name = "cluster"
+    images_step = "push"
+
+    def __init__(
+        self,
+        ctx: Context,
+        api_factory: Callable[[Path, str], KubeApi] = RealKubeApi,
+        target_: Target | None = None,
+    ) -> None:
+        self.target = target_ or target(ctx.config)
+        namespace = self.target.namespace or resource_name(ctx.run_id, ctx.config.platform.namespace)
+        t = self.target
+        super().__init__(ctx, check_dns_label("namespace", namespace), t.kubeconfig,
+                         lambda: api_factory(t.kubeconfig, t.context))  # fmt: skip
+        self.own_namespace = not self.target.namespace
+        self.server = ""
+        self.applied: list[dict[str, Any]] = []  # in an existing namespace: what teardown deletes
+        self.forwarder: forwards.Forwarder | None = None
+
+    def where(self) -> str:
+        return f"{self.target.context} ({self.server or self.target.kubeconfig})"
+
+    # -- lifecycle -------------------------------------------------------------
+    def create(self) -> None:
+        try:
+            version = self.api.version()
+        except Exception as err:  # noqa: BLE001 - any failure here means the cluster is not reachable
+            said = " ".join(str(err).split())[:300]
+            raise PlatformError(
+                f"the API server of context {self.target.context} did not answer: {said}; next: check "
+                f"that the cluster is up and reachable from here (`{self.kubectl()} version`)"
+            ) from None
+        self.server = self.api.server()
+        say(f"cluster: context {self.target.context}, server {self.server}, Kubernetes {version}")
+        if self.own_namespace:
+            labels = {
+                LABEL: "true",
+                RUN_LABEL: self.ctx.run_id,
+                OWNER_LABEL: _owner(),
+                CREATED_LABEL: str(int(time.time())),
+            }
+            self.api.ensure_namespace(self.namespace, labels)
+        elif not self.api.namespace_exists(self.namespace):
+            raise PlatformError(
+                f"namespace {self.namespace} (platform.cluster.namespace) does not exist in {self.where()}; "
+                "next: have it created, or remove `namespace` to get one per run"
+            )
+        self._start_forwards()
+
+    def _start_forwards(self) -> None:
+        routes = []
+        for svc in self.ctx.config.services:
+            if not svc.node_port:
+                continue
+            for doc in self.ctx.rendered.docs:
+                if doc.get("kind") != "Service":
+                    continue
+                for port in doc["spec"].get("ports") or []:
+                    if port.get("nodePort") == svc.node_port:
+                        local = self.ctx.host_ports[svc.node_port]
+                        routes.append(forwards.Route(local, doc["metadata"]["name"], int(port["port"])))
+        if routes:
+            self.forwarder = forwards.Forwarder(self.api, self._api_factory(), self.namespace, routes)
+            self.forwarder.start()
+
+    def teardown(self) -> None:
+        if self.forwarder is not None:
+            for line in self.forwarder.report():
+                say(line)
+            self.forwarder.stop()
+        if self.own_namespace:
+            self.api.delete_namespace(self.namespace)
+            waits.poll(
+                f"namespace {self.namespace} to be deleted from {self.where()}",
+                lambda: waits.Observation(not self.api.namespace_exists(self.namespace), "still terminating"),
+                timeout=self.ctx.config.timeouts.deploy,
+                interval=0.5,
+                hint=f"{self.kubectl()} get all",
+            )
+            return
+        for doc in reversed(self.applied):
+            self.api.delete(doc, self.namespace)
+
+    # -- images ---------------------------------------------------------------------
+    def load_images(self, refs: Sequence[ImageRef]) -> None:
+        """Push what the cluster cannot pull from elsewhere, then name the pushed images in the manifests."""
+        cfg = self.ctx.config
+        wanted = [
+            r for r in refs
+            if r.is_local or third_party.stand_in_for(cfg, r) or self.target.mirror_third_party
+        ]  # fmt: skip
+        done = push.push(self.ctx.podman, wanted, self.target.registry, insecure=self.target.insecure,
+                         timeout=cfg.timeouts.load)  # fmt: skip
+        for outcome in done:
+            say(outcome.line())
+        self.step_seconds["push"] = sum(d.seconds for d in done)
+        names = {str(d.local): str(d.remote) for d in done}
+        for doc in self.ctx.rendered.docs:
+            for ctr in containers(doc):
+                if ctr["image"] in names:
+                    ctr["image"] = names[ctr["image"]]
+                    ctr["imagePullPolicy"] = "IfNotPresent"  # content tags never change what they name
+        rendered_file = self.ctx.paths.artifacts / "manifests.rendered.yaml"
+        if rendered_file.exists():
+            rendered_file.write_text(self.ctx.rendered.yaml())
+
+    def verify_images(self, rendered: Rendered) -> None:
+        """The nodes pull: an image they cannot pull ends the rollout wait at once (ImagePullBackOff)."""
+
+    # -- workloads -------------------------------------------------------------------
+    def deploy(self, service: str, docs: list[Doc]) -> None:
+        docs = [_cluster_ip(d) for d in docs]
+        for doc in docs:
+            self.applied.append({"apiVersion": doc["apiVersion"], "kind": doc["kind"],
+                                 "metadata": {"name": doc["metadata"]["name"]}})  # fmt: skip
+        super().deploy(service, docs)
+
+    def kubectl(self) -> str:
+        from infra.builds import rendertools
+
+        return (
+            f"{rendertools.kubectl()} --kubeconfig {self.target.kubeconfig} --context {self.target.context} "
+            f"-n {self.namespace}"
+        )
+
+    def _live_hint(self, kubectl_args: str) -> str:
+        keep = (
+            ""
+            if not self.own_namespace
+            else " (the namespace stays only with --keep or E2E_KEEP_ON_FAILURE=1)"
+        )
+        return (
+            f"the pods' events and logs are in the run's diagnostics (cluster/){keep}: "
+            f"{self.kubectl()} {kubectl_args}"
+        )
+
+    def collect_diagnostics(self, into: Path) -> None:
+        self.collect_api_diagnostics(into)
+
+    def flush_coverage(self, services: Sequence[str] | None = None) -> dict[str, list[str]]:
+        raise PlatformError(
+            "coverage is not collected on --platform cluster yet; next: run without --coverage"
+        )
+
+    def state(self) -> dict[str, object]:
+        t = self.target
+        return {
+            "context": t.context,
+            "server": self.server,
+            "registry": t.registry,
+            "insecure_registry": t.insecure,
+            "existing_namespace": t.namespace,
+            "applied": self.applied,
+            **self.kube_state(),
+        }
+
+    @classmethod
+    def from_state(cls, ctx: Context, state: dict[str, Any]) -> ClusterPlatform:
+        """As the run resolved it: `inv down` from another shell needs none of the E2E_* variables."""
+        cfg = ctx.config.platform.cluster
+        t = Target(
+            Path(state["kubeconfig"]), str(state["context"]), str(state["registry"]),
+            bool(state.get("insecure_registry")), str(state.get("existing_namespace", "")),
+            cfg.mirror_third_party, cfg.cluster_scoped,
+        )  # fmt: skip
+        plat = cls(ctx, target_=t)
+        plat.restore(state)
+        plat.server = str(state.get("server", ""))
+        plat.applied = list(state.get("applied", []))
+        return plat
+
+
+def _cluster_ip(doc: Doc) -> Doc:
+    """A NodePort Service as ClusterIP: NodePorts are cluster-wide (two runs, or two teams, would
+    claim the same one) and the harness reaches the pods by port-forward."""
+    if doc.get("kind") != "Service" or doc["spec"].get("type") != "NodePort":
+        return doc
+    doc = copy.deepcopy(doc)
+    doc["spec"]["type"] = "ClusterIP"
+    for port in doc["spec"].get("ports") or []:
+        port.pop("nodePort", None)
+    return doc
+
+
+def _owner() -> str:
+    """user.host as a label value can hold it."""
+    raw = f"{getpass.getuser()}.{socket.gethostname()}"
+    value = "".join(c if c.isalnum() or c in "-_." else "-" for c in raw)[:63].strip("-_.")
+    return value or "unknown"
