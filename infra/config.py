@@ -194,6 +194,9 @@ class Coverage(_Model):
         default="SIGUSR1", description="signal on which -cover services write their counters; off: never"
     )
     flush_timeout: Seconds = 30
+    pull_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=9099, description="--platform cluster: the port -cover services serve their counters on"
+    )
 
 
 class Tests(_Model):

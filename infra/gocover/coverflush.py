@@ -51,19 +51,34 @@ reads covmeta.* and covcounters.* only); the harness counts and removes them."""
 _SOURCE = """\
 // Added by e2e-harness to -cover builds only, in a copy of the module; not in your sources.
 // On {signal} it writes this process's coverage counters into GOCOVERDIR and clears them.
+// With {addr_env} set (a cluster the harness cannot reach the nodes of), it also serves them:
+// GET {path}meta and {path}counters[?clear=1] on that address, and {path}files: a tar of the
+// counters other processes of the container (an exec probe) left in GOCOVERDIR, removed once sent.
 
 package e2ehcoverflush
 
 import (
+	"archive/tar"
+	"bytes"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/coverage"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
+var mu sync.Mutex // a signal's flush and a pull never interleave their write and clear
+
 func init() {{
+	if addr := os.Getenv("{addr_env}"); addr != "" {{
+		go serve(addr)
+	}}
 	dir := os.Getenv("GOCOVERDIR")
 	if dir == "" {{
 		return
@@ -72,31 +87,112 @@ func init() {{
 	signal.Notify(sigs, syscall.{signal})
 	go func() {{
 		for range sigs {{
-			if err := coverage.WriteMetaDir(dir); err != nil {{
-				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
-				continue
-			}}
-			if err := coverage.WriteCountersDir(dir); err != nil {{
-				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
-				continue
-			}}
-			if err := coverage.ClearCounters(); err != nil {{
-				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
-			}}
-			// written last: the harness waits for it, not for a counters file that any other
-			// process of the image (an exec probe) writes when it exits
-			done := fmt.Sprintf("%s/{marker}%d.%d", dir, os.Getpid(), time.Now().UnixNano())
-			if err := os.WriteFile(done, nil, 0o644); err != nil {{
-				fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
-			}}
+			flush(dir)
 		}}
 	}}()
 }}
+
+func flush(dir string) {{
+	mu.Lock()
+	defer mu.Unlock()
+	if err := coverage.WriteMetaDir(dir); err != nil {{
+		fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
+		return
+	}}
+	if err := coverage.WriteCountersDir(dir); err != nil {{
+		fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
+		return
+	}}
+	if err := coverage.ClearCounters(); err != nil {{
+		fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
+	}}
+	// written last: the harness waits for it, not for a counters file that any other
+	// process of the image (an exec probe) writes when it exits
+	done := fmt.Sprintf("%s/{marker}%d.%d", dir, os.Getpid(), time.Now().UnixNano())
+	if err := os.WriteFile(done, nil, 0o644); err != nil {{
+		fmt.Fprintf(os.Stderr, "e2e-harness coverage flush: %v\\n", err)
+	}}
+}}
+
+func serve(addr string) {{
+	mux := http.NewServeMux()
+	mux.HandleFunc("{path}meta", func(w http.ResponseWriter, r *http.Request) {{
+		var buf bytes.Buffer
+		if err := coverage.WriteMeta(&buf); err != nil {{
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}}
+		_, _ = w.Write(buf.Bytes())
+	}})
+	mux.HandleFunc("{path}counters", func(w http.ResponseWriter, r *http.Request) {{
+		mu.Lock()
+		defer mu.Unlock()
+		var buf bytes.Buffer
+		if err := coverage.WriteCounters(&buf); err != nil {{
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}}
+		if r.URL.Query().Get("clear") == "1" {{
+			if err := coverage.ClearCounters(); err != nil {{
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}}
+		}}
+		w.Header().Set("{pid_header}", strconv.Itoa(os.Getpid()))
+		_, _ = w.Write(buf.Bytes())
+	}})
+	mux.HandleFunc("{path}files", func(w http.ResponseWriter, r *http.Request) {{
+		mu.Lock()
+		defer mu.Unlock()
+		tw := tar.NewWriter(w)
+		dir := os.Getenv("GOCOVERDIR")
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {{
+			name := e.Name()
+			if dir == "" || !strings.HasPrefix(name, "covcounters.") {{
+				continue
+			}}
+			data, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {{
+				continue
+			}}
+			hdr := &tar.Header{{Name: name, Mode: 0o644, Size: int64(len(data))}}
+			if tw.WriteHeader(hdr) != nil {{
+				return
+			}}
+			if _, err := tw.Write(data); err != nil {{
+				return
+			}}
+			_ = os.Remove(filepath.Join(dir, name))
+		}}
+		_ = tw.Close()
+	}})
+	if err := http.ListenAndServe(addr, mux); err != nil {{
+		fmt.Fprintf(os.Stderr, "e2e-harness coverage listener on %s: %v\\n", addr, err)
+	}}
+}}
 """
+ADDR_ENV = "E2EH_COVERAGE_ADDR"
+"""Set by the harness only where it pulls coverage over HTTP (--platform cluster)."""
+PULL_PATH = "/e2eh/coverage/"
+PID_HEADER = "X-E2eh-Pid"
 
 
 def go_source(signame: str) -> str:
-    return _SOURCE.format(signal=signame, marker=FLUSHED_PREFIX)
+    return _SOURCE.format(
+        signal=signame, marker=FLUSHED_PREFIX, addr_env=ADDR_ENV, path=PULL_PATH, pid_header=PID_HEADER
+    )
+
+
+META_MAGIC = b"\x00\x63\x76\x6d"  # internal/coverage: MetaFileMagic
+
+
+def meta_hash(meta: bytes) -> str:
+    """The hash a meta-data file is named by (covmeta.<hash>): MetaFileHeader.MetaFileHash, after
+    Magic [4], Version u32, TotalLength u64 and Entries u64."""
+    if len(meta) < 40 or meta[:4] != META_MAGIC:
+        raise ValueError(f"not a Go coverage meta-data file ({len(meta)} bytes, starts {meta[:4]!r})")
+    return meta[24:40].hex()
 
 
 def enabled(config: Config) -> bool:

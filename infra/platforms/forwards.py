@@ -14,6 +14,7 @@ import logging
 import select
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,15 +46,13 @@ class Failure:
 @dataclass
 class Forwarder:
     api: KubeApi  # the lookups (Service, pods)
-    streams: KubeApi  # its own client: the kubernetes client opens a stream by swapping its client's
-    # call_api for a moment, so a concurrent call through the same client would take the wrong path
+    open_stream: Callable[[str, int], Any]  # (pod, port) -> a socket to it
     namespace: str
     routes: list[Route]
     failures: dict[str, Failure] = field(default_factory=dict)  # Service -> failed connections
     _stopping: threading.Event = field(default_factory=threading.Event)
     _listeners: list[socket.socket] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _opening: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
         for route in self.routes:
@@ -105,15 +104,11 @@ class Forwarder:
     def _open(self, route: Route) -> Any:
         pod, port = self.target(route)
         try:
-            return self._stream(pod, port)
+            return self.open_stream(pod, port)
         except Exception as err:  # noqa: BLE001 - the pod went between the listing and the stream
             log.info("port-forward to pod %s failed (%s): asking again", pod, err)
             pod, port = self.target(route)
-            return self._stream(pod, port)
-
-    def _stream(self, pod: str, port: int) -> Any:
-        with self._opening:
-            return self.streams.open_port(pod, self.namespace, port)
+            return self.open_stream(pod, port)
 
     def target(self, route: Route) -> tuple[str, int]:
         """A ready pod behind the Service, and the container port its `port` targets."""

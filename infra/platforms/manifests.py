@@ -16,6 +16,7 @@ from infra.builds import rendertools
 from infra.builds.build import BINARY, ImagePlan
 from infra.config import Config, HelmChart, Layout, ManifestSource
 from infra.console import say
+from infra.gocover import coverflush
 from infra.images import ImageRef, qualify
 from infra.names import InvalidName
 from infra.paths import user_cache
@@ -471,8 +472,11 @@ def selects(service: Doc, labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def render(config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool) -> Rendered:
-    """Substitute the run's refs (by repository), force local pulls, add coverage."""
+def render(
+    config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool, pull_port: int = 0
+) -> Rendered:
+    """Substitute the run's refs (by repository), force local pulls, add coverage: into a hostPath the
+    harness reads (kind, podman), or, with pull_port, served on that port (a cluster it cannot read)."""
     by_repo: dict[str, tuple[str, ImageRef]] = {
         qualify(svc.image): (svc.name, plan.ref(svc.name)) for svc in config.services
     }
@@ -492,7 +496,7 @@ def render(config: Config, docs: list[Doc], plan: ImagePlan, *, coverage: bool) 
             ctr["imagePullPolicy"] = "Never"
             owner[ident(doc)] = service
             if coverage:
-                _add_coverage(ctr, pod_spec(doc), config.coverage.mount, service)
+                _add_coverage(ctr, pod_spec(doc), config.coverage.mount, service, pull_port)
     for doc in out:
         if doc["kind"] in POD_KINDS:
             _group(rendered, owner.get(ident(doc)), doc)
@@ -560,16 +564,18 @@ def _refs(workload: Doc) -> set[str]:
 COVERAGE_VOLUME = "e2e-harness-coverdata"
 
 
-def _add_coverage(ctr: Doc, spec: Doc, mount: str, service: str) -> None:
-    env = [e for e in ctr.get("env", []) if e.get("name") != "GOCOVERDIR"]
-    ctr["env"] = [*env, {"name": "GOCOVERDIR", "value": f"{mount}/{service}"}]
+def _add_coverage(ctr: Doc, spec: Doc, mount: str, service: str, pull_port: int = 0) -> None:
+    added = {"GOCOVERDIR": f"{mount}/{service}"}
+    if pull_port:  # the pod's own emptyDir, at the mount itself: nothing makes a subdirectory in it
+        added = {"GOCOVERDIR": mount, coverflush.ADDR_ENV: f":{pull_port}"}
+    env = [e for e in ctr.get("env", []) if e.get("name") not in added]
+    ctr["env"] = [*env, *({"name": k, "value": v} for k, v in added.items())]
     mounts = [m for m in ctr.get("volumeMounts", []) if m.get("name") != COVERAGE_VOLUME]
     ctr["volumeMounts"] = [*mounts, {"name": COVERAGE_VOLUME, "mountPath": mount}]
     volumes = [v for v in spec.get("volumes", []) if v.get("name") != COVERAGE_VOLUME]
-    spec["volumes"] = [
-        *volumes,
-        {"name": COVERAGE_VOLUME, "hostPath": {"path": mount, "type": "DirectoryOrCreate"}},
-    ]
+    # pulled: an emptyDir takes what the exit writes (the harness pulled all before the stop)
+    source = {"emptyDir": {}} if pull_port else {"hostPath": {"path": mount, "type": "DirectoryOrCreate"}}
+    spec["volumes"] = [*volumes, {"name": COVERAGE_VOLUME, **source}]
 
 
 def write(rendered: Rendered, path: Path) -> Path:

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import copy
 import getpass
+import http.client
+import io
 import os
 import socket
+import tarfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from infra import waits
 from infra.builds import push, third_party
 from infra.config import Config
 from infra.console import say
+from infra.gocover import coverflush
 from infra.images import ImageRef, check_registry
 from infra.names import LABEL, RUN_LABEL, InvalidName, check_dns_label, resource_name
 from infra.platforms import forwards
@@ -163,6 +169,17 @@ class ClusterPlatform(KubePlatform):
         self.server = ""
         self.applied: list[dict[str, Any]] = []  # in an existing namespace: what teardown deletes
         self.forwarder: forwards.Forwarder | None = None
+        self._streams: KubeApi | None = None
+        self._opening = threading.Lock()
+
+    def open_stream(self, pod: str, port: int) -> Any:
+        """A socket to a pod's port through the API server. Its own client, one opening at a time: the
+        kubernetes client opens a stream by swapping its client's call_api for a moment, so another
+        call through the same client meanwhile would take the stream's path."""
+        with self._opening:
+            if self._streams is None:
+                self._streams = self._api_factory()
+            return self._streams.open_port(pod, self.namespace, port)
 
     def where(self) -> str:
         return f"{self.target.context} ({self.server or self.target.kubeconfig})"
@@ -207,7 +224,7 @@ class ClusterPlatform(KubePlatform):
                         local = self.ctx.host_ports[svc.node_port]
                         routes.append(forwards.Route(local, doc["metadata"]["name"], int(port["port"])))
         if routes:
-            self.forwarder = forwards.Forwarder(self.api, self._api_factory(), self.namespace, routes)
+            self.forwarder = forwards.Forwarder(self.api, self.open_stream, self.namespace, routes)
             self.forwarder.start()
 
     def teardown(self) -> None:
@@ -284,10 +301,65 @@ class ClusterPlatform(KubePlatform):
     def collect_diagnostics(self, into: Path) -> None:
         self.collect_api_diagnostics(into)
 
+    # -- coverage pulled over HTTP (no node to read a hostPath on) ----------------------------------
     def flush_coverage(self, services: Sequence[str] | None = None) -> dict[str, list[str]]:
-        raise PlatformError(
-            "coverage is not collected on --platform cluster yet; next: run without --coverage"
-        )
+        """Pull each running process's counters (and clear them) through a port-forward to the port
+        the coverage build serves them on; written into the run's covdata as a flush writes them."""
+        cfg = self.ctx.config
+        if not self.ctx.coverage:
+            return {}
+        names = [s for s in (list(self.workloads) if services is None else services)
+                 if coverflush.flushable(cfg, s)]  # fmt: skip
+        if not names:
+            return {}
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="pull-coverage") as pool:
+            pulled = waits.map_all(pool, self._pull_service, names)
+        return {s: files for s, files in zip(names, pulled, strict=True) if files}
+
+    def _pull_service(self, service: str) -> list[str]:
+        files = []
+        for ident in self.workloads.get(service, []):
+            for pod in self.api.pods(self.namespace, self._selector(self._get(ident).get("spec", {}))):
+                if _running(pod):
+                    files += self._pull(service, str(pod["metadata"]["name"]))
+        return files
+
+    def _get_http(self, pod: str, path: str) -> tuple[bytes, str]:
+        port = self.ctx.config.coverage.pull_port
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.ctx.config.coverage.flush_timeout)
+        conn.sock = self.open_stream(pod, port)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise PlatformError(f"HTTP {resp.status}: {body[:200]!r}")
+            return body, str(resp.getheader(coverflush.PID_HEADER) or "0")
+        finally:
+            conn.close()
+
+    def _pull(self, service: str, pod: str) -> list[str]:
+        directory = self.ctx.paths.covdata / service
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            metas = sorted(directory.glob("covmeta.*"))
+            if metas:
+                meta_hash = metas[0].name.split(".", 1)[1]
+            else:
+                meta, _ = self._get_http(pod, coverflush.PULL_PATH + "meta")
+                meta_hash = coverflush.meta_hash(meta)
+                (directory / f"covmeta.{meta_hash}").write_bytes(meta)
+            counters, pid = self._get_http(pod, coverflush.PULL_PATH + "counters?clear=1")
+            left, _ = self._get_http(pod, coverflush.PULL_PATH + "files")  # exec probes' exits
+        except Exception as err:  # noqa: BLE001 - one line naming the pod, the port and the fix
+            raise PlatformError(
+                f"coverage of {service}: pod {pod} did not serve its counters on port "
+                f"{self.ctx.config.coverage.pull_port} ({' '.join(str(err).split())[:300]}); next: check "
+                "that its image is the harness's -cover build, and its logs for 'e2e-harness coverage'"
+            ) from None
+        name = f"covcounters.{meta_hash}.{int(pid) or 1}.{time.time_ns()}"
+        (directory / name).write_bytes(counters)
+        return [name, *_untar_counters(left, directory)]
 
     def state(self) -> dict[str, object]:
         t = self.target
@@ -315,6 +387,27 @@ class ClusterPlatform(KubePlatform):
         plat.server = str(state.get("server", ""))
         plat.applied = list(state.get("applied", []))
         return plat
+
+
+def _untar_counters(data: bytes, into: Path) -> list[str]:
+    """The counters files of a pull's tar: plain names only (nothing else is written)."""
+    names = []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            name = member.name
+            if not member.isfile() or "/" in name or not name.startswith("covcounters."):
+                continue
+            fh = tar.extractfile(member)
+            if fh is not None:
+                (into / name).write_bytes(fh.read())
+                names.append(name)
+    return names
+
+
+def _running(pod: dict[str, Any]) -> bool:
+    """Its process counts: running, not on its way out (a pod that is not ready still counts)."""
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and not (pod.get("metadata") or {}).get("deletionTimestamp")
 
 
 def _cluster_ip(doc: Doc) -> Doc:

@@ -203,11 +203,20 @@ class Run:
         opts, problems = self.opts, []
         if opts.reuse:
             problems.append("--reuse names a kind cluster; --platform cluster never creates one to reuse")
-        if opts.coverage:
-            problems.append(
-                "--coverage on --platform cluster is not built yet (no node access: coverage over HTTP); "
-                "next: drop --coverage, or run it on --platform kind"
-            )
+        if opts.coverage:  # pulled over HTTP from the listener the flush file adds: it must be there
+            if not coverflush.enabled(self.cfg):
+                problems.append(
+                    "--coverage on --platform cluster pulls counters over HTTP, which "
+                    f'coverage.flush_signal = "off" in {self.cfg.source_file} turns off with the flush '
+                    "file; next: remove that line"
+                )
+            problems += [
+                f"--coverage on --platform cluster: service {s.name} is built from its own Containerfile, to "
+                "which the harness cannot add the listener it pulls counters from; next: drop --coverage, or "
+                "run it on --platform kind (its counters come from the graceful stop there)"
+                for s in self.cfg.services
+                if s.containerfile is not None
+            ]
         if opts.then == "keep":
             problems.append(
                 "`up` on --platform cluster: its endpoints are port-forwards that end with the command; "
@@ -271,7 +280,10 @@ class Run:
                 plan = plan_images(
                     cfg, coverage=opts.coverage, toolchain=go_version(self.runner), runner=self.runner
                 )
-                rendered = manifests.render(cfg, self._docs(), plan, coverage=opts.coverage)
+                pull_port = cfg.coverage.pull_port if choice.name == "cluster" else 0
+                rendered = manifests.render(
+                    cfg, self._docs(), plan, coverage=opts.coverage, pull_port=pull_port
+                )
             runlock.use_images(self.paths.run_id, [str(r) for r in plan.stand_ins])
             for name, ref in plan.refs.items():
                 say(f"image {name}: {ref}")
