@@ -589,7 +589,10 @@ def test_wait_ready_fails_at_once_on_err_image_never_pull(kit: Callable[..., Kit
         k.plat.wait_ready("gateway")
     assert time.monotonic() - start < 2  # not the ready timeout
     msg = str(info.value)
-    assert "deployment gateway: pod gateway-7c9f-abcde container gateway is ErrImageNeverPull" in msg
+    assert (
+        "deployment gateway: pod gateway-7c9f-abcde (on no node yet) container gateway is ErrImageNeverPull"
+        in msg
+    )
     assert f"(image {GW})" in msg
     assert "localhost/ prefix" in msg
     assert len(k.api.of("workload")) == 1

@@ -87,6 +87,7 @@ class KubeApi(Protocol):
     def service(self, name: str, namespace: str) -> dict[str, Any]: ...
     def open_port(self, pod: str, namespace: str, port: int) -> Any: ...
     def delete(self, doc: dict[str, Any], namespace: str) -> None: ...
+    def exists(self, doc: dict[str, Any], namespace: str) -> bool: ...
     def can_i(self, verb: str, resource: str, namespace: str, group: str = "") -> tuple[bool, str]: ...
 
 
@@ -278,6 +279,18 @@ class RealKubeApi:
         except ApiException as err:
             if err.status != 404:
                 raise api_error(err, f"deleting {doc['kind']}/{doc['metadata']['name']}") from None
+
+    def exists(self, doc: dict[str, Any], namespace: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        res = self._dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        try:
+            res.get(name=doc["metadata"]["name"], namespace=namespace or None)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise api_error(err, f"reading {doc['kind']}/{doc['metadata']['name']}") from None
+        return True
 
     def can_i(self, verb: str, resource: str, namespace: str, group: str = "") -> tuple[bool, str]:
         """SelfSubjectAccessReview: whether these credentials may, and the API's reason."""

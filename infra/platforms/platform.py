@@ -67,6 +67,8 @@ class Platform(Protocol):
     name: str
     images_step: str
     """How the images reach the nodes, a setup phase after the builds: load, push, or "" (podman's own)."""
+    brings_third_party: bool
+    """Whether third-party images come from podman's store (else the cluster pulls them itself)."""
     ctx: Context
 
     def create(self) -> None: ...

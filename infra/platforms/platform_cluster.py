@@ -166,6 +166,7 @@ class ClusterPlatform(KubePlatform):
         super().__init__(ctx, check_dns_label("namespace", namespace), t.kubeconfig,
                          lambda: api_factory(t.kubeconfig, t.context))  # fmt: skip
         self.own_namespace = not self.target.namespace
+        self.brings_third_party = self.target.mirror_third_party  # else the nodes pull them
         self.server = ""
         self.applied: list[dict[str, Any]] = []  # in an existing namespace: what teardown deletes
         self.forwarder: forwards.Forwarder | None = None
@@ -245,13 +246,30 @@ class ClusterPlatform(KubePlatform):
         for doc in reversed(self.applied):
             self.api.delete(doc, self.namespace)
 
+        def gone() -> waits.Observation[None]:  # foreground deletion: an owner goes after its pods
+            left = [
+                f"{d['kind']}/{d['metadata']['name']}"
+                for d in self.applied
+                if self.api.exists(d, self.namespace)
+            ]
+            return waits.Observation(not left, f"still there: {', '.join(left)}")
+
+        waits.poll(
+            f"the run's objects in namespace {self.namespace} to be deleted",
+            gone,
+            timeout=self.ctx.config.timeouts.deploy,
+            interval=0.5,
+            hint=f"{self.kubectl()} get all",
+        )
+
     # -- images ---------------------------------------------------------------------
     def load_images(self, refs: Sequence[ImageRef]) -> None:
         """Push what the cluster cannot pull from elsewhere, then name the pushed images in the manifests."""
         cfg = self.ctx.config
+        foreign = self.ctx.rendered.foreign  # the rest the harness built: the services' images
         wanted = [
             r for r in refs
-            if r.is_local or third_party.stand_in_for(cfg, r) or self.target.mirror_third_party
+            if r not in foreign or third_party.stand_in_for(cfg, r) or self.target.mirror_third_party
         ]  # fmt: skip
         done = push.push(self.ctx.podman, wanted, self.target.registry, insecure=self.target.insecure,
                          timeout=cfg.timeouts.load)  # fmt: skip

@@ -44,6 +44,7 @@ DELETE_RETRY_SECONDS = 30.0
 class KindPlatform(KubePlatform):
     name = "kind"
     images_step = "load"
+    brings_third_party = True
 
     def __init__(self, ctx: Context, api_factory: Callable[[Path], KubeApi] = RealKubeApi) -> None:
         super().__init__(

@@ -16,7 +16,7 @@ from typing import Any
 
 from infra import waits
 from infra.gocover import coverflush
-from infra.platforms.kube import KubeApi
+from infra.platforms.kube import KubeApi, KubeApiError
 from infra.platforms.manifests import JOB_KINDS, WORKLOAD_KINDS, Doc
 from infra.platforms.platform import Context, PlatformError
 from infra.proc import tail
@@ -75,6 +75,7 @@ class KubePlatform:
 
     name = "kube"
     images_step = ""
+    brings_third_party = True
 
     def __init__(
         self, ctx: Context, namespace: str, kubeconfig: Path, api_factory: Callable[[], KubeApi]
@@ -146,7 +147,15 @@ class KubePlatform:
         claims += [d for d in docs if d["kind"] == "StatefulSet" and d["spec"].get("volumeClaimTemplates")]
         if not claims or self._storage_class is not None:
             return
-        found = self.api.default_storage_class()
+        try:
+            found = self.api.default_storage_class()
+        except KubeApiError as err:
+            if err.status != 403:
+                raise
+            # credentials confined to a namespace: the claims' own events say it if none binds
+            log.info("StorageClasses not readable (%s): the claims' binding is not checked first", err)
+            self._storage_class = ""
+            return
         why = "has no default StorageClass to provision them"
         if found.get("provisioner") == KIND_PROVISIONER:  # kind's own: its pod must be running to provision
             pods = self.api.pods(KIND_PROVISIONER_NAMESPACE, "")
@@ -287,9 +296,10 @@ class KubePlatform:
                 reason = waiting.get("reason", "")
                 if reason not in FATAL_REASONS:
                     continue
+                node = (pod.get("spec") or {}).get("nodeName") or "no node yet"
                 msg = (
-                    f"{kind.lower()} {name}: pod {pod_name} container {cs.get('name')} is {reason}: "
-                    f"{waiting.get('message', '')} (image {cs.get('image')})"
+                    f"{kind.lower()} {name}: pod {pod_name} (on {node}) container {cs.get('name')} is "
+                    f"{reason}: {waiting.get('message', '')} (image {cs.get('image')})"
                 )
                 if reason == "CrashLoopBackOff":
                     logs = self.api.pod_log(

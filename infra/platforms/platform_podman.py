@@ -63,6 +63,7 @@ def _accepts(port: int) -> bool:
 class PodmanPlatform:
     name = "podman"
     images_step = ""
+    brings_third_party = True
 
     def __init__(self, ctx: Context, containers_by_service: dict[str, list[str]] | None = None):
         self.ctx = ctx

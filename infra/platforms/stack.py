@@ -146,7 +146,9 @@ def setup_phases(
     # a stand-in is a build like the services' (beside them, waited for by its users only); any
     # other third-party image is checked or pulled before the cluster: absent, it fails in seconds
     built_here = {ref: who for ref, who in foreign.items() if third_party.stand_in_for(cfg, ref)}
-    pulled = {ref: list(who) for ref, who in foreign.items() if ref not in built_here}
+    pulled = {
+        ref: list(who) for ref, who in foreign.items() if ref not in built_here and plat.brings_third_party
+    }
     for ref, who in bases.items():
         pulled.setdefault(ref, []).extend(who)
     go_builds = tuple(f"go:{b.name}" for b in build.go_batches(cfg))
