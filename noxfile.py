@@ -80,6 +80,12 @@ def render_tools(session: nox.Session) -> None:
 
 
 @nox.session
+def local_cluster(session: nox.Session) -> None:
+    """A kind cluster fed by a registry for --platform cluster: `-- up` (prints the exports), `-- down`."""
+    _harness(session, "local-cluster")
+
+
+@nox.session
 def node_image(session: nox.Session) -> None:
     """Build the kind node image offline (Debian + Go module proxy), cached; loaded in seconds."""
     _harness(session, "node-image")

@@ -129,6 +129,16 @@ def cmd_cleanup(ns: argparse.Namespace) -> int:
     from infra.cleanup import cleanup
 
     cfg, runner, podman = _tools(ns)
+    if getattr(ns, "platform", None) == "cluster":
+        from infra.platforms import platform_cluster
+
+        removed, left = platform_cluster.clean(
+            cfg, older_than=cleanup.parse_age(ns.older_than), dry_run=ns.dry_run
+        )
+        verb = "would remove" if ns.dry_run else "removed"
+        for line in [f"{verb}: {r}" for r in removed] + [f"left: {r}" for r in left] or ["nothing to clean"]:
+            say(line)
+        return 0
     report = cleanup.clean_stale_clusters(
         runner,
         podman,
@@ -319,6 +329,10 @@ def parser() -> argparse.ArgumentParser:
     sub.choices["cleanup"].add_argument(
         "--keep-images", action="store_true", help="keep the harness's cached images"
     )
+    sub.choices["cleanup"].add_argument(
+        "--platform", choices=["podman", "kind", "cluster"], default=None,
+        help="cluster: the harness's own namespaces on the E2E_CONTEXT cluster, nothing else",
+    )  # fmt: skip
     command("node-image", cmd_node_image, "build or load the offline kind node image").add_argument(
         "--rebuild", action="store_true", help="build even when the image or its cache archive exists"
     )

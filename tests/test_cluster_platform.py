@@ -25,9 +25,10 @@ import pytest
 import yaml
 
 from infra.builds import rendertools
-from infra.names import RUN_LABEL
+from infra.names import LABEL, RUN_LABEL
 from infra.platforms import local_cluster, ports
 from infra.platforms.kube import RealKubeApi
+from infra.platforms.platform_cluster import CREATED_LABEL
 from infra.podman_cli import Podman, podman_env
 from infra.proc import SubprocessRunner
 from tests.faultkit import HARNESS, REPO, RootFactory, harness_env
@@ -94,6 +95,12 @@ def test_a_team_repo_passes_through_the_registry_and_leaves_nothing(
     with redis_at_hand(repo) as redis:
         init(repo)
         set_cluster(repo, mirror_third_party=True)  # the nodes reach no registry but this one
+        argv = [*HARNESS, "--config", str(repo / "e2e.toml"), "doctor", "--platform", "cluster"]
+        doctor = subprocess.run(argv, cwd=REPO, env=cluster_env(pair), capture_output=True, text=True,
+                                timeout=300, check=False)  # fmt: skip
+        said = doctor.stdout + doctor.stderr
+        for check in ("cluster target", "API server", "permissions", "registry push", "nodes' pull"):
+            assert f"ok   {check}: " in said, said
         before = run_namespaces(pair)
         code, out, _ = e2e(repo, cluster_env(pair))
         assert code == 0, out
@@ -121,6 +128,14 @@ def test_credentials_confined_to_a_namespace_run_there_and_cluster_scoped_object
     try:
         with redis_at_hand(repo):
             init(repo)
+            doctor = subprocess.run([*HARNESS, "--config", str(repo / "e2e.toml"), "doctor", "--platform",
+                                     "cluster"], cwd=REPO, env=env, capture_output=True, text=True,
+                                    timeout=300, check=False)  # fmt: skip
+            said = doctor.stdout + doctor.stderr
+            assert (
+                "FAIL permissions: missing in a namespace of its own (asked in default): create namespaces, "
+                in said
+            )
             set_cluster(repo, namespace=namespace, mirror_third_party=True)
             code, out, _ = e2e(repo, env)
             assert code == 0, out
@@ -219,3 +234,42 @@ def confined_kubeconfig(lc: local_cluster.LocalCluster, namespace: str, tmp_path
     assert base64.b64decode(cluster["certificate-authority-data"])  # the admin's CA, not its key
     assert os.environ.get("KUBECONFIG") != str(path)
     return path
+
+
+def test_cleanup_removes_the_harness_s_old_namespaces_of_dead_runs_and_nothing_else(
+    pair: local_cluster.LocalCluster,
+) -> None:
+    admin = api(pair)
+    hour_ago, now = str(int(time.time()) - 3600), str(int(time.time()))
+    made = {
+        f"e2eh-old-{secrets.token_hex(2)}": {
+            LABEL: "true",
+            RUN_LABEL: "20200101-000000-dead",
+            CREATED_LABEL: hour_ago,
+        },
+        f"e2eh-new-{secrets.token_hex(2)}": {
+            LABEL: "true",
+            RUN_LABEL: "20200101-000001-dead",
+            CREATED_LABEL: now,
+        },
+        f"theirs-{secrets.token_hex(2)}": {RUN_LABEL: "20200101-000002-dead", CREATED_LABEL: hour_ago},
+    }
+    for name, labels in made.items():
+        admin.ensure_namespace(name, labels)
+    old, new, theirs = made
+    try:
+        argv = [*HARNESS, "cleanup", "--platform", "cluster", "--older-than", "30m"]
+        proc = subprocess.run(argv, cwd=REPO, env=cluster_env(pair), capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out
+        assert f"removed: namespace {old} (run 20200101-000000-dead" in out, out
+        assert f"left: namespace {new}: younger than --older-than" in out, out
+        assert theirs not in out, out
+        alive = {n["metadata"]["name"]: n["metadata"].get("deletionTimestamp") for n in admin.namespaces("")}
+        assert (
+            alive.get(new) is None and new in alive and theirs in alive and (old not in alive or alive[old])
+        )
+    finally:
+        for name in made:
+            admin.delete_namespace(name)

@@ -7,6 +7,8 @@
     baseimages    debian:bookworm(-slim) made with debootstrap, for Containerfiles, with no registry
     rendertools   kustomize (the kubectl wheel) and helm (pinned, built once): what renders manifests
     image_tasks   `inv images`, `build-image`, `save-image`, `load-image`
+    push          images into a registry (--platform cluster), skipped when it holds the same image
+    registry      distribution's registry, built once from the Go module proxy, in a one-layer image
 
 May import: the core (infra/*.py) and infra.gocover.coverflush (the flush hook a
 -cover build compiles in).

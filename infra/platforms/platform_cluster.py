@@ -15,8 +15,10 @@ import getpass
 import http.client
 import io
 import os
+import secrets
 import socket
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +29,7 @@ from typing import Any
 
 from infra import waits
 from infra.builds import push, third_party
+from infra.cleanup import runlock
 from infra.config import Config
 from infra.console import say
 from infra.gocover import coverflush
@@ -37,6 +40,7 @@ from infra.platforms.kube import KubeApi, RealKubeApi
 from infra.platforms.manifests import Doc, Rendered, containers
 from infra.platforms.platform import Context, PlatformError
 from infra.platforms.platform_kube import KubePlatform
+from infra.podman_cli import Podman
 
 OWNER_LABEL = "io.e2e-harness.owner"
 CREATED_LABEL = "io.e2e-harness.created"  # unix seconds: a label value holds no ':'
@@ -405,6 +409,149 @@ class ClusterPlatform(KubePlatform):
         plat.server = str(state.get("server", ""))
         plat.applied = list(state.get("applied", []))
         return plat
+
+
+NEEDS = [
+    # (verb, resource, group): what a run does in its namespace
+    ("create", "deployments", "apps"), ("patch", "deployments", "apps"), ("create", "statefulsets", "apps"),
+    ("create", "daemonsets", "apps"), ("create", "jobs", "batch"), ("create", "services", ""),
+    ("create", "configmaps", ""), ("create", "secrets", ""), ("create", "persistentvolumeclaims", ""),
+    ("list", "pods", ""), ("get", "pods/log", ""), ("create", "pods/portforward", ""), ("list", "events", ""),
+    ("delete", "deployments", "apps"), ("delete", "services", ""),
+]  # fmt: skip
+DOCTOR_PULL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def doctor(
+    config: Config, podman: Podman, *, api_factory: Callable[[Path, str], KubeApi] = RealKubeApi
+) -> list[Finding]:
+    """`inv doctor --platform cluster`: the target, the API server, the run's permissions (each verb
+    missing named), and the registry: a push, then a node's pull of what was pushed."""
+    try:
+        t = target(config)
+    except TargetError as err:
+        return [Finding("cluster target", False, str(err), "see `inv local-cluster up` for the exports")]
+    found = [Finding("cluster target", True, t.line())]
+    api = api_factory(t.kubeconfig, t.context)
+    try:
+        found.append(Finding("API server", True, f"{api.server()}: Kubernetes {api.version()}"))
+    except Exception as err:  # noqa: BLE001 - unreachable or refused: said, and nothing more is asked
+        said = " ".join(str(err).split())[:300]
+        return [
+            *found,
+            Finding("API server", False, said, "check that the cluster is up and reachable from here"),
+        ]
+    namespace = t.namespace or "default"
+    where = f"namespace {namespace}" if t.namespace else "a namespace of its own (asked in default)"
+    missing = []
+    if not t.namespace:
+        allowed, _ = api.can_i("create", "namespaces", "")
+        missing += [] if allowed else ["create namespaces"]
+    for verb, resource, group in NEEDS:
+        allowed, _ = api.can_i(verb, resource, namespace, group)
+        if not allowed:
+            missing.append(f"{verb} {resource}")
+    said = (
+        f"missing in {where}: {', '.join(missing)}" if missing else f"a run may do what it needs in {where}"
+    )
+    fix = "ask for a Role with these verbs in the namespace (and `create namespaces`, or set namespace = ...)"
+    found.append(Finding("permissions", not missing, said, fix))
+    found += _registry_findings(t, api, podman, namespace, can_pull=not missing)
+    return found
+
+
+def _registry_findings(
+    t: Target, api: KubeApi, podman: Podman, namespace: str, *, can_pull: bool
+) -> list[Finding]:
+    probe = ImageRef.parse("e2e-harness/doctor-probe:v1")  # one tag, pushed again: none pile up
+    with tempfile.TemporaryDirectory(prefix="e2eh-doctor-") as tmp:
+        archive = Path(tmp) / "probe.tar"
+        with tarfile.open(archive, "w") as tar:
+            info = tarfile.TarInfo("e2e-harness-probe")
+            data = b"e2e-harness doctor\n"
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        podman.import_image(probe, archive, entrypoint=["/e2e-harness-probe"], labels={}, timeout=120)
+    try:
+        (done,) = push.push(podman, [probe], t.registry, insecure=t.insecure, timeout=300)
+    except Exception as err:  # noqa: BLE001 - the push's own words name the registry and the fix
+        podman("rmi", str(probe), check=False)
+        fix = f"`podman login {t.registry.split('/')[0]}`, or insecure_registry for plain HTTP"
+        return [Finding("registry push", False, " ".join(str(err).split())[:400], fix)]
+    podman("rmi", str(probe), check=False)
+    found = [Finding("registry push", True, f"pushed {done.remote} in {done.seconds:.1f}s")]
+    if not can_pull:
+        return [*found, Finding("nodes' pull", False, "not tried: the permissions above are missing", "")]
+    return [*found, _node_pull(api, namespace, str(done.remote))]
+
+
+def _node_pull(api: KubeApi, namespace: str, image: str) -> Finding:
+    name = f"e2eh-doctor-{secrets.token_hex(3)}"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {LABEL: "true"}},
+           "spec": {"restartPolicy": "Never", "containers": [{"name": "probe", "image": image,
+                                                              "imagePullPolicy": "Always"}]}}  # fmt: skip
+    fix = "point the nodes' container runtime at the registry (kind: `inv local-cluster up` does)"
+
+    def pulled() -> waits.Observation[None]:
+        events = [e for e in api.events(namespace) if (e.get("involvedObject") or {}).get("name") == name]
+        for event in events:
+            failed = event.get("reason") in ("Failed", "BackOff")
+            if failed and "pull" in str(event.get("message", "")).lower():
+                raise waits.Fatal(f"{image}: {event.get('message')}")
+        reasons = [str(e.get("reason")) for e in events]
+        return waits.Observation("Pulled" in reasons, ", ".join(reasons) or "no event yet")
+
+    api.apply(pod, namespace)
+    try:
+        waits.poll(f"a node to pull {image} (pod {name})", pulled, timeout=DOCTOR_PULL_SECONDS, interval=0.5)
+    except (waits.Fatal, waits.WaitTimeout) as err:
+        return Finding("nodes' pull", False, " ".join(str(err).split())[:400], fix)
+    finally:
+        api.delete(pod, namespace)
+    return Finding("nodes' pull", True, f"a node pulled {image}")
+
+
+def clean(
+    config: Config,
+    *,
+    older_than: float,
+    dry_run: bool,
+    api_factory: Callable[[Path, str], KubeApi] = RealKubeApi,
+) -> tuple[list[str], list[str]]:
+    """`cleanup --platform cluster`: the harness's own namespaces on the target's context, older than
+    `older_than` and of no run still going on this machine; (removed, left). Nothing else is touched."""
+    t = target(config)
+    api = api_factory(t.kubeconfig, t.context)
+    removed, left = [], []
+    now = time.time()
+    for ns in api.namespaces(f"{LABEL}=true,{RUN_LABEL}"):
+        meta = ns["metadata"]
+        labels = meta.get("labels") or {}
+        name, run = str(meta["name"]), str(labels.get(RUN_LABEL, ""))
+        try:
+            age = now - float(labels.get(CREATED_LABEL, "0"))
+        except ValueError:
+            age = 0.0
+        if meta.get("deletionTimestamp"):
+            continue  # on its way out
+        if age < older_than:
+            left.append(f"namespace {name}: younger than --older-than")
+            continue
+        if runlock.is_alive(run):
+            left.append(f"namespace {name}: its run {run} is still going")
+            continue
+        if not dry_run:
+            api.delete_namespace(name)
+        removed.append(f"namespace {name} (run {run}, owner {labels.get(OWNER_LABEL, '?')}) on {t.context}")
+    return removed, left
 
 
 def _untar_counters(data: bytes, into: Path) -> list[str]:

@@ -246,6 +246,10 @@ def run_checks(
             )
         )
         checks += kind_checks(config, podman)
+    if platform == "cluster" and not cached:  # a run asks the API server itself, in its cluster phase
+        from infra.platforms import platform_cluster
+
+        checks += [Check(f.name, f.ok, f.detail, f.fix) for f in platform_cluster.doctor(config, podman)]
     if checks[0].ok and checks[1].ok:
         if cached:
             checks.append(podman_runs_cached(runner, podman, root / ".e2e", checks[0].detail))
