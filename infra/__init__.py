@@ -3,7 +3,8 @@
 The modules directly in infra/ are the core every part uses: the subprocess
 chokepoint (proc), the podman and kind command lines (podman_cli, kind_cli),
 names, image references (images), e2e.toml (config), paths, the run-state
-file (state), deadlines (waits), the phase DAG (phases) and the console. The
+file (state), deadlines (waits), the phase DAG (phases), a preflight's findings (checks)
+and the console. The
 core imports nothing else in infra. cli.py (`python -m infra`) and __main__.py
 are the thin adapters over the parts; they may import everything.
 

@@ -229,6 +229,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     out = Path(ns.output) if ns.output else artifacts_dir(cfg.root) / "bench.json"
     if ns.platform == "kind":
         bench.bench_kind(ns.config, ns.repeat, out)
+    elif ns.platform == "cluster":
+        bench.bench_cluster(ns.config, ns.repeat, out)
     else:
         bench.bench(ns.config, ns.repeat, out)
     return 0
@@ -345,7 +347,9 @@ def parser() -> argparse.ArgumentParser:
     bp = command("bench", cmd_bench, "time setup cold/warm, parallel/sequential on podman")
     bp.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")
     bp.add_argument("--output", default="", help="default: artifacts/bench.json")
-    bp.add_argument("--platform", choices=["podman", "kind"], default="podman", help="what to time")
+    bp.add_argument(
+        "--platform", choices=["podman", "kind", "cluster"], default="podman", help="what to time"
+    )
 
     command("init", cmd_init, "write e2e.toml and a smoke test for the Go repo in DIR").add_argument(
         "directory", nargs="?", default=".", help="the Go repo (default: .)"

@@ -234,9 +234,10 @@ def test_the_meta_data_hash_is_read_as_go_names_the_file(tmp_path: Path) -> None
 def test_only_counters_files_are_taken_from_a_pull(tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in (("covcounters.ab.1.2", b"c"), ("../covcounters.x", b"no"), ("evil", b"no")):
+        for name, data in (("covcounters.ab.1.2", b"c"), ("covmeta.ab", b"m"), ("../covcounters.x", b"no"),
+                           ("evil", b"no")):  # fmt: skip
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     assert platform_cluster._untar_counters(buf.getvalue(), tmp_path) == ["covcounters.ab.1.2"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["covcounters.ab.1.2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["covcounters.ab.1.2", "covmeta.ab"]

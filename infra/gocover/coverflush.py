@@ -76,6 +76,9 @@ import (
 var mu sync.Mutex // a signal's flush and a pull never interleave their write and clear
 
 func init() {{
+	if addr := os.Getenv("{keeper_env}"); addr != "" {{
+		keep(addr) // never returns
+	}}
 	if addr := os.Getenv("{addr_env}"); addr != "" {{
 		go serve(addr)
 	}}
@@ -116,14 +119,7 @@ func flush(dir string) {{
 
 func serve(addr string) {{
 	mux := http.NewServeMux()
-	mux.HandleFunc("{path}meta", func(w http.ResponseWriter, r *http.Request) {{
-		var buf bytes.Buffer
-		if err := coverage.WriteMeta(&buf); err != nil {{
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}}
-		_, _ = w.Write(buf.Bytes())
-	}})
+	mux.HandleFunc("{path}meta", meta)
 	mux.HandleFunc("{path}counters", func(w http.ResponseWriter, r *http.Request) {{
 		mu.Lock()
 		defer mu.Unlock()
@@ -141,37 +137,82 @@ func serve(addr string) {{
 		w.Header().Set("{pid_header}", strconv.Itoa(os.Getpid()))
 		_, _ = w.Write(buf.Bytes())
 	}})
-	mux.HandleFunc("{path}files", func(w http.ResponseWriter, r *http.Request) {{
-		mu.Lock()
-		defer mu.Unlock()
-		tw := tar.NewWriter(w)
-		dir := os.Getenv("GOCOVERDIR")
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {{
-			name := e.Name()
-			if dir == "" || !strings.HasPrefix(name, "covcounters.") {{
-				continue
-			}}
-			data, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {{
-				continue
-			}}
-			hdr := &tar.Header{{Name: name, Mode: 0o644, Size: int64(len(data))}}
-			if tw.WriteHeader(hdr) != nil {{
-				return
-			}}
-			if _, err := tw.Write(data); err != nil {{
-				return
-			}}
-			_ = os.Remove(filepath.Join(dir, name))
-		}}
-		_ = tw.Close()
-	}})
+	mux.HandleFunc("{path}files", files)
 	if err := http.ListenAndServe(addr, mux); err != nil {{
 		fmt.Fprintf(os.Stderr, "e2e-harness coverage listener on %s: %v\\n", addr, err)
 	}}
 }}
+
+func meta(w http.ResponseWriter, r *http.Request) {{
+	var buf bytes.Buffer
+	if err := coverage.WriteMeta(&buf); err != nil {{
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}}
+	_, _ = w.Write(buf.Bytes())
+}}
+
+// files hands over, as a tar, the counters files other processes left in GOCOVERDIR (removed once
+// sent) and the meta-data files they wrote (a keeper has no meta-data of its own: main never ran).
+func files(w http.ResponseWriter, r *http.Request) {{
+	mu.Lock()
+	defer mu.Unlock()
+	tw := tar.NewWriter(w)
+	dir := os.Getenv("GOCOVERDIR")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {{
+		name := e.Name()
+		counters := strings.HasPrefix(name, "covcounters.")
+		if dir == "" || !(counters || strings.HasPrefix(name, "covmeta.")) {{
+			continue
+		}}
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {{
+			continue
+		}}
+		hdr := &tar.Header{{Name: name, Mode: 0o644, Size: int64(len(data))}}
+		if tw.WriteHeader(hdr) != nil {{
+			return
+		}}
+		if _, err := tw.Write(data); err != nil {{
+			return
+		}}
+		if counters {{ // a meta-data file is written once per binary: kept
+			_ = os.Remove(filepath.Join(dir, name))
+		}}
+	}}
+	_ = tw.Close()
+}}
+
+// keep is a keeper container's whole life (the same binary, beside the service's container, sharing
+// its GOCOVERDIR): it never runs main. It hands over what the service's process wrote on its way
+// out, until the harness says done; stopped, it waits {keep_seconds}s for that.
+func keep(addr string) {{
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {{
+		<-sigs
+		time.Sleep({keep_seconds} * time.Second)
+		os.Exit(0)
+	}}()
+	mux := http.NewServeMux()
+	mux.HandleFunc("{path}files", files)
+	mux.HandleFunc("{path}done", func(w http.ResponseWriter, r *http.Request) {{
+		w.WriteHeader(http.StatusOK)
+		go func() {{
+			time.Sleep(100 * time.Millisecond) // the answer leaves first
+			os.Exit(0)
+		}}()
+	}})
+	err := http.ListenAndServe(addr, mux)
+	fmt.Fprintf(os.Stderr, "e2e-harness coverage keeper on %s: %v\\n", addr, err)
+	os.Exit(1)
+}}
 """
+KEEPER_ENV = "E2EH_COVERAGE_KEEPER"
+"""Set only on the keeper container the harness adds beside a -cover service on --platform cluster."""
+KEEPER = "e2eh-coverage-keeper"
+KEEP_SECONDS = 10
 ADDR_ENV = "E2EH_COVERAGE_ADDR"
 """Set by the harness only where it pulls coverage over HTTP (--platform cluster)."""
 PULL_PATH = "/e2eh/coverage/"
@@ -180,7 +221,13 @@ PID_HEADER = "X-E2eh-Pid"
 
 def go_source(signame: str) -> str:
     return _SOURCE.format(
-        signal=signame, marker=FLUSHED_PREFIX, addr_env=ADDR_ENV, path=PULL_PATH, pid_header=PID_HEADER
+        signal=signame,
+        marker=FLUSHED_PREFIX,
+        addr_env=ADDR_ENV,
+        path=PULL_PATH,
+        pid_header=PID_HEADER,
+        keeper_env=KEEPER_ENV,
+        keep_seconds=KEEP_SECONDS,
     )
 
 

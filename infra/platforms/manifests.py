@@ -486,6 +486,7 @@ def render(
     rendered = Rendered(out)
     owner: dict[str, str] = {}
     for doc in out:
+        keeper: Doc | None = None
         for ctr in containers(doc):
             match = by_repo.get(_service_repository(ctr["image"]))
             if match is None:
@@ -497,6 +498,10 @@ def render(
             owner[ident(doc)] = service
             if coverage:
                 _add_coverage(ctr, pod_spec(doc), config.coverage.mount, service, pull_port)
+                if pull_port and keeper is None and ctr in pod_spec(doc).get("containers", []):
+                    keeper = _keeper(ctr, config.coverage.mount, pull_port)
+        if keeper is not None:
+            pod_spec(doc)["containers"].append(keeper)
     for doc in out:
         if doc["kind"] in POD_KINDS:
             _group(rendered, owner.get(ident(doc)), doc)
@@ -576,6 +581,29 @@ def _add_coverage(ctr: Doc, spec: Doc, mount: str, service: str, pull_port: int 
     # pulled: an emptyDir takes what the exit writes (the harness pulled all before the stop)
     source = {"emptyDir": {}} if pull_port else {"hostPath": {"path": mount, "type": "DirectoryOrCreate"}}
     spec["volumes"] = [*volumes, {"name": COVERAGE_VOLUME, **source}]
+
+
+def _keeper(ctr: Doc, mount: str, pull_port: int) -> Doc:
+    """Beside a -cover service where the harness cannot read a node: the same binary in keeper mode
+    (it never runs main), sharing GOCOVERDIR, hands over what the service wrote on its way out (its
+    exit's counters, a Job's whole run) before the pod goes (coverflush.KEEPER_ENV)."""
+    keeper: Doc = {
+        "name": coverflush.KEEPER,
+        "image": ctr["image"],
+        "imagePullPolicy": ctr.get("imagePullPolicy", "IfNotPresent"),
+        "env": [{"name": "GOCOVERDIR", "value": mount},
+                {"name": coverflush.KEEPER_ENV, "value": f":{pull_port + 1}"}],
+        "volumeMounts": [{"name": COVERAGE_VOLUME, "mountPath": mount}],
+    }  # fmt: skip
+    for key in (
+        "command",
+        "args",
+        "workingDir",
+        "securityContext",
+    ):  # the binary found as the service finds it
+        if key in ctr:
+            keeper[key] = copy.deepcopy(ctr[key])
+    return keeper
 
 
 def write(rendered: Rendered, path: Path) -> Path:

@@ -14,6 +14,7 @@ import copy
 import getpass
 import http.client
 import io
+import logging
 import os
 import secrets
 import socket
@@ -29,6 +30,7 @@ from typing import Any
 
 from infra import waits
 from infra.builds import push, third_party
+from infra.checks import Check
 from infra.cleanup import runlock
 from infra.config import Config
 from infra.console import say
@@ -41,6 +43,8 @@ from infra.platforms.manifests import Doc, Rendered, containers
 from infra.platforms.platform import Context, PlatformError
 from infra.platforms.platform_kube import KubePlatform
 from infra.podman_cli import Podman
+
+log = logging.getLogger("infra.cluster")
 
 OWNER_LABEL = "io.e2e-harness.owner"
 CREATED_LABEL = "io.e2e-harness.created"  # unix seconds: a label value holds no ':'
@@ -175,6 +179,7 @@ class ClusterPlatform(KubePlatform):
         self.applied: list[dict[str, Any]] = []  # in an existing namespace: what teardown deletes
         self.forwarder: forwards.Forwarder | None = None
         self._streams: KubeApi | None = None
+        self._drained: set[str] = set()  # pods whose keeper handed over and was let go
         self._opening = threading.Lock()
 
     def open_stream(self, pod: str, port: int) -> Any:
@@ -270,11 +275,7 @@ class ClusterPlatform(KubePlatform):
     def load_images(self, refs: Sequence[ImageRef]) -> None:
         """Push what the cluster cannot pull from elsewhere, then name the pushed images in the manifests."""
         cfg = self.ctx.config
-        foreign = self.ctx.rendered.foreign  # the rest the harness built: the services' images
-        wanted = [
-            r for r in refs
-            if r not in foreign or third_party.stand_in_for(cfg, r) or self.target.mirror_third_party
-        ]  # fmt: skip
+        wanted = self.pushed_refs(refs)
         done = push.push(self.ctx.podman, wanted, self.target.registry, insecure=self.target.insecure,
                          timeout=cfg.timeouts.load)  # fmt: skip
         for outcome in done:
@@ -289,6 +290,15 @@ class ClusterPlatform(KubePlatform):
         rendered_file = self.ctx.paths.artifacts / "manifests.rendered.yaml"
         if rendered_file.exists():
             rendered_file.write_text(self.ctx.rendered.yaml())
+
+    def pushed_refs(self, refs: Sequence[ImageRef]) -> list[ImageRef]:
+        """What goes to the registry: the harness's builds and stand-ins (third-party ones only with
+        mirror_third_party: the nodes pull them)."""
+        foreign, cfg = self.ctx.rendered.foreign, self.ctx.config  # not foreign: the services' images
+        return [
+            r for r in refs
+            if r not in foreign or third_party.stand_in_for(cfg, r) or self.target.mirror_third_party
+        ]  # fmt: skip
 
     def verify_images(self, rendered: Rendered) -> None:
         """The nodes pull: an image they cannot pull ends the rollout wait at once (ImagePullBackOff)."""
@@ -346,8 +356,61 @@ class ClusterPlatform(KubePlatform):
                     files += self._pull(service, str(pod["metadata"]["name"]))
         return files
 
-    def _get_http(self, pod: str, path: str) -> tuple[bytes, str]:
-        port = self.ctx.config.coverage.pull_port
+    def restart(self, service: str) -> None:
+        """As on kind; with coverage, also until the old pods are gone, what they wrote on their way out
+        handed over (a kind node's hostPath keeps it; here their keepers must be asked)."""
+        if not (self.ctx.coverage and coverflush.flushable(self.ctx.config, service)):
+            super().restart(service)
+            return
+        selectors = [self._selector(self._get(i).get("spec", {})) for i in self._idents(service)]
+        old = {str(p["metadata"]["uid"]) for sel in selectors for p in self.api.pods(self.namespace, sel)}
+        super().restart(service)
+
+        def old_gone() -> waits.Observation[None]:
+            pods = [p for sel in selectors for p in self.api.pods(self.namespace, sel)
+                    if str(p["metadata"]["uid"]) in old]  # fmt: skip
+            self._drain_leaving(service, pods)
+            return waits.Observation(not pods, f"old pods left: {[p['metadata']['name'] for p in pods]}")
+
+        waits.poll(f"the old pods of {service} to be gone", old_gone,
+                   timeout=self.ctx.config.timeouts.stop + 30, interval=0.3)  # fmt: skip
+
+    def _drain_leaving(self, service: str, pods: list[dict[str, Any]]) -> None:
+        """A pod whose service process ended (a Job's, or one stopped) while its keeper runs: take what
+        the process wrote on its way out, then let the keeper go (the pod ends with it)."""
+        if not (self.ctx.coverage and service and coverflush.flushable(self.ctx.config, service)):
+            return
+        for pod in pods:
+            name = str(pod["metadata"]["name"])
+            main = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
+            if name in self._drained or _state(pod, main) != "terminated":
+                continue
+            if _state(pod, coverflush.KEEPER) != "running":
+                continue
+            port = self.ctx.config.coverage.pull_port + 1
+            directory = self.ctx.paths.covdata / service
+            directory.mkdir(parents=True, exist_ok=True)
+            got: list[str] = []
+            try:
+                left, _ = self._get_http(name, coverflush.PULL_PATH + "files", port)
+                got = _untar_counters(left, directory)
+            except Exception as err:  # noqa: BLE001 - counted as lost, said; the pod ends either way
+                say(f"coverage of {service}: what pod {name} wrote on its way out is lost: {err}")
+            finally:
+                self._drained.add(name)
+                try:  # else the keeper holds the pod (a Job would not complete) for its own deadline
+                    self._get_http(name, coverflush.PULL_PATH + "done", port)
+                except Exception as err:  # noqa: BLE001 - the keeper ends itself once the pod is stopped
+                    log.info("coverage keeper of pod %s not told it is done: %s", name, err)
+            log.info(
+                "coverage of %s: pod %s handed over %d counters file(s) on its way out",
+                service,
+                name,
+                len(got),
+            )
+
+    def _get_http(self, pod: str, path: str, port: int = 0) -> tuple[bytes, str]:
+        port = port or self.ctx.config.coverage.pull_port
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.ctx.config.coverage.flush_timeout)
         conn.sock = self.open_stream(pod, port)
         try:
@@ -422,32 +485,24 @@ NEEDS = [
 DOCTOR_PULL_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
-class Finding:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
 def doctor(
     config: Config, podman: Podman, *, api_factory: Callable[[Path, str], KubeApi] = RealKubeApi
-) -> list[Finding]:
+) -> list[Check]:
     """`inv doctor --platform cluster`: the target, the API server, the run's permissions (each verb
     missing named), and the registry: a push, then a node's pull of what was pushed."""
     try:
         t = target(config)
     except TargetError as err:
-        return [Finding("cluster target", False, str(err), "see `inv local-cluster up` for the exports")]
-    found = [Finding("cluster target", True, t.line())]
+        return [Check("cluster target", False, str(err), "see `inv local-cluster up` for the exports")]
+    found = [Check("cluster target", True, t.line())]
     api = api_factory(t.kubeconfig, t.context)
     try:
-        found.append(Finding("API server", True, f"{api.server()}: Kubernetes {api.version()}"))
+        found.append(Check("API server", True, f"{api.server()}: Kubernetes {api.version()}"))
     except Exception as err:  # noqa: BLE001 - unreachable or refused: said, and nothing more is asked
         said = " ".join(str(err).split())[:300]
         return [
             *found,
-            Finding("API server", False, said, "check that the cluster is up and reachable from here"),
+            Check("API server", False, said, "check that the cluster is up and reachable from here"),
         ]
     namespace = t.namespace or "default"
     where = f"namespace {namespace}" if t.namespace else "a namespace of its own (asked in default)"
@@ -463,14 +518,14 @@ def doctor(
         f"missing in {where}: {', '.join(missing)}" if missing else f"a run may do what it needs in {where}"
     )
     fix = "ask for a Role with these verbs in the namespace (and `create namespaces`, or set namespace = ...)"
-    found.append(Finding("permissions", not missing, said, fix))
+    found.append(Check("permissions", not missing, said, fix))
     found += _registry_findings(t, api, podman, namespace, can_pull=not missing)
     return found
 
 
 def _registry_findings(
     t: Target, api: KubeApi, podman: Podman, namespace: str, *, can_pull: bool
-) -> list[Finding]:
+) -> list[Check]:
     probe = ImageRef.parse("e2e-harness/doctor-probe:v1")  # one tag, pushed again: none pile up
     with tempfile.TemporaryDirectory(prefix="e2eh-doctor-") as tmp:
         archive = Path(tmp) / "probe.tar"
@@ -485,15 +540,15 @@ def _registry_findings(
     except Exception as err:  # noqa: BLE001 - the push's own words name the registry and the fix
         podman("rmi", str(probe), check=False)
         fix = f"`podman login {t.registry.split('/')[0]}`, or insecure_registry for plain HTTP"
-        return [Finding("registry push", False, " ".join(str(err).split())[:400], fix)]
+        return [Check("registry push", False, " ".join(str(err).split())[:400], fix)]
     podman("rmi", str(probe), check=False)
-    found = [Finding("registry push", True, f"pushed {done.remote} in {done.seconds:.1f}s")]
+    found = [Check("registry push", True, f"pushed {done.remote} in {done.seconds:.1f}s")]
     if not can_pull:
-        return [*found, Finding("nodes' pull", False, "not tried: the permissions above are missing", "")]
+        return [*found, Check("nodes' pull", False, "not tried: the permissions above are missing", "")]
     return [*found, _node_pull(api, namespace, str(done.remote))]
 
 
-def _node_pull(api: KubeApi, namespace: str, image: str) -> Finding:
+def _node_pull(api: KubeApi, namespace: str, image: str) -> Check:
     name = f"e2eh-doctor-{secrets.token_hex(3)}"
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {LABEL: "true"}},
            "spec": {"restartPolicy": "Never", "containers": [{"name": "probe", "image": image,
@@ -513,10 +568,10 @@ def _node_pull(api: KubeApi, namespace: str, image: str) -> Finding:
     try:
         waits.poll(f"a node to pull {image} (pod {name})", pulled, timeout=DOCTOR_PULL_SECONDS, interval=0.5)
     except (waits.Fatal, waits.WaitTimeout) as err:
-        return Finding("nodes' pull", False, " ".join(str(err).split())[:400], fix)
+        return Check("nodes' pull", False, " ".join(str(err).split())[:400], fix)
     finally:
         api.delete(pod, namespace)
-    return Finding("nodes' pull", True, f"a node pulled {image}")
+    return Check("nodes' pull", True, f"a node pulled {image}")
 
 
 def clean(
@@ -555,24 +610,36 @@ def clean(
 
 
 def _untar_counters(data: bytes, into: Path) -> list[str]:
-    """The counters files of a pull's tar: plain names only (nothing else is written)."""
+    """The counters files of a pull's tar (their names), and a meta-data file this directory lacks:
+    plain names only, nothing else is written."""
     names = []
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for member in tar.getmembers():
             name = member.name
-            if not member.isfile() or "/" in name or not name.startswith("covcounters."):
+            counters, meta = name.startswith("covcounters."), name.startswith("covmeta.")
+            if not member.isfile() or "/" in name or not (counters or meta) or (into / name).exists():
                 continue
             fh = tar.extractfile(member)
             if fh is not None:
                 (into / name).write_bytes(fh.read())
-                names.append(name)
+                names += [name] if counters else []
     return names
 
 
+def _state(pod: dict[str, Any], container: str) -> str:
+    """running, terminated, waiting, or "" (no status yet)."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == container:
+            return next(iter(cs.get("state") or {}), "")
+    return ""
+
+
 def _running(pod: dict[str, Any]) -> bool:
-    """Its process counts: running, not on its way out (a pod that is not ready still counts)."""
-    status = pod.get("status") or {}
-    return status.get("phase") == "Running" and not (pod.get("metadata") or {}).get("deletionTimestamp")
+    """Its service's process counts: running, not on its way out (not being ready still counts)."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    main = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
+    return _state(pod, main) == "running"
 
 
 def _cluster_ip(doc: Doc) -> Doc:

@@ -138,7 +138,7 @@ class KubePlatform:
                 self.replicas[ident] = int(doc["spec"].get("replicas", 1))
             elif doc["kind"] in JOB_KINDS:
                 self.jobs.setdefault(service, []).append(doc["metadata"]["name"])
-                self._wait_job(doc["metadata"]["name"])
+                self._wait_job(doc["metadata"]["name"], service)
 
     def _claims_can_bind(self, docs: list[Doc]) -> None:
         """A claim with no StorageClass binds only where a default one provisions volumes: without it
@@ -172,11 +172,15 @@ class KubePlatform:
             )
         self._storage_class = found["name"]
 
-    def _wait_job(self, name: str) -> None:
+    def _drain_leaving(self, service: str, pods: list[dict[str, Any]]) -> None:
+        """What pods on their way out still hold, taken before they go (cluster: coverage keepers)."""
+
+    def _wait_job(self, name: str, service: str = "") -> None:
         """Until the Job completes; its Failed condition or a pod that cannot start ends the wait at once."""
         selector = {"selector": {"matchLabels": {JOB_NAME_LABEL: name}}}
 
         def probe() -> waits.Observation[None]:
+            self._drain_leaving(service, self.api.pods(self.namespace, f"{JOB_NAME_LABEL}={name}"))
             status = self.api.job(name, self.namespace).get("status") or {}
             true = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
             failed = int(status.get("failed") or 0)
@@ -407,9 +411,11 @@ class KubePlatform:
 
     def _wait_pods_gone(self, ident: str) -> None:
         selector = self._selector(self._get(ident).get("spec", {}))
+        service = next((s for s, idents in self.workloads.items() if ident in idents), "")
 
         def probe() -> waits.Observation[None]:
             pods = self.api.pods(self.namespace, selector)
+            self._drain_leaving(service, pods)
             return waits.Observation(
                 not pods, f"{len(pods)} pod(s) left: {[p['metadata']['name'] for p in pods]}"
             )

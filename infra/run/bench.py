@@ -415,3 +415,76 @@ def bench_kind(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
     say(json.dumps({"kind": by_nodes}, indent=2))
     say(f"wrote {out}")
     return data
+
+
+def cluster_once(config: str | None) -> dict[str, Any]:
+    """One run on the --platform cluster target (its push phase as a run sees it), then the same images
+    pushed to a fresh registry (cold, then skipped) and, on a kind target, saved and loaded the way
+    the kind platform loads them: what the registry costs against the archive."""
+    from infra.builds import push, registry, third_party
+    from infra.builds.build import save_images
+    from infra.kind_cli import load_archive_args, run_kind
+    from infra.names import LABEL
+    from infra.paths import build_dir
+    from infra.platforms import platform_cluster, ports
+
+    cfg = config_mod.load(config)
+    run = Run(cfg, Options(config=config, platform="cluster", then="teardown"))
+    if run.execute() != EXIT_OK:
+        raise RuntimeError(f"bench run {run.paths.run_id} on the cluster failed")
+    assert run.stack is not None
+    plat: Any = run.stack.platform
+    refs = plat.pushed_refs([*run.stack.plan.all(), *sorted(plat.ctx.rendered.foreign)])
+    stand_ins = {r: ["bench"] for r in refs if third_party.stand_in_for(cfg, r)}
+    podman, runner = run.podman, run.runner
+    # the run's teardown untagged its stand-ins: tagged again from their cache (no build)
+    third_party.ensure(cfg, stand_ins, podman=podman, runner=runner, build_root=build_dir(cfg.root),
+                       stand_ins=run.stack.plan.stand_ins)  # fmt: skip
+    name, port = f"e2eh-bench-registry-{os.getpid()}", ports.free_port()
+    podman("run", "--detach", "--name", name, "--label", f"{LABEL}=true",
+           "--publish", f"127.0.0.1:{port}:{registry.PORT}", str(registry.image(runner, podman)))  # fmt: skip
+    out: dict[str, Any] = {
+        "run_id": run.paths.run_id,
+        "images": len(refs),
+        "run_push_seconds": _phase_seconds(run, "push"),
+        "setup_seconds": run.setup_seconds,
+    }
+    try:
+        waits.wait_http(f"http://127.0.0.1:{port}/v2/", timeout=30, what=f"registry {name}")
+        for key in ("push_cold_seconds", "push_skipped_seconds"):
+            start = time.monotonic()
+            push.push(podman, refs, f"localhost:{port}", insecure=True, timeout=cfg.timeouts.load)
+            out[key] = round(time.monotonic() - start, 3)
+        target = platform_cluster.target(cfg)
+        if target.context.startswith("kind-"):  # the same images as the kind platform loads them
+            archive = run.paths.root / ".e2e" / "archives" / f"e2eh-bench-{os.getpid()}.tar"
+            start = time.monotonic()
+            try:
+                save_images(podman, refs, archive, cfg.timeouts.load)
+                kind_args = load_archive_args(archive, target.context.removeprefix("kind-"))
+                run_kind(runner, podman, cfg.platform.kind_provider, *kind_args, timeout=cfg.timeouts.load)
+            finally:
+                archive.unlink(missing_ok=True)
+            out["kind_save_load_seconds"] = round(time.monotonic() - start, 3)
+    finally:
+        podman("rm", "--force", "--time", "2", name, check=False)
+        third_party.remove_stand_ins(podman, list(stand_ins))
+    return out
+
+
+def bench_cluster(config: str | None, repeat: int, out: Path) -> dict[str, Any]:
+    """Push cold and skipped against kind's archive load of the same images, medians of `repeat`."""
+    runs = [cluster_once(config) for _ in range(repeat)]
+    keys = [k for k in runs[0] if k.endswith("_seconds")]
+    data: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    data["cluster"] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "repeat": repeat,
+        "median_seconds": {k: round(statistics.median(float(r.get(k) or 0) for r in runs), 3) for k in keys},
+        "runs": runs,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    say(json.dumps({"cluster": data["cluster"]["median_seconds"]}, indent=2))
+    say(f"wrote {out}")
+    return data

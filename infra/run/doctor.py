@@ -12,10 +12,10 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from infra.builds import baseimages, gotool, third_party
+from infra.checks import Check
 from infra.config import Config
 from infra.names import RUN_LABEL
 from infra.nodeimage import versions
@@ -27,18 +27,6 @@ MIN_PODMAN = (4, 0)
 MIN_KIND = (0, 33)  # the first kind that speaks kubeadm v1beta4 to a 1.37 node
 MIN_FREE_BYTES = 2 * 1024**3
 PROBE_SOURCE = "package main\n\nfunc main() {}\n"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        mark = "ok  " if self.ok else "FAIL"
-        return f"{mark} {self.name}: {self.detail}" + ("" if self.ok else f" -> {self.fix}")
 
 
 class PreflightFailed(Exception):
@@ -249,7 +237,7 @@ def run_checks(
     if platform == "cluster" and not cached:  # a run asks the API server itself, in its cluster phase
         from infra.platforms import platform_cluster
 
-        checks += [Check(f.name, f.ok, f.detail, f.fix) for f in platform_cluster.doctor(config, podman)]
+        checks += platform_cluster.doctor(config, podman)
     if checks[0].ok and checks[1].ok:
         if cached:
             checks.append(podman_runs_cached(runner, podman, root / ".e2e", checks[0].detail))
