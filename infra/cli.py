@@ -16,7 +16,7 @@ from infra.builds import gotool
 from infra.config import Config, ConfigError
 from infra.console import say
 from infra.names import InvalidName
-from infra.paths import RunPaths, artifacts_dir, images_archive, scratch_dir
+from infra.paths import RunPaths, artifacts_dir, images_archive
 from infra.podman_cli import Podman
 from infra.proc import CommandError, SubprocessRunner
 
@@ -125,32 +125,23 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(ns: argparse.Namespace) -> int:
-    """clean-stale-clusters alone, or (cleanup) also everything else runs left on podman."""
+    """clean-stale-clusters: kind's; cleanup: kind's and podman's, or the one --platform names."""
     from infra.cleanup import cleanup
+    from infra.platforms.stack import platform_class
 
     cfg, runner, podman = _tools(ns)
-    if getattr(ns, "platform", None) == "cluster":
-        from infra.platforms import platform_cluster
-
-        removed, left = platform_cluster.clean(
-            cfg, older_than=cleanup.parse_age(ns.older_than), dry_run=ns.dry_run
-        )
-        verb = "would remove" if ns.dry_run else "removed"
-        for line in [f"{verb}: {r}" for r in removed] + [f"left: {r}" for r in left] or ["nothing to clean"]:
-            say(line)
-        return 0
-    report = cleanup.clean_stale_clusters(
-        runner,
-        podman,
-        older_than=cleanup.parse_age(ns.older_than),
-        dry_run=ns.dry_run,
-        all_=getattr(ns, "all", False),
-        provider=cfg.platform.kind_provider,
-        scratch=scratch_dir(cfg.root),
-    )
-    if ns.command == "cleanup":
-        report.extend(cleanup.clean_podman(podman, cfg.root, dry_run=ns.dry_run, images=not ns.keep_images))
-    for line in report.lines(ns.dry_run):
+    names = [ns.platform] if getattr(ns, "platform", None) else ["kind", "podman"]
+    if ns.command == "clean-stale-clusters":
+        names = ["kind"]
+    removed: list[str] = []
+    left: list[str] = []
+    for name in names:
+        got = platform_class(name).clean(
+            cfg, runner, podman, older_than=cleanup.parse_age(ns.older_than), dry_run=ns.dry_run,
+            all_=getattr(ns, "all", False), keep_images=getattr(ns, "keep_images", False),
+        )  # fmt: skip
+        removed, left = removed + got[0], left + got[1]
+    for line in cleanup.Report(removed, left).lines(ns.dry_run):
         say(line)
     return 0
 

@@ -16,6 +16,8 @@ COVERAGE_LABEL = "io.e2e-harness.coverage"
 MANAGED = f"label={LABEL}=true"
 """podman --filter for everything the harness created."""
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+LOCAL_CLUSTER_LABEL = "io.e2e-harness.local-cluster"
+"""On the registry of `inv local-cluster`: the user's, which no cleanup of runs removes (`down` does)."""
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IMAGE_PART = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")

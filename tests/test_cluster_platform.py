@@ -266,6 +266,14 @@ def test_cleanup_removes_the_harness_s_old_namespaces_of_dead_runs_and_nothing_e
         assert f"removed: namespace {old} (run 20200101-000000-dead" in out, out
         assert f"left: namespace {new}: younger than --older-than" in out, out
         assert theirs not in out, out
+        argv = [*HARNESS, "cleanup", "--keep-images"]
+        podman_cleanup = subprocess.run(argv, cwd=REPO, env=cluster_env(pair), capture_output=True, text=True,
+                                        timeout=300, check=False)  # fmt: skip
+        assert podman_cleanup.returncode == 0, podman_cleanup.stdout + podman_cleanup.stderr
+        running = local_cluster.status(
+            SubprocessRunner(), Podman(SubprocessRunner(), podman_env(REPO / ".e2e")), pair
+        )
+        assert running == (True, True), "the pair is the user's: no cleanup of runs removes its registry"
         alive = {n["metadata"]["name"]: n["metadata"].get("deletionTimestamp") for n in admin.namespaces("")}
         assert (
             alive.get(new) is None and new in alive and theirs in alive and (old not in alive or alive[old])

@@ -44,14 +44,14 @@ def test_a_stale_podman_dns_pid_file_fails_the_kind_preflight_with_a_command_tha
     repo_cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """netavark 1.4 signals whatever process the file names and starts no DNS server for kind."""
-    from infra.platforms import hostfixes
-    from infra.run import doctor
+    from infra.checks import Check
+    from infra.platforms import hostfixes, platform_kind
 
     pid_file = tmp_path / "aardvark.pid"
     monkeypatch.setattr(hostfixes, "aardvark_pid_file", lambda: pid_file)
 
-    def dns_check() -> doctor.Check | None:
-        checks = doctor.kind_checks(repo_cfg, Podman(RecordingRunner()))
+    def dns_check() -> Check | None:
+        checks = platform_kind.kind_checks(repo_cfg, Podman(RecordingRunner()))
         return next((c for c in checks if c.name == "podman DNS"), None)
 
     assert dns_check() is None  # no file: netavark starts a server

@@ -17,7 +17,7 @@ from typing import Any
 
 from infra.cleanup import runlock
 from infra.kind_cli import run_kind
-from infra.names import KIND_CLUSTER_LABEL, MANAGED, PREFIX, RUN_LABEL
+from infra.names import KIND_CLUSTER_LABEL, LOCAL_CLUSTER_LABEL, MANAGED, PREFIX, RUN_LABEL
 from infra.paths import archives_dir, build_dir, state_dir
 from infra.podman_cli import Podman
 from infra.proc import CommandError, Runner
@@ -193,10 +193,11 @@ def clean_podman(podman: Podman, root: Path, *, dry_run: bool, images: bool = Tr
     # kind's node containers inherit the managed label from the harness's node image, run label
     # or not: they are clusters, judged by clean_stale_clusters (run locks, prefix), never here
     # a pod's infra container goes with its pod (podman refuses to remove it alone)
+    # so does `inv local-cluster`'s registry (its image's label): the user's, `down` removes it
     containers = [
         c
         for c in podman.containers(MANAGED)
-        if KIND_CLUSTER_LABEL not in (c.get("Labels") or {}) and not c.get("IsInfra")
+        if not {KIND_CLUSTER_LABEL, LOCAL_CLUSTER_LABEL} & set(c.get("Labels") or {}) and not c.get("IsInfra")
     ]
 
     def remover(pod: bool) -> Callable[[list[str]], None]:

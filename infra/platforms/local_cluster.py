@@ -22,7 +22,7 @@ from infra import waits
 from infra.builds import registry
 from infra.console import say
 from infra.kind_cli import run_kind
-from infra.names import check_dns_label
+from infra.names import LOCAL_CLUSTER_LABEL, check_dns_label
 from infra.paths import user_cache
 from infra.platforms import hostfixes, kind_config
 from infra.podman_cli import Podman
@@ -31,7 +31,6 @@ from infra.proc import Runner
 NAME = "e2e-local"
 PORT = 5001
 NETWORK = "kind"  # kind's podman network: where its nodes resolve the registry by name
-LABEL = "io.e2e-harness.local-cluster"
 CERTS_DIR = "/etc/containerd/certs.d"
 CONFIG_PATH_PATCH = f"""\
 [plugins."io.containerd.grpc.v1.cri".registry]
@@ -165,7 +164,8 @@ def _start_registry(runner: Runner, podman: Podman, lc: LocalCluster) -> None:
     podman("rm", "--force", "--ignore", lc.registry_container)  # a stopped one of an earlier `up`
     podman(
         "run", "--detach", "--name", lc.registry_container, "--network", NETWORK,
-        "--publish", f"127.0.0.1:{lc.port}:{registry.PORT}", "--label", f"{LABEL}={lc.name}", str(ref),
+        "--publish", f"127.0.0.1:{lc.port}:{registry.PORT}",
+        "--label", f"{LOCAL_CLUSTER_LABEL}={lc.name}", str(ref),
         hint=f"is 127.0.0.1:{lc.port} taken? pick another with `inv local-cluster up --port N`",
     )  # fmt: skip
     url = f"http://127.0.0.1:{lc.port}/v2/"

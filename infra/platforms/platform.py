@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from infra import waits
+from infra.checks import Check
 from infra.config import Config
 from infra.images import ImageRef
 from infra.paths import RunPaths
@@ -63,12 +64,29 @@ class Context:
             )
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a run asks of a provider, answered before anything starts (Platform.refusals)."""
+
+    config: Config
+    docs: Callable[[], list[Doc]]  # the manifests' documents, read on demand
+    coverage: bool = False
+    reuse: str = ""
+    keeps_stack: bool = False  # `up`: the stack outlives the command
+
+
 class Platform(Protocol):
+    """A provider: the platform a run uses, and what it declares about itself (its images step, its
+    refusals, its doctor checks, what cleanup removes), so that no other module compares its name."""
+
     name: str
     images_step: str
     """How the images reach the nodes, a setup phase after the builds: load, push, or "" (podman's own)."""
     brings_third_party: bool
     """Whether third-party images come from podman's store (else the cluster pulls them itself)."""
+    coverage_via: str
+    """How -cover services' counters reach the harness: "signal" (a flush into a directory the harness
+    reads, then the graceful stop's) or "pull" (served over HTTP through a port-forward)."""
     ctx: Context
 
     def create(self) -> None: ...
@@ -85,6 +103,31 @@ class Platform(Protocol):
     def teardown(self) -> None: ...
     def state(self) -> dict[str, object]: ...
     def inspect_command(self) -> str: ...
+    @classmethod
+    def refusals(cls, request: Request) -> list[str]:
+        """What this provider cannot do for the run (each line naming the fix); notices are said."""
+        ...
+
+    @classmethod
+    def clean(
+        cls,
+        config: Config,
+        runner: Runner,
+        podman: Podman,
+        *,
+        older_than: float,
+        dry_run: bool,
+        all_: bool = False,
+        keep_images: bool = False,
+    ) -> tuple[list[str], list[str]]:
+        """What earlier runs left on this provider and only that: (removed, left with why)."""
+        ...
+
+    @classmethod
+    def doctor(cls, config: Config, runner: Runner, podman: Podman, *, cached: bool) -> list[Check]:
+        """Its own preflight checks (cached: a run's, which skips what cannot have changed)."""
+        ...
+
     def flush_coverage(self, services: Sequence[str] | None = None) -> dict[str, list[str]]:
         """Signal the running processes of the services (all: None) to write their coverage
         counters and wait for the files (coverflush.flush); service -> the new files."""

@@ -39,10 +39,11 @@ from infra.images import ImageRef, check_registry
 from infra.names import LABEL, RUN_LABEL, InvalidName, check_dns_label, resource_name
 from infra.platforms import forwards
 from infra.platforms.kube import KubeApi, RealKubeApi
-from infra.platforms.manifests import Doc, Rendered, containers
-from infra.platforms.platform import Context, PlatformError
+from infra.platforms.manifests import Doc, ManifestError, Rendered, containers
+from infra.platforms.platform import Context, PlatformError, Request
 from infra.platforms.platform_kube import KubePlatform
 from infra.podman_cli import Podman
+from infra.proc import Runner
 
 log = logging.getLogger("infra.cluster")
 
@@ -161,6 +162,7 @@ def refusals(target_: Target, rendered: Rendered) -> list[str]:
 class ClusterPlatform(KubePlatform):
     name = "cluster"
     images_step = "push"
+    coverage_via = "pull"
 
     def __init__(
         self,
@@ -190,6 +192,59 @@ class ClusterPlatform(KubePlatform):
             if self._streams is None:
                 self._streams = self._api_factory()
             return self._streams.open_port(pod, self.namespace, port)
+
+    @classmethod
+    def refusals(cls, request: Request) -> list[str]:
+        cfg, problems = request.config, []
+        if request.reuse:
+            problems.append("--reuse names a kind cluster; --platform cluster never creates one to reuse")
+        if request.coverage:  # pulled over HTTP from the listener the flush file adds: it must be there
+            if not coverflush.enabled(cfg):
+                problems.append(
+                    "--coverage on --platform cluster pulls counters over HTTP, which "
+                    f'coverage.flush_signal = "off" in {cfg.source_file} turns off with the flush '
+                    "file; next: remove that line"
+                )
+            problems += [
+                f"--coverage on --platform cluster: service {s.name} is built from its own Containerfile, to "
+                "which the harness cannot add the listener it pulls counters from; next: drop --coverage, or "
+                "run it on --platform kind (its counters come from the graceful stop there)"
+                for s in cfg.services
+                if s.containerfile is not None
+            ]
+        if request.keeps_stack:
+            problems.append(
+                "`up` on --platform cluster: its endpoints are port-forwards that end with the command; "
+                "next: `nox -s e2e -- --platform cluster` (add --keep to keep the namespace)"
+            )
+        try:
+            t = target(cfg)
+        except TargetError as err:
+            return [*problems, str(err)]
+        say(f"cluster target: {t.line()}")
+        try:
+            rendered = Rendered(request.docs())
+        except ManifestError as err:
+            return [*problems, str(err)]
+        return problems + refusals(t, rendered)
+
+    @classmethod
+    def clean(
+        cls,
+        config: Config,
+        runner: Runner,
+        podman: Podman,
+        *,
+        older_than: float,
+        dry_run: bool,
+        all_: bool = False,
+        keep_images: bool = False,
+    ) -> tuple[list[str], list[str]]:
+        return clean(config, older_than=older_than, dry_run=dry_run)
+
+    @classmethod
+    def doctor(cls, config: Config, runner: Runner, podman: Podman, *, cached: bool) -> list[Check]:
+        return [] if cached else doctor(config, podman)  # a run asks the API server in its cluster phase
 
     def where(self) -> str:
         return f"{self.target.context} ({self.server or self.target.kubeconfig})"
@@ -383,10 +438,18 @@ class ClusterPlatform(KubePlatform):
         for pod in pods:
             name = str(pod["metadata"]["name"])
             main = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
-            if name in self._drained or _state(pod, main) != "terminated":
+            if name in self._drained or _state(pod, coverflush.KEEPER) != "running":
                 continue
-            if _state(pod, coverflush.KEEPER) != "running":
-                continue
+            if _state(pod, main) != "terminated":
+                # a pod being deleted shows its containers running until all have ended: main's own
+                # listener says it still runs (and hands over its counters meanwhile)
+                if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                    continue
+                try:
+                    self._pull(service, name)
+                    continue
+                except PlatformError:
+                    pass  # main has ended: what it wrote on its way out is with the keeper
             port = self.ctx.config.coverage.pull_port + 1
             directory = self.ctx.paths.covdata / service
             directory.mkdir(parents=True, exist_ok=True)

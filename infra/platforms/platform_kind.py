@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import threading
@@ -19,32 +20,82 @@ from pathlib import Path
 from typing import Any
 
 from infra import waits
+from infra.builds import gotool
 from infra.builds.build import save_images
+from infra.checks import Check, check_tool
 from infra.cleanup import runlock
+from infra.config import Config
 from infra.console import say
 from infra.gocover import coverflush
 from infra.images import ImageRef, same_image_id
 from infra.kind_cli import load_archive_args, run_kind
 from infra.names import LABEL, RUN_LABEL, check_dns_label, resource_name
+from infra.nodeimage import versions
 from infra.paths import make_open_dir, scratch_dir
 from infra.platforms import hostfixes, kind_config
 from infra.platforms.kube import KubeApi, RealKubeApi
 from infra.platforms.manifests import Rendered
-from infra.platforms.platform import Context, ImageMissing, PlatformError
+from infra.platforms.platform import Context, ImageMissing, PlatformError, Request
 from infra.platforms.platform_kube import KubePlatform
-from infra.proc import CommandError, tail
+from infra.podman_cli import Podman
+from infra.proc import CommandError, Runner, tail
 
 log = logging.getLogger("infra.kind")
 
 CTR = ("ctr", "--namespace", "k8s.io")
 BUSY = "device or resource busy"  # podman rm of a node, racing the unmount of its shm
 DELETE_RETRY_SECONDS = 30.0
+MIN_KIND = (0, 33)  # the first kind that speaks kubeadm v1beta4 to a 1.37 node
 
 
 class KindPlatform(KubePlatform):
     name = "kind"
     images_step = "load"
     brings_third_party = True
+    coverage_via = "signal"
+
+    @classmethod
+    def refusals(cls, request: Request) -> list[str]:
+        if request.reuse and request.coverage:  # a reused cluster's extraMount points at its maker
+            return [
+                "--coverage with --reuse is not supported on kind: the cluster's /coverdata mount belongs "
+                "to the run that created it. next: drop --reuse (a new cluster mounts this run)"
+            ]
+        if not request.reuse:
+            try:
+                say(f"kind config: {kind_config.base_file(request.config)[1]}")
+            except kind_config.KindConfigError as err:
+                return [str(err)]
+        return []
+
+    @classmethod
+    def clean(
+        cls,
+        config: Config,
+        runner: Runner,
+        podman: Podman,
+        *,
+        older_than: float,
+        dry_run: bool,
+        all_: bool = False,
+        keep_images: bool = False,
+    ) -> tuple[list[str], list[str]]:
+        """The harness's stale kind clusters (no live run holds them, not kept); never anyone else's."""
+        from infra.cleanup import cleanup
+
+        report = cleanup.clean_stale_clusters(
+            runner, podman, older_than=older_than, dry_run=dry_run, all_=all_,
+            provider=config.platform.kind_provider, scratch=scratch_dir(config.root),
+        )  # fmt: skip
+        return report.removed, report.left
+
+    @classmethod
+    def doctor(cls, config: Config, runner: Runner, podman: Podman, *, cached: bool) -> list[Check]:
+        choice = gotool.active()
+        go = choice.command() if choice else "go"
+        fix = f"{go} install sigs.k8s.io/kind@{versions.KIND} (then add ~/go/bin to PATH)"
+        tool = check_tool(runner, "kind", ["kind", "version"], MIN_KIND, fix)
+        return [tool, *kind_checks(config, podman)]
 
     def __init__(self, ctx: Context, api_factory: Callable[[Path], KubeApi] = RealKubeApi) -> None:
         super().__init__(
@@ -383,3 +434,51 @@ def _container_id(status_id: str) -> str:
             "running containerd"
         )
     return match.group(1)
+
+
+def kind_checks(config: Config, podman: Podman) -> list[Check]:
+    """The node image, and each host condition the harness patches around (detected, not assumed)."""
+    from infra.nodeimage import cache, select
+
+    configured = config.platform.kind_node_image
+    found = select.available(podman, configured)
+    st = cache.status(podman)
+    checks = [
+        Check(
+            "kind node image",
+            bool(found),
+            found or "none in podman's store or the cache",
+            f"build the offline one: `nox -s node_image` ({cache.BUILD_COST})"
+            if not configured
+            else f"`podman load -i` {configured}, or leave platform.kind_node_image empty",
+        ),
+    ]
+    if str(st.image) not in found:
+        checks.append(Check("offline node image", True, f"{st.state}: {st.line()}"))
+    for fix in hostfixes.detect():
+        checks.append(Check(f"host fix: {fix.name}", True, f"{fix.detected} -> applied: {fix.remedy}"))
+    stale = hostfixes.stale_aardvark_pid()
+    if stale:
+        pid_file = hostfixes.aardvark_pid_file()
+        checks.append(
+            Check(
+                "podman DNS",
+                False,
+                f"{pid_file} names {stale}, not aardvark-dns: podman would signal that process and "
+                "start no DNS server, so kind's nodes could not find each other by name",
+                f"rm {pid_file} (a stale file: podman starts a new DNS server at the next container start)",
+            )
+        )
+    modules = hostfixes.LIB_MODULES
+    if not modules.exists():
+        root = os.geteuid() == 0
+        checks.append(
+            Check(
+                f"host fix: {modules}",
+                root,
+                "missing (kind mounts it into every node)"
+                + ("; the harness creates an empty one" if root else ""),
+                f"sudo mkdir -p {modules}",
+            )
+        )
+    return checks

@@ -76,6 +76,7 @@ class KubePlatform:
     name = "kube"
     images_step = ""
     brings_third_party = True
+    coverage_via = "signal"
 
     def __init__(
         self, ctx: Context, namespace: str, kubeconfig: Path, api_factory: Callable[[], KubeApi]

@@ -25,24 +25,29 @@ from pathlib import Path
 from typing import Any
 
 from infra import waits
+from infra.checks import Check
+from infra.config import Config
+from infra.console import say
 from infra.gocover import coverflush
 from infra.images import ImageRef
 from infra.names import LABEL, RUN_LABEL, SERVICE_LABEL, resource_name
 from infra.paths import make_open_dir
-from infra.platforms import podman_security, ports
+from infra.platforms import podman_fields, podman_security, ports
 from infra.platforms.manifests import (
     JOB_KINDS,
     WORKLOAD_KINDS,
     Doc,
+    ManifestError,
     Rendered,
     ident,
     pod_labels,
     pod_spec,
     selects,
 )
-from infra.platforms.platform import Context, ImageMissing, PlatformError
+from infra.platforms.platform import Context, ImageMissing, PlatformError, Request
 from infra.platforms.podman_hosts import AddressError, Addresses
-from infra.proc import CommandError, CommandTimeout, tail
+from infra.podman_cli import Podman
+from infra.proc import CommandError, CommandTimeout, Runner, tail
 
 log = logging.getLogger("infra.podman")
 DEFAULT_GRACE = 30
@@ -64,6 +69,38 @@ class PodmanPlatform:
     name = "podman"
     images_step = ""
     brings_third_party = True
+    coverage_via = "signal"
+
+    @classmethod
+    def refusals(cls, request: Request) -> list[str]:
+        try:
+            for notice in podman_fields.check(request.docs()):
+                say(notice)
+        except (podman_fields.PodmanRefusal, ManifestError) as err:
+            return [str(err)]
+        return []
+
+    @classmethod
+    def clean(
+        cls,
+        config: Config,
+        runner: Runner,
+        podman: Podman,
+        *,
+        older_than: float,
+        dry_run: bool,
+        all_: bool = False,
+        keep_images: bool = False,
+    ) -> tuple[list[str], list[str]]:
+        """Containers, pods, networks, volumes, images, archives and run dirs of finished runs."""
+        from infra.cleanup import cleanup
+
+        report = cleanup.clean_podman(podman, config.root, dry_run=dry_run, images=not keep_images)
+        return report.removed, report.left
+
+    @classmethod
+    def doctor(cls, config: Config, runner: Runner, podman: Podman, *, cached: bool) -> list[Check]:
+        return []
 
     def __init__(self, ctx: Context, containers_by_service: dict[str, list[str]] | None = None):
         self.ctx = ctx

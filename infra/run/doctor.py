@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import shutil
 from pathlib import Path
 
 from infra.builds import baseimages, gotool, third_party
-from infra.checks import Check
+from infra.checks import Check, check_tool
 from infra.config import Config
 from infra.names import RUN_LABEL
-from infra.nodeimage import versions
-from infra.platforms import hostfixes, ports
+from infra.platforms import ports
+from infra.platforms.stack import platform_class
 from infra.podman_cli import Podman, needs_containers_conf
 from infra.proc import CommandError, Runner
 
 MIN_PODMAN = (4, 0)
-MIN_KIND = (0, 33)  # the first kind that speaks kubeadm v1beta4 to a 1.37 node
 MIN_FREE_BYTES = 2 * 1024**3
 PROBE_SOURCE = "package main\n\nfunc main() {}\n"
 
@@ -35,25 +32,6 @@ class PreflightFailed(Exception):
         super().__init__("preflight failed:\n" + "\n".join(c.line() for c in checks if not c.ok))
 
 
-def _version(text: str) -> tuple[int, ...]:
-    match = re.search(r"(\d+)\.(\d+)", text)
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-
-def check_tool(
-    runner: Runner, name: str, argv: list[str], minimum: tuple[int, int] | None, fix: str
-) -> Check:
-    if shutil.which(argv[0]) is None:
-        return Check(name, False, f"{argv[0]} not found on PATH", fix)
-    try:
-        out = runner.run(argv, timeout=30).stdout.strip()
-    except CommandError as err:
-        return Check(name, False, f"`{' '.join(argv)}` failed: {err.output_tail[-200:]}", fix)
-    if minimum and _version(out) < minimum:
-        return Check(name, False, f"version {out} is older than {'.'.join(map(str, minimum))}", fix)
-    return Check(name, True, out.splitlines()[0] if out else "present")
-
-
 def check_go(config: Config, runner: Runner) -> Check:
     """Which Go the harness uses and why (infra.builds.gotool); activated for the checks after it."""
     try:
@@ -62,11 +40,6 @@ def check_go(config: Config, runner: Runner) -> Check:
         detail, _, fix = str(err).partition("; next: ")
         return Check("go", False, detail, fix)
     return Check("go", True, choice.line())
-
-
-def _go_command() -> str:
-    choice = gotool.active()
-    return choice.command() if choice else "go"
 
 
 def check_podman_runs(runner: Runner, podman: Podman, state_dir: Path) -> Check:
@@ -133,54 +106,6 @@ def _port_holder(podman: Podman, port: int) -> str:
     return ""
 
 
-def kind_checks(config: Config, podman: Podman) -> list[Check]:
-    """The node image, and each host condition the harness patches around (detected, not assumed)."""
-    from infra.nodeimage import cache, select
-
-    configured = config.platform.kind_node_image
-    found = select.available(podman, configured)
-    st = cache.status(podman)
-    checks = [
-        Check(
-            "kind node image",
-            bool(found),
-            found or "none in podman's store or the cache",
-            f"build the offline one: `nox -s node_image` ({cache.BUILD_COST})"
-            if not configured
-            else f"`podman load -i` {configured}, or leave platform.kind_node_image empty",
-        ),
-    ]
-    if str(st.image) not in found:
-        checks.append(Check("offline node image", True, f"{st.state}: {st.line()}"))
-    for fix in hostfixes.detect():
-        checks.append(Check(f"host fix: {fix.name}", True, f"{fix.detected} -> applied: {fix.remedy}"))
-    stale = hostfixes.stale_aardvark_pid()
-    if stale:
-        pid_file = hostfixes.aardvark_pid_file()
-        checks.append(
-            Check(
-                "podman DNS",
-                False,
-                f"{pid_file} names {stale}, not aardvark-dns: podman would signal that process and "
-                "start no DNS server, so kind's nodes could not find each other by name",
-                f"rm {pid_file} (a stale file: podman starts a new DNS server at the next container start)",
-            )
-        )
-    modules = hostfixes.LIB_MODULES
-    if not modules.exists():
-        root = os.geteuid() == 0
-        checks.append(
-            Check(
-                f"host fix: {modules}",
-                root,
-                "missing (kind mounts it into every node)"
-                + ("; the harness creates an empty one" if root else ""),
-                f"sudo mkdir -p {modules}",
-            )
-        )
-    return checks
-
-
 def check_disk(path: Path) -> Check:
     free = shutil.disk_usage(path).free
     ok = free >= MIN_FREE_BYTES
@@ -223,21 +148,7 @@ def run_checks(
         ),
         check_go(config, runner),
     ]
-    if platform == "kind":
-        checks.append(
-            check_tool(
-                runner,
-                "kind",
-                ["kind", "version"],
-                MIN_KIND,
-                f"{_go_command()} install sigs.k8s.io/kind@{versions.KIND} (then add ~/go/bin to PATH)",
-            )
-        )
-        checks += kind_checks(config, podman)
-    if platform == "cluster" and not cached:  # a run asks the API server itself, in its cluster phase
-        from infra.platforms import platform_cluster
-
-        checks += platform_cluster.doctor(config, podman)
+    checks += platform_class(platform).doctor(config, runner, podman, cached=cached)
     if checks[0].ok and checks[1].ok:
         if cached:
             checks.append(podman_runs_cached(runner, podman, root / ".e2e", checks[0].detail))

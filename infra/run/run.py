@@ -27,9 +27,9 @@ from infra.gocover import coverflush, gocoverage, pertest_report
 from infra.names import InvalidName, new_run_id, resource_name
 from infra.paths import RunPaths, artifacts_dir, coverage_dir, mark_outputs, point_latest, state_dir
 from infra.phases import Timeline
-from infra.platforms import kind_config, manifests, podman_fields, ports
-from infra.platforms.platform import Context, choose
-from infra.platforms.stack import Stack, bring_up, make_platform, make_podman
+from infra.platforms import manifests, ports
+from infra.platforms.platform import Context, Request, choose
+from infra.platforms.stack import Stack, bring_up, make_platform, make_podman, platform_class
 from infra.proc import CommandError, SubprocessRunner
 from infra.run import diagnostics, doctor, suite_check, testrun
 
@@ -196,43 +196,6 @@ class Run:
             write_result(self.paths, code)
         return code
 
-    def _cluster_refusals(self) -> list[str]:
-        """What `--platform cluster` cannot do for these options and manifests, before anything starts."""
-        from infra.platforms import platform_cluster
-
-        opts, problems = self.opts, []
-        if opts.reuse:
-            problems.append("--reuse names a kind cluster; --platform cluster never creates one to reuse")
-        if opts.coverage:  # pulled over HTTP from the listener the flush file adds: it must be there
-            if not coverflush.enabled(self.cfg):
-                problems.append(
-                    "--coverage on --platform cluster pulls counters over HTTP, which "
-                    f'coverage.flush_signal = "off" in {self.cfg.source_file} turns off with the flush '
-                    "file; next: remove that line"
-                )
-            problems += [
-                f"--coverage on --platform cluster: service {s.name} is built from its own Containerfile, to "
-                "which the harness cannot add the listener it pulls counters from; next: drop --coverage, or "
-                "run it on --platform kind (its counters come from the graceful stop there)"
-                for s in self.cfg.services
-                if s.containerfile is not None
-            ]
-        if opts.then == "keep":
-            problems.append(
-                "`up` on --platform cluster: its endpoints are port-forwards that end with the command; "
-                "next: `nox -s e2e -- --platform cluster` (add --keep to keep the namespace)"
-            )
-        try:
-            target = platform_cluster.target(self.cfg)
-        except platform_cluster.TargetError as err:
-            return [*problems, str(err)]
-        say(f"cluster target: {target.line()}")
-        try:
-            rendered = manifests.Rendered(self._docs())
-        except manifests.ManifestError as err:
-            return [*problems, str(err)]
-        return problems + platform_cluster.refusals(target, rendered)
-
     def _main(self) -> int:
         cfg, opts = self.cfg, self.opts
         choice = choose(opts.platform, cfg, self.podman)
@@ -244,35 +207,15 @@ class Run:
             self.failure, self.kind_of_failure = err, "infrastructure"
             say(f"error: {err}")
             return EXIT_INFRA
-        if choice.name == "podman":
-            try:
-                for notice in podman_fields.check(self._docs()):
-                    say(notice)
-            except (podman_fields.PodmanRefusal, manifests.ManifestError) as err:
-                self.failure = err
-                say(f"error: {err}")
-                return EXIT_USAGE
-        if choice.name == "kind" and not opts.reuse:
-            try:
-                say(f"kind config: {kind_config.base_file(cfg)[1]}")
-            except kind_config.KindConfigError as err:
-                self.failure = err
-                say(f"error: {err}")
-                return EXIT_USAGE
-        if choice.name == "kind" and opts.reuse and opts.coverage:
-            # a reused cluster's extraMount points at the run that created it
-            say(
-                "error: --coverage with --reuse is not supported on kind: the cluster's /coverdata mount "
-                "belongs to the run that created it. next: drop --reuse (a new cluster mounts this run)"
-            )
+        request = Request(
+            cfg, self._docs, coverage=opts.coverage, reuse=opts.reuse, keeps_stack=opts.then == "keep"
+        )
+        refused = platform_class(choice.name).refusals(request)
+        if refused:
+            self.failure = ConfigError(refused[0])
+            for line in refused:
+                say(f"error: {line}")
             return EXIT_USAGE
-        if choice.name == "cluster":
-            refused = self._cluster_refusals()
-            if refused:
-                self.failure = ConfigError(refused[0])
-                for line in refused:
-                    say(f"error: {line}")
-                return EXIT_USAGE
         suite: testrun.Suite | None = None
         try:
             with self.timeline.timed("plan"):
@@ -280,7 +223,8 @@ class Run:
                 plan = plan_images(
                     cfg, coverage=opts.coverage, toolchain=go_version(self.runner), runner=self.runner
                 )
-                pull_port = cfg.coverage.pull_port if choice.name == "cluster" else 0
+                pulled = platform_class(choice.name).coverage_via == "pull"
+                pull_port = cfg.coverage.pull_port if pulled else 0
                 rendered = manifests.render(
                     cfg, self._docs(), plan, coverage=opts.coverage, pull_port=pull_port
                 )
