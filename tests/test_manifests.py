@@ -12,6 +12,7 @@ import yaml
 from infra.builds.build import ImagePlan
 from infra.config import Config
 from infra.config import parse as parse_config
+from infra.gocover import coverflush
 from infra.images import ImageRef
 from infra.platforms import manifests
 from infra.platforms.manifests import COVERAGE_VOLUME, ManifestError, load_docs, render
@@ -116,6 +117,29 @@ def test_render_with_coverage_adds_gocoverdir_and_the_hostpath_volume(repo_cfg: 
     ctr = container(by_ident(again.docs)["Deployment/gateway"])
     assert [e["name"] for e in ctr["env"]].count("GOCOVERDIR") == 1
     assert [m["name"] for m in ctr["volumeMounts"]].count(COVERAGE_VOLUME) == 1
+
+
+def test_pulled_coverage_serves_counters_and_keeps_what_a_process_writes_on_its_way_out(
+    repo_cfg: Config,
+) -> None:
+    """--platform cluster: no node to read; an emptyDir, a listener, and a keeper beside each service."""
+    port = repo_cfg.coverage.pull_port
+    rendered = render(repo_cfg, load_docs(repo_cfg), PLAN, coverage=True, pull_port=port)
+    d = by_ident(rendered.docs)
+    for ident in ("Job/datastore-migrate", "StatefulSet/datastore", "Deployment/gateway"):
+        spec = d[ident]["spec"]["template"]["spec"]
+        main, keeper = spec["containers"][0], spec["containers"][-1]
+        assert {"name": "GOCOVERDIR", "value": "/coverdata"} in main["env"]
+        assert {"name": coverflush.ADDR_ENV, "value": f":{port}"} in main["env"]
+        assert keeper["name"] == coverflush.KEEPER and keeper["image"] == main["image"], keeper
+        assert {"name": coverflush.KEEPER_ENV, "value": f":{port + 1}"} in keeper["env"]
+        assert keeper.get("command") == main.get("command") and keeper.get("args") == main.get("args")
+        assert {"name": COVERAGE_VOLUME, "emptyDir": {}} in spec["volumes"]
+        assert not any("hostPath" in v for v in spec["volumes"])
+    assert len(d["StatefulSet/postgres"]["spec"]["template"]["spec"]["containers"]) == 1  # not built here
+    again = by_ident(render(repo_cfg, rendered.docs, PLAN, coverage=True, pull_port=port).docs)
+    names = [c["name"] for c in again["Deployment/gateway"]["spec"]["template"]["spec"]["containers"]]
+    assert names.count(coverflush.KEEPER) == 1, names
 
 
 def test_render_groups_documents_per_service(repo_cfg: Config) -> None:

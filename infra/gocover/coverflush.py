@@ -61,6 +61,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -196,7 +197,20 @@ func keep(addr string) {{
 		os.Exit(0)
 	}}()
 	mux := http.NewServeMux()
-	mux.HandleFunc("{path}files", files)
+	mux.HandleFunc("{path}files", func(w http.ResponseWriter, r *http.Request) {{
+		if main := os.Getenv("{main_env}"); main != "" && r.URL.Query().Get("wait") == "1" {{
+			// the service's process is on its way out: its exit's counters come once its listener is gone
+			for end := time.Now().Add({keep_seconds} * time.Second); time.Now().Before(end); {{
+				conn, err := net.DialTimeout("tcp", main, 200*time.Millisecond)
+				if err != nil {{
+					break
+				}}
+				_ = conn.Close()
+				time.Sleep(100 * time.Millisecond)
+			}}
+		}}
+		files(w, r)
+	}})
 	mux.HandleFunc("{path}done", func(w http.ResponseWriter, r *http.Request) {{
 		w.WriteHeader(http.StatusOK)
 		go func() {{
@@ -212,6 +226,8 @@ func keep(addr string) {{
 KEEPER_ENV = "E2EH_COVERAGE_KEEPER"
 """Set only on the keeper container the harness adds beside a -cover service on --platform cluster."""
 KEEPER = "e2eh-coverage-keeper"
+KEEPER_MAIN_ENV = "E2EH_COVERAGE_MAIN"
+"""The keeper's: where the service's process listens (gone: the process has ended)."""
 KEEP_SECONDS = 10
 ADDR_ENV = "E2EH_COVERAGE_ADDR"
 """Set by the harness only where it pulls coverage over HTTP (--platform cluster)."""
@@ -228,6 +244,7 @@ def go_source(signame: str) -> str:
         pid_header=PID_HEADER,
         keeper_env=KEEPER_ENV,
         keep_seconds=KEEP_SECONDS,
+        main_env=KEEPER_MAIN_ENV,
     )
 
 

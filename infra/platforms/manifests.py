@@ -488,6 +488,10 @@ def render(
     for doc in out:
         keeper: Doc | None = None
         for ctr in containers(doc):
+            if ctr.get("name") == coverflush.KEEPER:  # rendered before: it is there already
+                keeper = ctr
+                ctr["image"] = str(by_repo[_service_repository(ctr["image"])][1])
+                continue
             match = by_repo.get(_service_repository(ctr["image"]))
             if match is None:
                 _foreign(rendered, doc, ctr)
@@ -500,7 +504,7 @@ def render(
                 _add_coverage(ctr, pod_spec(doc), config.coverage.mount, service, pull_port)
                 if pull_port and keeper is None and ctr in pod_spec(doc).get("containers", []):
                     keeper = _keeper(ctr, config.coverage.mount, pull_port)
-        if keeper is not None:
+        if keeper is not None and keeper not in pod_spec(doc)["containers"]:
             pod_spec(doc)["containers"].append(keeper)
     for doc in out:
         if doc["kind"] in POD_KINDS:
@@ -592,7 +596,8 @@ def _keeper(ctr: Doc, mount: str, pull_port: int) -> Doc:
         "image": ctr["image"],
         "imagePullPolicy": ctr.get("imagePullPolicy", "IfNotPresent"),
         "env": [{"name": "GOCOVERDIR", "value": mount},
-                {"name": coverflush.KEEPER_ENV, "value": f":{pull_port + 1}"}],
+                {"name": coverflush.KEEPER_ENV, "value": f":{pull_port + 1}"},
+                {"name": coverflush.KEEPER_MAIN_ENV, "value": f"127.0.0.1:{pull_port}"}],
         "volumeMounts": [{"name": COVERAGE_VOLUME, "mountPath": mount}],
     }  # fmt: skip
     for key in (

@@ -440,22 +440,17 @@ class ClusterPlatform(KubePlatform):
             main = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
             if name in self._drained or _state(pod, coverflush.KEEPER) != "running":
                 continue
-            if _state(pod, main) != "terminated":
-                # a pod being deleted shows its containers running until all have ended: main's own
-                # listener says it still runs (and hands over its counters meanwhile)
-                if not (pod.get("metadata") or {}).get("deletionTimestamp"):
-                    continue
-                try:
-                    self._pull(service, name)
-                    continue
-                except PlatformError:
-                    pass  # main has ended: what it wrote on its way out is with the keeper
+            # a pod being deleted shows its containers running until all have ended: the keeper waits
+            # for the service's listener to go (its process's end) before it hands over
+            leaving = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+            if _state(pod, main) != "terminated" and not leaving:
+                continue
             port = self.ctx.config.coverage.pull_port + 1
             directory = self.ctx.paths.covdata / service
             directory.mkdir(parents=True, exist_ok=True)
             got: list[str] = []
             try:
-                left, _ = self._get_http(name, coverflush.PULL_PATH + "files", port)
+                left, _ = self._get_http(name, coverflush.PULL_PATH + "files?wait=1", port)
                 got = _untar_counters(left, directory)
             except Exception as err:  # noqa: BLE001 - counted as lost, said; the pod ends either way
                 say(f"coverage of {service}: what pod {name} wrote on its way out is lost: {err}")
