@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from infra.builds import rendertools
+from infra.cleanup import runlock
 from infra.names import LABEL, RUN_LABEL
 from infra.platforms import local_cluster, ports
 from infra.platforms.kube import RealKubeApi
@@ -236,6 +237,9 @@ def confined_kubeconfig(lc: local_cluster.LocalCluster, namespace: str, tmp_path
     return path
 
 
+KEPT_RUN = "20200101-000003-kept"
+
+
 def test_cleanup_removes_the_harness_s_old_namespaces_of_dead_runs_and_nothing_else(
     pair: local_cluster.LocalCluster,
 ) -> None:
@@ -253,10 +257,12 @@ def test_cleanup_removes_the_harness_s_old_namespaces_of_dead_runs_and_nothing_e
             CREATED_LABEL: now,
         },
         f"theirs-{secrets.token_hex(2)}": {RUN_LABEL: "20200101-000002-dead", CREATED_LABEL: hour_ago},
+        f"e2eh-kept-{secrets.token_hex(2)}": {LABEL: "true", RUN_LABEL: KEPT_RUN, CREATED_LABEL: hour_ago},
     }
+    runlock.mark_kept(KEPT_RUN, f"inv down --run-id {KEPT_RUN}", elsewhere=True)
     for name, labels in made.items():
         admin.ensure_namespace(name, labels)
-    old, new, theirs = made
+    old, new, theirs, kept = made
     try:
         argv = [*HARNESS, "cleanup", "--platform", "cluster", "--older-than", "30m"]
         proc = subprocess.run(argv, cwd=REPO, env=cluster_env(pair), capture_output=True, text=True,
@@ -266,6 +272,7 @@ def test_cleanup_removes_the_harness_s_old_namespaces_of_dead_runs_and_nothing_e
         assert f"removed: namespace {old} (run 20200101-000000-dead" in out, out
         assert f"left: namespace {new}: younger than --older-than" in out, out
         assert theirs not in out, out
+        assert f"left: namespace {kept}: kept on purpose; `inv down --run-id {KEPT_RUN}`" in out, out
         argv = [*HARNESS, "cleanup", "--keep-images"]
         podman_cleanup = subprocess.run(argv, cwd=REPO, env=cluster_env(pair), capture_output=True, text=True,
                                         timeout=300, check=False)  # fmt: skip
@@ -274,10 +281,14 @@ def test_cleanup_removes_the_harness_s_old_namespaces_of_dead_runs_and_nothing_e
             SubprocessRunner(), Podman(SubprocessRunner(), podman_env(REPO / ".e2e")), pair
         )
         assert running == (True, True), "the pair is the user's: no cleanup of runs removes its registry"
+        assert runlock.is_kept(KEPT_RUN), (
+            "podman's cleanup cannot see a cluster's namespace: its marker stays"
+        )
         alive = {n["metadata"]["name"]: n["metadata"].get("deletionTimestamp") for n in admin.namespaces("")}
         assert (
             alive.get(new) is None and new in alive and theirs in alive and (old not in alive or alive[old])
         )
     finally:
+        runlock.unmark_kept(KEPT_RUN)
         for name in made:
             admin.delete_namespace(name)

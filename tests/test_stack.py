@@ -46,7 +46,7 @@ class FakePlatform:
     def __init__(self, ctx: Context, name: str = "kind") -> None:
         self.name = name
         self.images_step = {"kind": "load", "cluster": "push"}.get(name, "")
-        self.brings_third_party = name != "cluster"
+        self.brings_third_party = self.on_this_machine = name != "cluster"
         self.ctx = ctx
         self.calls: list[tuple[Any, ...]] = []
         self.lock = threading.Lock()

@@ -267,7 +267,7 @@ def _clean_lock_dir(live: set[str], report: Report, dry_run: bool) -> None:
         if not runlock.is_alive(lock.stem):
             lock.unlink(missing_ok=True)
     for marker in sorted(runlock.LOCK_DIR.glob("*.kept")):
-        if marker.stem not in live:
+        if marker.stem not in live and not runlock.kept_elsewhere(marker.stem):
             marker.unlink(missing_ok=True)
             report.removed.append(f"kept-marker of run {marker.stem} (its stack is gone)")
 

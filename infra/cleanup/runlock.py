@@ -89,16 +89,27 @@ def live_runs() -> list[str]:
     return sorted(p.stem for p in LOCK_DIR.glob("*.lock") if is_alive(p.stem))
 
 
-def mark_kept(run_id: str, remove: str = "") -> None:
-    """remove: the command that removes the stack, as the run printed it (cleanup repeats it)."""
+def mark_kept(run_id: str, remove: str = "", elsewhere: bool = False) -> None:
+    """remove: the command that removes the stack, as the run printed it (cleanup repeats it).
+    elsewhere: the stack is not on this machine (a cluster's namespace): no podman or kind object of
+    this machine tells whether it is still there, so podman's cleanup leaves the marker."""
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    (LOCK_DIR / f"{run_id}.kept").write_text(remove)
+    (LOCK_DIR / f"{run_id}.kept").write_text(remove + ("\n" + ELSEWHERE if elsewhere else ""))
+
+
+ELSEWHERE = "elsewhere"
+
+
+def kept_elsewhere(run_id: str) -> bool:
+    with contextlib.suppress(OSError):
+        return ELSEWHERE in (LOCK_DIR / f"{run_id}.kept").read_text().splitlines()[1:]
+    return False
 
 
 def remove_command(run_id: str) -> str:
     """How a kept stack is removed, from any directory: what its run recorded, else `inv down`."""
     with contextlib.suppress(OSError):
-        recorded = (LOCK_DIR / f"{run_id}.kept").read_text().strip()
+        recorded = (LOCK_DIR / f"{run_id}.kept").read_text().strip().split("\n", 1)[0]
         if recorded:
             return recorded
     return f"inv down --run-id {run_id}"

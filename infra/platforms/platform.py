@@ -84,6 +84,8 @@ class Platform(Protocol):
     """How the images reach the nodes, a setup phase after the builds: load, push, or "" (podman's own)."""
     brings_third_party: bool
     """Whether third-party images come from podman's store (else the cluster pulls them itself)."""
+    on_this_machine: bool
+    """Whether what a run makes lives on this machine (podman objects, kind nodes), for cleanup to see."""
     coverage_via: str
     """How -cover services' counters reach the harness: "signal" (a flush into a directory the harness
     reads, then the graceful stop's) or "pull" (served over HTTP through a port-forward)."""

@@ -163,6 +163,7 @@ class ClusterPlatform(KubePlatform):
     name = "cluster"
     images_step = "push"
     coverage_via = "pull"
+    on_this_machine = False
 
     def __init__(
         self,
@@ -660,6 +661,9 @@ def clean(
             continue
         if runlock.is_alive(run):
             left.append(f"namespace {name}: its run {run} is still going")
+            continue
+        if runlock.is_kept(run):
+            left.append(f"namespace {name}: kept on purpose; `{runlock.remove_command(run)}`")
             continue
         if not dry_run:
             api.delete_namespace(name)

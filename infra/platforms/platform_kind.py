@@ -53,6 +53,7 @@ class KindPlatform(KubePlatform):
     images_step = "load"
     brings_third_party = True
     coverage_via = "signal"
+    on_this_machine = True
 
     @classmethod
     def refusals(cls, request: Request) -> list[str]:

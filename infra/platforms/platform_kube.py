@@ -77,6 +77,7 @@ class KubePlatform:
     images_step = ""
     brings_third_party = True
     coverage_via = "signal"
+    on_this_machine = True
 
     def __init__(
         self, ctx: Context, namespace: str, kubeconfig: Path, api_factory: Callable[[], KubeApi]

@@ -70,6 +70,7 @@ class PodmanPlatform:
     images_step = ""
     brings_third_party = True
     coverage_via = "signal"
+    on_this_machine = True
 
     @classmethod
     def refusals(cls, request: Request) -> list[str]:

@@ -372,7 +372,8 @@ class Run:
         if self.stack is not None and keep:
             if self.setup_seconds is None:  # setup failed: `inv down --run-id` works as printed
                 state.write(self.paths, self.stack.state("failed"), latest=False)
-            runlock.mark_kept(self.paths.run_id, remove_command(self.cfg, self.paths))
+            elsewhere = not self.stack.platform.on_this_machine
+            runlock.mark_kept(self.paths.run_id, remove_command(self.cfg, self.paths), elsewhere=elsewhere)
             self._print_kept()
         elif self.stack is not None:
             with self.timeline.timed("teardown"):
