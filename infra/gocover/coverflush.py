@@ -19,6 +19,7 @@ another process of the image that exited meanwhile (an exec probe).
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import os
@@ -259,6 +260,29 @@ def meta_hash(meta: bytes) -> str:
     return meta[24:40].hex()
 
 
+class CoverageMode(enum.StrEnum):
+    """How a run's counters reach the harness: decided once (resolve), read everywhere else."""
+
+    OFF = "off"
+    AT_STOP = "at stop"  # flush_signal = "off": only the graceful stop writes them
+    SIGNAL = "signal"  # flushed on a signal into a directory the harness reads, and at the stop
+    PULL = "pull"  # served over HTTP, pulled through port-forwards (no node to read)
+
+    @property
+    def flushes(self) -> bool:
+        """Counters can be taken from running processes (before a restart, around a test)."""
+        return self in (CoverageMode.SIGNAL, CoverageMode.PULL)
+
+
+def resolve(requested: bool, config: Config, via: str) -> CoverageMode:
+    """--coverage, the config's flush_signal and the provider's way (Platform.coverage_via)."""
+    if not requested:
+        return CoverageMode.OFF
+    if not enabled(config):
+        return CoverageMode.AT_STOP
+    return CoverageMode.PULL if via == "pull" else CoverageMode.SIGNAL
+
+
 def enabled(config: Config) -> bool:
     return config.coverage.flush_signal != OFF
 
@@ -399,7 +423,7 @@ def flush(ctx: Context, services: Sequence[str], send: Signaller) -> dict[str, l
     Containerfile has no flush file and is skipped too.
     """
     cfg = ctx.config
-    if not ctx.coverage or not enabled(cfg):
+    if ctx.coverage_mode is not CoverageMode.SIGNAL:
         return {}
     sig = cfg.coverage.flush_signal
     names = [s for s in services if s in cfg.names() and flushable(cfg, s)]

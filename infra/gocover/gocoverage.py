@@ -173,7 +173,7 @@ def describe(report: CoverageReport) -> str:
 
 def flush_before_stop(platform: Platform) -> None:
     """Counters on disk before the stop: a process killed or crashing on its way out loses nothing."""
-    if not (platform.ctx.coverage and coverflush.enabled(platform.ctx.config)):
+    if not platform.ctx.coverage_mode.flushes:
         return
     try:
         flushed = platform.flush_coverage(None)

@@ -11,6 +11,7 @@ from typing import Protocol
 from infra import waits
 from infra.checks import Check
 from infra.config import Config
+from infra.gocover import coverflush
 from infra.images import ImageRef
 from infra.paths import RunPaths
 from infra.platforms.manifests import Doc, Rendered
@@ -33,11 +34,16 @@ class Context:
     runner: Runner
     podman: Podman
     coverage: bool = False
+    coverage_via: str = "signal"  # the provider's (Platform.coverage_via): with coverage, the mode
     host_ports: Mapping[int, int] = field(default_factory=dict)  # nodePort -> 127.0.0.1 port
     cluster: str = ""  # kind: cluster name
     reuse: bool = False  # kind: the cluster was not ours to create or delete
     rendered: Rendered = field(default_factory=lambda: Rendered([]))
     """What the run deploys (podman plans its network from it); empty when read back from state."""
+
+    @property
+    def coverage_mode(self) -> coverflush.CoverageMode:
+        return coverflush.resolve(self.coverage, self.config, self.coverage_via)
 
     @property
     def run_id(self) -> str:

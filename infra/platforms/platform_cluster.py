@@ -394,7 +394,7 @@ class ClusterPlatform(KubePlatform):
         """Pull each running process's counters (and clear them) through a port-forward to the port
         the coverage build serves them on; written into the run's covdata as a flush writes them."""
         cfg = self.ctx.config
-        if not self.ctx.coverage:
+        if self.ctx.coverage_mode is not coverflush.CoverageMode.PULL:
             return {}
         names = [s for s in (list(self.workloads) if services is None else services)
                  if coverflush.flushable(cfg, s)]  # fmt: skip
@@ -415,7 +415,7 @@ class ClusterPlatform(KubePlatform):
     def restart(self, service: str) -> None:
         """As on kind; with coverage, also until the old pods are gone, what they wrote on their way out
         handed over (a kind node's hostPath keeps it; here their keepers must be asked)."""
-        if not (self.ctx.coverage and coverflush.flushable(self.ctx.config, service)):
+        if not (self.ctx.coverage_mode.flushes and coverflush.flushable(self.ctx.config, service)):
             super().restart(service)
             return
         selectors = [self._selector(self._get(i).get("spec", {})) for i in self._idents(service)]
@@ -434,7 +434,9 @@ class ClusterPlatform(KubePlatform):
     def _drain_leaving(self, service: str, pods: list[dict[str, Any]]) -> None:
         """A pod whose service process ended (a Job's, or one stopped) while its keeper runs: take what
         the process wrote on its way out, then let the keeper go (the pod ends with it)."""
-        if not (self.ctx.coverage and service and coverflush.flushable(self.ctx.config, service)):
+        if not (
+            self.ctx.coverage_mode.flushes and service and coverflush.flushable(self.ctx.config, service)
+        ):
             return
         for pod in pods:
             name = str(pod["metadata"]["name"])

@@ -443,7 +443,7 @@ class KubePlatform:
 
     def _flush_before_end(self, service: str) -> None:
         """What the old pods counted survives a restart or stop that kills them at the grace period."""
-        if self.ctx.coverage and coverflush.flushable(self.ctx.config, service):
+        if self.ctx.coverage_mode.flushes and coverflush.flushable(self.ctx.config, service):
             self.flush_coverage([service])
 
     def collect_api_diagnostics(self, into: Path) -> None:

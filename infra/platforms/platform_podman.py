@@ -790,7 +790,7 @@ class PodmanPlatform:
 
     def _flush_before_end(self, service: str) -> None:
         """What the old process counted survives a restart or stop that kills it at the grace period."""
-        if self.ctx.coverage and coverflush.flushable(self.ctx.config, service):
+        if self.ctx.coverage_mode.flushes and coverflush.flushable(self.ctx.config, service):
             self.flush_coverage([service])
 
 

@@ -302,6 +302,7 @@ def platform_from_state(state: RunState, runner: Runner | None = None) -> Platfo
         runner=runner,
         podman=make_podman(cfg, runner, root),
         coverage=bool(data.get("coverage")),
+        coverage_via=platform_class(data["platform"]).coverage_via,
         host_ports={int(k): int(v) for k, v in data.get("host_ports", {}).items()},
         cluster=own.get("cluster", ""),
         reuse=bool(own.get("reuse")),

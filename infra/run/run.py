@@ -223,7 +223,8 @@ class Run:
                 plan = plan_images(
                     cfg, coverage=opts.coverage, toolchain=go_version(self.runner), runner=self.runner
                 )
-                pulled = platform_class(choice.name).coverage_via == "pull"
+                via = platform_class(choice.name).coverage_via
+                pulled = coverflush.resolve(opts.coverage, cfg, via) is coverflush.CoverageMode.PULL
                 pull_port = cfg.coverage.pull_port if pulled else 0
                 rendered = manifests.render(
                     cfg, self._docs(), plan, coverage=opts.coverage, pull_port=pull_port
@@ -237,6 +238,7 @@ class Run:
                 runner=self.runner,
                 podman=self.podman,
                 coverage=opts.coverage,
+                coverage_via=via,
                 host_ports=host_ports,
                 cluster=opts.reuse or resource_name(self.paths.run_id),
                 reuse=bool(opts.reuse),
