@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from invoke import Collection, Exit, task
 
+from infra.run.options import task_help
+
 CONFIG = "config file (default: e2e.toml)"
 COVERAGE = "build -cover binaries"
-PLATFORM = "kind, podman or auto"
 
 
 def _infra(command: str, *positional: str, config: str = "", **flags: str | bool) -> None:
@@ -49,9 +50,7 @@ def load_image(c, cluster, archive="", config=""):
     _infra("load-image", config=config, cluster=cluster, archive=archive)
 
 
-@task(
-    help={"platform": PLATFORM, "reuse": "existing kind cluster NAME", "config": CONFIG, "coverage": COVERAGE}
-)
+@task(help={**task_help("platform", "reuse", "coverage"), "config": CONFIG})
 def up(c, platform="", reuse="", config="", coverage=False):
     """Bring the stack up and keep it (then `pytest e2e/`, then `inv down`)."""
     _infra("up", config=config, platform=platform, reuse=reuse, coverage=coverage)
@@ -120,7 +119,7 @@ def render_tools(c, config=""):
     _infra("render-tools", config=config)
 
 
-@task(help={"platform": PLATFORM, "config": CONFIG})
+@task(help={**task_help("platform"), "config": CONFIG})
 def doctor(c, platform="", config=""):
     """Check podman, Go, kind, ports and disk before a run; one line per problem."""
     _infra("doctor", config=config, platform=platform)

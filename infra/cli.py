@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from infra import config as config_mod
 from infra.builds import gotool
@@ -19,6 +20,7 @@ from infra.names import InvalidName
 from infra.paths import RunPaths, artifacts_dir, images_archive
 from infra.podman_cli import Podman
 from infra.proc import CommandError, SubprocessRunner
+from infra.run import options as run_options
 
 GO_TIMEOUT = 3600.0
 NODE_IMAGE_GO = gotool.Requirement("1.26", "Kubernetes v1.37 (infra/nodeimage/recipe.py)")
@@ -41,20 +43,9 @@ def _go(cfg: Config, minimum: gotool.Requirement | None = None) -> gotool.GoChoi
 def cmd_e2e(ns: argparse.Namespace) -> int:
     from infra.run.run import Options, e2e
 
+    then: Literal["keep", "test"] = "keep" if ns.command == "up" else "test"
     return e2e(
-        Options(
-            config=ns.config,
-            platform=ns.platform,
-            reuse=ns.reuse,
-            coverage=ns.coverage,
-            then="keep" if ns.command == "up" else "test",
-            keep=getattr(ns, "keep", False),
-            sequential=getattr(ns, "sequential", False),
-            fail_under=getattr(ns, "fail_under", None),
-            pytest_args=tuple(ns.pytest_args),
-            force_build=getattr(ns, "rebuild", False),
-            per_test=getattr(ns, "per_test", False),
-        )
+        Options(config=ns.config, then=then, pytest_args=tuple(ns.pytest_args), **run_options.values(ns))
     )
 
 
@@ -266,24 +257,7 @@ def parser() -> argparse.ArgumentParser:
         ("up", "bring the stack up, keep it"),
     ):
         sp = command(name, cmd_e2e, helptext)
-        sp.add_argument("--platform", choices=["auto", "kind", "podman", "cluster"], default=None)
-        sp.add_argument("--reuse", default="", metavar="NAME", help="use existing kind cluster NAME")
-        sp.add_argument("--coverage", action="store_true", help="build -cover binaries, collect coverage")
-    e = sub.choices["e2e"]
-    e.add_argument("--keep", action="store_true", help="keep the stack up afterwards")
-    e.add_argument("--sequential", action="store_true", help="run setup phases one by one")
-    e.add_argument("--fail-under", type=float, default=None, metavar="PCT")
-    e.add_argument(
-        "--rebuild",
-        action="store_true",
-        help="rebuild every image the harness builds (services, stand-ins) even if up to date",
-    )
-    e.add_argument(
-        "--per-test",
-        action="store_true",
-        help="with --coverage: run the tests one at a time, each one's Go coverage on its own "
-        "(coverage/e2e/per-test/)",
-    )
+        run_options.add_arguments(sp, name)
 
     command("down", cmd_down, "remove a stack that `up` or --keep left").add_argument(
         "--run-id", default="", help="default: the newest run"
@@ -307,7 +281,7 @@ def parser() -> argparse.ArgumentParser:
     cr.add_argument("--input", required=True, help="covdata dir (per-service subdirs)")
     cr.add_argument("--output", default="", help="report dir (default: coverage/report)")
     command("doctor", cmd_doctor, "check podman, Go, kind, ports and disk").add_argument(
-        "--platform", choices=["auto", "kind", "podman", "cluster"], default=None
+        "--platform", choices=run_options.PLATFORMS, default=None
     )
     for name, helptext in (
         ("clean-stale-clusters", "delete stale kind clusters the harness created"),

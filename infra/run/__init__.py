@@ -1,6 +1,7 @@
 """One run and its phases, and the commands built on runs.
 
     run           setup, pytest, [coverage], diagnostics on failure, teardown or keep
+    options       the run's options, declared once (argparse, the invoke tasks' help, Options)
     testrun       the E2E suite: parallel first, the serial group after, a summary
     diagnostics   what a failed run leaves for a human to read
     doctor        preflight: can this machine run the harness (the first phase of a run)
