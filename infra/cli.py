@@ -118,6 +118,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 def cmd_cleanup(ns: argparse.Namespace) -> int:
     """clean-stale-clusters: kind's; cleanup: kind's and podman's, or the one --platform names."""
     from infra.cleanup import cleanup
+    from infra.platforms.platform import Sweep
     from infra.platforms.stack import platform_class
 
     cfg, runner, podman = _tools(ns)
@@ -126,11 +127,10 @@ def cmd_cleanup(ns: argparse.Namespace) -> int:
         names = ["kind"]
     removed: list[str] = []
     left: list[str] = []
+    sweep = Sweep(cleanup.parse_age(ns.older_than), ns.dry_run, getattr(ns, "all", False),
+                  getattr(ns, "keep_images", False))  # fmt: skip
     for name in names:
-        got = platform_class(name).clean(
-            cfg, runner, podman, older_than=cleanup.parse_age(ns.older_than), dry_run=ns.dry_run,
-            all_=getattr(ns, "all", False), keep_images=getattr(ns, "keep_images", False),
-        )  # fmt: skip
+        got = platform_class(name).clean(cfg, runner, podman, sweep)
         removed, left = removed + got[0], left + got[1]
     for line in cleanup.Report(removed, left).lines(ns.dry_run):
         say(line)

@@ -71,6 +71,20 @@ class Context:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """What a cleanup asks of a provider (Platform.clean)."""
+
+    older_than: float  # seconds
+    dry_run: bool = False
+    all_: bool = False  # kind: every harness cluster, whatever its age
+    keep_images: bool = False
+
+
+Swept = tuple[list[str], list[str]]
+"""(removed, left with why)"""
+
+
+@dataclass(frozen=True)
 class Request:
     """What a run asks of a provider, answered before anything starts (Platform.refusals)."""
 
@@ -117,17 +131,7 @@ class Platform(Protocol):
         ...
 
     @classmethod
-    def clean(
-        cls,
-        config: Config,
-        runner: Runner,
-        podman: Podman,
-        *,
-        older_than: float,
-        dry_run: bool,
-        all_: bool = False,
-        keep_images: bool = False,
-    ) -> tuple[list[str], list[str]]:
+    def clean(cls, config: Config, runner: Runner, podman: Podman, what: Sweep) -> Swept:
         """What earlier runs left on this provider and only that: (removed, left with why)."""
         ...
 

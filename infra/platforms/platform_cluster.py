@@ -40,7 +40,7 @@ from infra.names import LABEL, RUN_LABEL, InvalidName, check_dns_label, resource
 from infra.platforms import forwards
 from infra.platforms.kube import KubeApi, RealKubeApi
 from infra.platforms.manifests import Doc, ManifestError, Rendered, containers
-from infra.platforms.platform import Context, PlatformError, Request
+from infra.platforms.platform import Context, PlatformError, Request, Sweep, Swept
 from infra.platforms.platform_kube import KubePlatform
 from infra.podman_cli import Podman
 from infra.proc import Runner
@@ -230,18 +230,8 @@ class ClusterPlatform(KubePlatform):
         return problems + refusals(t, rendered)
 
     @classmethod
-    def clean(
-        cls,
-        config: Config,
-        runner: Runner,
-        podman: Podman,
-        *,
-        older_than: float,
-        dry_run: bool,
-        all_: bool = False,
-        keep_images: bool = False,
-    ) -> tuple[list[str], list[str]]:
-        return clean(config, older_than=older_than, dry_run=dry_run)
+    def clean(cls, config: Config, runner: Runner, podman: Podman, what: Sweep) -> Swept:
+        return clean(config, older_than=what.older_than, dry_run=what.dry_run)
 
     @classmethod
     def doctor(cls, config: Config, runner: Runner, podman: Podman, *, cached: bool) -> list[Check]:

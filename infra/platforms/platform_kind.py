@@ -35,7 +35,7 @@ from infra.paths import make_open_dir, scratch_dir
 from infra.platforms import hostfixes, kind_config
 from infra.platforms.kube import KubeApi, RealKubeApi
 from infra.platforms.manifests import Rendered
-from infra.platforms.platform import Context, ImageMissing, PlatformError, Request
+from infra.platforms.platform import Context, ImageMissing, PlatformError, Request, Sweep, Swept
 from infra.platforms.platform_kube import KubePlatform
 from infra.podman_cli import Podman
 from infra.proc import CommandError, Runner, tail
@@ -70,22 +70,12 @@ class KindPlatform(KubePlatform):
         return []
 
     @classmethod
-    def clean(
-        cls,
-        config: Config,
-        runner: Runner,
-        podman: Podman,
-        *,
-        older_than: float,
-        dry_run: bool,
-        all_: bool = False,
-        keep_images: bool = False,
-    ) -> tuple[list[str], list[str]]:
+    def clean(cls, config: Config, runner: Runner, podman: Podman, what: Sweep) -> Swept:
         """The harness's stale kind clusters (no live run holds them, not kept); never anyone else's."""
         from infra.cleanup import cleanup
 
         report = cleanup.clean_stale_clusters(
-            runner, podman, older_than=older_than, dry_run=dry_run, all_=all_,
+            runner, podman, older_than=what.older_than, dry_run=what.dry_run, all_=what.all_,
             provider=config.platform.kind_provider, scratch=scratch_dir(config.root),
         )  # fmt: skip
         return report.removed, report.left

@@ -44,7 +44,7 @@ from infra.platforms.manifests import (
     pod_spec,
     selects,
 )
-from infra.platforms.platform import Context, ImageMissing, PlatformError, Request
+from infra.platforms.platform import Context, ImageMissing, PlatformError, Request, Sweep, Swept
 from infra.platforms.podman_hosts import AddressError, Addresses
 from infra.podman_cli import Podman
 from infra.proc import CommandError, CommandTimeout, Runner, tail
@@ -82,21 +82,11 @@ class PodmanPlatform:
         return []
 
     @classmethod
-    def clean(
-        cls,
-        config: Config,
-        runner: Runner,
-        podman: Podman,
-        *,
-        older_than: float,
-        dry_run: bool,
-        all_: bool = False,
-        keep_images: bool = False,
-    ) -> tuple[list[str], list[str]]:
+    def clean(cls, config: Config, runner: Runner, podman: Podman, what: Sweep) -> Swept:
         """Containers, pods, networks, volumes, images, archives and run dirs of finished runs."""
         from infra.cleanup import cleanup
 
-        report = cleanup.clean_podman(podman, config.root, dry_run=dry_run, images=not keep_images)
+        report = cleanup.clean_podman(podman, config.root, dry_run=what.dry_run, images=not what.keep_images)
         return report.removed, report.left
 
     @classmethod
